@@ -1,0 +1,261 @@
+"""The `irstream` command line.  Commands only parse options and call the package."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from irstream.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Find and track small targets in infrared video.")
+out = Console()
+err = Console(stderr=True)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "lrrnet_light_sirst.safetensors"
+DEFAULT_SIRST = REPO_ROOT.parent / "shared" / "data" / "sirst-v1"
+
+
+def user_errors(fn):
+    """Show a UserError as one line on stderr and exit 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+
+
+def _metrics_table(title: str, rows: dict[str, dict]) -> Table:
+    t = Table(title=title)
+    for col in ("set", "IoU (%)", "nIoU (%)", "Pd (%)", "Fa (x1e-6)", "images", "targets"):
+        t.add_column(col, justify="right" if col != "set" else "left")
+    for name, m in rows.items():
+        t.add_row(name, f"{m['iou']:.2f}", f"{m['niou']:.2f}", f"{m['pd']:.2f}", f"{m['fa']:.2f}",
+                  str(m["images"]), str(m["targets"]))
+    return t
+
+
+@app.command()
+@user_errors
+def models() -> None:
+    """List the registered models with their size."""
+    from irstream.models import MODEL_CFGS, build_model, count_parameters
+
+    t = Table(title="models")
+    for col in ("name", "channels", "blocks", "groups", "params", "pad to"):
+        t.add_column(col, no_wrap=True)
+    for name, cfg in MODEL_CFGS.items():
+        t.add_row(name, "/".join(map(str, cfg.channels)), str(cfg.blocks_per_stage), str(cfg.groups),
+                  f"{count_parameters(build_model(name)):,}", str(cfg.size_multiple))
+    out.print(t)
+
+
+@app.command()
+@user_errors
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, metrics.csv, best.safetensors.")] = Path("runs/train"),
+    model: Annotated[str, typer.Option(help="Registered model name (see `irstream models`).")] = "lrrnet",
+    data: Annotated[Path, typer.Option(help="SIRST-style dataset root.")] = DEFAULT_SIRST,
+    train_split: str = "train",
+    val_split: str = "val",
+    test_split: Annotated[str, typer.Option(help="Evaluated once with the best weights at the end; '' to skip.")] = "test",
+    extra_data: Annotated[Optional[list[Path]], typer.Option(help="More SIRST-style roots (their 'train' split), e.g. NUDT-SIRST.")] = None,
+    epochs: int = 400,
+    batch: int = 8,
+    lr: float = 1e-4,
+    rec_weight: Annotated[float, typer.Option(help="Weight of the reconstruction MSE.")] = 0.1,
+    crop: Annotated[int, typer.Option(help="Square crop side in px; 0 = whole images resized to --resize.")] = 0,
+    resize: int = 512,
+    target_crop_share: float = 0.7,
+    flips: bool = True,
+    synthetic_share: Annotated[float, typer.Option(help="Share of each batch from the synthetic generator.")] = 0.0,
+    val_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 1,
+    max_minutes: Annotated[float, typer.Option(help="Wall-time budget; the lr decays over it. 0 = by epochs.")] = 0.0,
+    seed: int = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch; 0 = torch's default.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
+) -> None:
+    """Train LRRNet (the paper's recipe by default), keep the best epoch on the validation split."""
+    from irstream.models import MODEL_CFGS
+    from irstream.train import TrainConfig, train as run_train
+
+    if model not in MODEL_CFGS:
+        raise UserError(f"--model {model}: unknown; known: {', '.join(sorted(MODEL_CFGS))}")
+    try:
+        cfg = TrainConfig(model=model, data=str(data), train_split=train_split, val_split=val_split,
+                          extra_data=[str(p) for p in extra_data or []], epochs=epochs, batch=batch, lr=lr,
+                          rec_weight=rec_weight, crop_px=crop, resize_px=resize, target_crop_share=target_crop_share,
+                          flips=flips, synthetic_share=synthetic_share, val_every=val_every, max_minutes=max_minutes,
+                          seed=seed, threads=threads)
+    except ValueError as exc:
+        raise UserError(f"train options: {exc}") from None
+    with _progress() as prog:
+        state = run_train(cfg, out_dir, resume=resume, progress=prog)
+    out.print(f"best epoch {state['best_epoch']} (val IoU {state['best_iou']:.2f}) -> {out_dir / 'best.safetensors'}")
+    if test_split:
+        _report_test(out_dir / "best.safetensors", data, test_split)
+
+
+def _report_test(weights: Path, data: Path, split: str) -> None:
+    """The one look at the test split: evaluate the val-selected weights, write it on the card."""
+    from irstream.evaluate import evaluate_weights
+    from irstream.weights import card_path, read_card
+
+    res = evaluate_weights(weights, data, split, device="cpu")
+    card = read_card(weights)
+    card.setdefault("metrics", {})[split] = {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()}
+    card["metrics"][f"{split}_measured_by"] = f"irstream eval --data {data} --split {split} --weights {weights} --device cpu"
+    card_path(weights).write_text(json.dumps(card, indent=2) + "\n")
+    out.print(_metrics_table(f"{weights.name} on {data.name}/{split}", {split: res}))
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    data: Annotated[Path, typer.Option(help="SIRST-style dataset root.")] = DEFAULT_SIRST,
+    split: str = "test",
+    weights: Annotated[Path, typer.Option(help="A .safetensors file written by irstream.")] = DEFAULT_WEIGHTS,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """IoU, nIoU, Pd and Fa of a model on a dataset split (the field's conventions)."""
+    from irstream.evaluate import evaluate_weights
+
+    res = evaluate_weights(weights, data, split, device=device)
+    if as_json:
+        print(json.dumps({"weights": str(weights), "data": str(data), "split": split, **res}))
+    else:
+        out.print(_metrics_table(f"{weights.name} on {data.name}/{split}", {split: res}))
+
+
+@app.command()
+@user_errors
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, TIFF, BMP; 8- or 16-bit).")],
+    weights: Annotated[Path, typer.Option(help="A .safetensors file written by irstream.")] = DEFAULT_WEIGHTS,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threshold: Annotated[float, typer.Option(help="Target probability threshold (0.5 = logit > 0).")] = 0.5,
+    min_area: Annotated[int, typer.Option(help="Smallest target, pixels.")] = 1,
+    max_area: Annotated[int, typer.Option(help="Largest target, pixels.")] = 400,
+    mask_dir: Annotated[Optional[Path], typer.Option(help="Write <name>_mask.png here.")] = None,
+    overlay_dir: Annotated[Optional[Path], typer.Option(help="Write <name>_overlay.png here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per image instead of tables.")] = False,
+) -> None:
+    """Find targets in still images: centroid, box, area, scores."""
+    from irstream.detect import detect_image, write_mask, write_overlay
+    from irstream.segment import Segmenter, resolve_device
+    from irstream.targets import TargetConfig
+    from irstream.weights import load_weights
+
+    try:
+        tcfg = TargetConfig(score_threshold=threshold, min_area_px=min_area, max_area_px=max_area)
+    except ValueError as exc:
+        raise UserError(f"detect options: {exc}") from None
+    missing = [p for p in images if not p.is_file()]
+    if missing:
+        raise UserError(f"{missing[0]}: no such image file")
+    model, _ = load_weights(weights)
+    seg = Segmenter(model, resolve_device(device))
+    for path in images:
+        res = detect_image(seg, path, tcfg)
+        extra = {}
+        if mask_dir:
+            extra["mask"] = str(write_mask(res, mask_dir, threshold))
+        if overlay_dir:
+            extra["overlay"] = str(write_overlay(res, overlay_dir))
+        if as_json:
+            print(json.dumps({"image": str(path), "height": res.image.shape[0], "width": res.image.shape[1],
+                              "targets": res.detections.to_records(), **extra}))
+            continue
+        t = Table(title=f"{path.name}: {len(res.detections)} target(s)")
+        for col in ("#", "x", "y", "box x0,y0,x1,y1", "area px", "peak", "mean", "contrast"):
+            t.add_column(col, justify="right")
+        for i, r in enumerate(res.detections.to_records()):
+            t.add_row(str(i), f"{r['x']:.1f}", f"{r['y']:.1f}", ",".join(map(str, r["bbox"])), str(r["area_px"]),
+                      f"{r['peak_score']:.3f}", f"{r['mean_score']:.3f}", f"{r['contrast']:.3f}")
+        out.print(t)
+        for k, v in extra.items():
+            out.print(f"{k}: {v}")
+
+
+synth_app = typer.Typer(no_args_is_help=True, help="Synthetic IR data, deterministic by seed.")
+app.add_typer(synth_app, name="synth")
+
+
+def _shape(height: int, width: int) -> tuple[int, int]:
+    if height < 16 or width < 16:
+        raise UserError(f"--height/--width {height}x{width}: both must be at least 16 px")
+    return height, width
+
+
+@synth_app.command("images")
+@user_errors
+def synth_images(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write (SIRST convention: images/, masks/, splits/).")],
+    count: int = 200,
+    seed: int = 0,
+    height: int = 256,
+    width: int = 256,
+    bit_depth: Annotated[int, typer.Option(help="8 or 16.")] = 8,
+    background: Annotated[Optional[str], typer.Option(help="sky, sea or ground; default: drawn per image.")] = None,
+) -> None:
+    """Write single images with masks, split 50/50 into train and test."""
+    from irstream.data.synthetic import BACKGROUNDS, write_image_set
+
+    if bit_depth not in (8, 16):
+        raise UserError(f"--bit-depth {bit_depth}: must be 8 or 16")
+    if background is not None and background not in BACKGROUNDS:
+        raise UserError(f"--background {background}: must be one of {', '.join(BACKGROUNDS)}")
+    names = write_image_set(out_dir, count, seed, _shape(height, width), bit_depth, kind=background)
+    out.print(f"wrote {len(names)} images and masks to {out_dir}")
+
+
+@synth_app.command("sequence")
+@user_errors
+def synth_sequence_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write: numbered frames and gt/gt.txt (MOTChallenge).")],
+    frames: int = 100,
+    seed: int = 0,
+    height: int = 256,
+    width: int = 320,
+    background: Annotated[str, typer.Option(help="sky, sea or ground.")] = "sky",
+    targets: int = 4,
+    bit_depth: Annotated[int, typer.Option(help="8 (PNG) or 16 (TIFF).")] = 8,
+) -> None:
+    """Write a sequence of moving targets with per-frame ground truth."""
+    from irstream.data.synthetic import BACKGROUNDS, write_sequence
+
+    if background not in BACKGROUNDS:
+        raise UserError(f"--background {background}: must be one of {', '.join(BACKGROUNDS)}")
+    if bit_depth not in (8, 16):
+        raise UserError(f"--bit-depth {bit_depth}: must be 8 or 16")
+    n = write_sequence(out_dir, frames, seed, _shape(height, width), background, targets, bit_depth)
+    out.print(f"wrote {frames} frames ({n} ground-truth boxes) to {out_dir}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
