@@ -216,7 +216,9 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             return min(1.0, (time.monotonic() - t_start) / (60.0 * cfg.max_minutes))
         return state["step"] / total_steps
 
-    task = progress.add_task("train", total=total_steps, completed=state["step"]) if progress else None
+    # With a wall-time budget the step count is unknown up front: the bar then only pulses.
+    bar_total = None if cfg.max_minutes else total_steps
+    task = progress.add_task("train", total=bar_total, completed=state["step"]) if progress else None
     while state["epoch"] < cfg.epochs and progress_fraction() < 1.0:
         order = rng.permutation(len(train_set))
         losses = []

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from irstream.cli import DEFAULT_WEIGHTS, app
 from irstream.data.sirst import load_sample
+from irstream.data.synthetic import write_image_set
 from irstream.metrics import components
 
 from conftest import REPO, SIRST, needs_sirst
@@ -69,7 +70,8 @@ def test_detect_missing_image_is_one_line(tmp_path):
 def test_eval_refuses_a_pickle(tmp_path):
     bad = tmp_path / "model.pt"
     torch.save({"w": torch.zeros(2)}, bad)
-    result = runner.invoke(app, ["eval", "--weights", str(bad), "--data", str(tmp_path)])
+    write_image_set(tmp_path / "data", 2, seed=0, shape=(32, 32))
+    result = runner.invoke(app, ["eval", "--weights", str(bad), "--data", str(tmp_path / "data")])
     _one_line_error(result, "model.pt", "never loads")
 
 
