@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from irstream.errors import UserError
 from irstream.models import LRRNet
 
 
@@ -18,8 +19,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from irstream.errors import UserError
-
         raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
     return torch.device(name)
 

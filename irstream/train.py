@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -106,8 +106,6 @@ def crop_pair(s: Sample, size: int, rng: np.random.Generator, centred: bool) -> 
 
 
 def resize_pair(s: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
     img = cv2.resize(s.image, (size, size), interpolation=cv2.INTER_LINEAR)
     mask = cv2.resize(s.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
     return img, mask

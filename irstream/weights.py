@@ -14,11 +14,11 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from irstream.errors import UserError
-from irstream.models import LRRNet, LRRNetCfg, MODEL_CFGS
+from irstream.models import LRRNet, LRRNetCfg
 
 FORMAT = "irstream-weights/1"
 
@@ -54,16 +54,15 @@ def read_card(weights: str | Path) -> dict:
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if not path.is_file():
         raise UserError(f"{path}: no such weights file; pass --weights with a .safetensors file")
-    head = path.read_bytes()[:2]
+    with path.open("rb") as f:
+        head = f.read(2)
     if head[:1] == b"\x80" or head == b"PK":
         raise UserError(f"{path}: this is a pickle/torch.save file, which irstream never loads; "
                         "convert it to safetensors with a tool you trust")
     try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"{path}: not a valid safetensors file (truncated or corrupt?): {exc}") from None
     return tensors, meta
@@ -101,7 +100,3 @@ def _load_state(model: LRRNet, tensors: dict[str, torch.Tensor], path: Path) -> 
         raise UserError(f"{path}: weights do not fit the model ({len(missing)} missing, "
                         f"{len(unexpected)} unexpected, {len(wrong)} wrong-shaped tensors, e.g. '{first}')")
     model.load_state_dict(tensors)
-
-
-def known_models() -> list[str]:
-    return sorted(MODEL_CFGS)

@@ -13,7 +13,7 @@ skips taken from the stem, every encoder block and every downsampling.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
