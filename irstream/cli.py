@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from irstream.errors import UserError
@@ -31,7 +33,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -93,6 +95,7 @@ def train(
     seed: int = 0,
     threads: Annotated[int, typer.Option(help="CPU threads for torch; 0 = torch's default.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
+    init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these irstream weights (same model).")] = None,
 ) -> None:
     """Train LRRNet (the paper's recipe by default), keep the best epoch on the validation split."""
     from irstream.models import MODEL_CFGS
@@ -105,7 +108,7 @@ def train(
                           extra_data=[str(p) for p in extra_data or []], epochs=epochs, batch=batch, lr=lr,
                           rec_weight=rec_weight, crop_px=crop, resize_px=resize, target_crop_share=target_crop_share,
                           flips=flips, synthetic_share=synthetic_share, val_every=val_every, max_minutes=max_minutes,
-                          seed=seed, threads=threads)
+                          seed=seed, threads=threads, init_weights=str(init or ""))
     except ValueError as exc:
         raise UserError(f"train options: {exc}") from None
     with _progress() as prog:
@@ -195,6 +198,155 @@ def detect(
         out.print(t)
         for k, v in extra.items():
             out.print(f"{k}: {v}")
+
+
+@app.command()
+@user_errors
+def run(
+    source: Annotated[Optional[str], typer.Argument(help="Video file, image folder or glob, camera index or /dev/video path, "
+                                                         "rtsp:// or http:// URL, GStreamer pipeline; default: the pipeline's.")] = None,
+    pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML (see pipelines/); default: pipelines/default.toml.")] = None,
+    preview: Annotated[Optional[bool], typer.Option("--preview/--no-preview", help="Show a window (q/Esc quits, space pauses).")] = None,
+    save: Annotated[Optional[str], typer.Option(help="Write the annotated video here (.mp4, .mkv lossless, .avi).")] = None,
+    jsonl: Annotated[Optional[str], typer.Option(help="Write one JSON message per frame here.")] = None,
+    mot: Annotated[Optional[str], typer.Option(help="Write confirmed tracks as MOTChallenge CSV here.")] = None,
+    publish: Annotated[Optional[str], typer.Option(help="Publish over ZeroMQ, e.g. tcp://127.0.0.1:5556.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="auto, file (never drop) or live (newest frame wins).")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
+) -> None:
+    """Detect and track targets in a video, image sequence, camera or stream."""
+    import threading
+
+    from irstream.config import load_pipeline, override
+    from irstream.pipeline import Pipeline, graceful_interrupt
+
+    cfg = override(load_pipeline(pipeline), **{
+        "source.uri": source, "source.mode": mode, "output.preview": preview, "output.save": save,
+        "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "model.device": device,
+        "model.weights": weights, "targets.score_threshold": threshold, "run.max_frames": max_frames})
+    if not cfg.source.uri:
+        raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")
+    stop, paused = threading.Event(), threading.Event()
+    extra = _preview_sink(stop, paused) if cfg.output.preview else []
+    with _progress() as prog:
+        task = prog.add_task("frames", total=None)
+        pipe = Pipeline(cfg, extra_sinks=extra, stop=stop, paused=paused,
+                        on_frame=lambda res: prog.advance(task))
+        prog.update(task, total=None if pipe.live else pipe.source.frame_count, description=pipe.source.source_id[-40:])
+
+        def on_signal(_signum):
+            err.print("stopping: finishing the frames in flight and closing outputs (Ctrl-C again to quit now)")
+
+        with graceful_interrupt(stop, on_signal):
+            summary = pipe.run()
+    _print_summary(summary, cfg, as_json)
+
+
+def _preview_sink(stop, paused) -> list:
+    from irstream.preview import PreviewSink, display_available
+
+    if not display_available():
+        err.print("preview: no display here (no DISPLAY, or it cannot be opened); running headless")
+        return []
+    return [("preview", PreviewSink(stop, paused), True)]
+
+
+def _print_summary(s, cfg, as_json: bool) -> None:
+    from irstream.pipeline import percentiles
+
+    outputs = {name: {k: v for k, v in o.items() if k != "write_ms"} for name, o in s.outputs.items()}
+    stages = {k: v for k, v in s.stage_ms.items()} | {f"write {n}": o["write_ms"] for n, o in s.outputs.items()}
+    timing = {k: dict(zip(("p50_ms", "p99_ms"), percentiles(v))) for k, v in stages.items()}
+    lat = dict(zip(("p50_ms", "p99_ms"), percentiles(s.latency_ms)))
+    if as_json:
+        print(json.dumps({"source": s.source, "device": s.device, "live": s.live, "frames_read": s.frames_read,
+                          "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
+                          "fps": round(s.fps, 3), "detections": s.detections,
+                          "confirmed_tracks": len(s.confirmed_ids), "stopped_early": s.stopped_early,
+                          "timing": timing, "latency": lat, "outputs": outputs}))
+        return
+    t = Table(title=escape(f"run: {s.source}"), show_header=False)
+    t.add_column("what", no_wrap=True)
+    t.add_column("value")
+    rows = [("device", s.device + (" (live)" if s.live else " (file)")),
+            ("frames", f"{s.frames_processed} processed, {s.frames_read} read, {s.frames_dropped} dropped"),
+            ("rate", f"{s.fps:.1f} frames/s over {s.wall_s:.1f} s"),
+            ("detections", f"{s.detections} ({s.detections / max(1, s.frames_processed):.2f} per frame)"),
+            ("confirmed tracks", str(len(s.confirmed_ids))),
+            ("latency read->tracks", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")]
+    for name, o in outputs.items():
+        target = getattr(cfg.output, name, "")
+        rows.append((f"output {name}", f"{target}  {o['written']} written, {o['dropped']} dropped"))
+    if s.stopped_early:
+        rows.append(("stopped", "early, on request; outputs flushed and closed"))
+    for name, value in rows:
+        t.add_row(name, escape(value))
+    out.print(t)
+    st = Table(title="stage timing")
+    for col in ("stage", "p50 ms", "p99 ms"):
+        st.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
+    for k, v in timing.items():
+        st.add_row(k, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}")
+    out.print(st)
+
+
+@app.command()
+@user_errors
+def listen(
+    endpoint: Annotated[str, typer.Argument(help="Where a run publishes, e.g. tcp://127.0.0.1:5556.")] = "tcp://127.0.0.1:5556",
+    topic: Annotated[str, typer.Option(help="Topic to subscribe to.")] = "irstream",
+    as_json: Annotated[bool, typer.Option("--json", help="Print each message as one JSON line.")] = False,
+    timeout: Annotated[float, typer.Option(help="Stop after this many seconds without a message; 0 = never.")] = 0.0,
+    count: Annotated[int, typer.Option(help="Stop after this many messages; 0 = never.")] = 0,
+) -> None:
+    """Subscribe to a run's ZeroMQ messages: a live table of tracks, or JSON lines."""
+    from rich.live import Live
+
+    from irstream.message import validate
+    from irstream.publish import subscribe
+
+    seen = bad = 0
+    live = None if as_json else Live(_tracks_table(None), console=out, auto_refresh=False)
+    with live or contextlib.nullcontext():
+        try:
+            for _topic, payload in subscribe(endpoint, topic, timeout or None):
+                try:
+                    msg = json.loads(payload)
+                except ValueError:
+                    msg = None
+                problem = "not JSON" if msg is None else validate(msg)
+                if problem:
+                    bad += 1
+                    err.print(escape(f"{endpoint}: skipped a message: {problem}"))
+                    continue
+                seen += 1
+                if as_json:
+                    print(payload.decode(), flush=True)
+                else:
+                    live.update(_tracks_table(msg), refresh=True)
+                if count and seen >= count:
+                    break
+        except KeyboardInterrupt:
+            pass
+    if not as_json:
+        err.print(f"{seen} messages, {bad} skipped")
+
+
+def _tracks_table(msg: dict | None) -> Table:
+    title = "waiting for messages..." if msg is None else (
+        f"{msg['source']}  frame {msg['frame']}  t={msg['timestamp_s']:.3f}s  latency {msg['latency_ms']:.1f} ms  "
+        f"detections {len(msg['detections'])}")
+    t = Table(title=title)
+    for col in ("id", "state", "x", "y", "vx px/s", "vy px/s", "age", "hits", "score"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for tr in (msg or {}).get("tracks", []):
+        t.add_row(str(tr["id"]), tr["state"], f"{tr['x']:.1f}", f"{tr['y']:.1f}", f"{tr['vx']:.1f}", f"{tr['vy']:.1f}",
+                  str(tr["age"]), str(tr["hits"]), f"{tr['score']:.2f}")
+    return t
 
 
 synth_app = typer.Typer(no_args_is_help=True, help="Synthetic IR data, deterministic by seed.")

@@ -52,3 +52,125 @@ class Segmenter:
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
         logits, _ = forward_any_size(self.model, x)
         return logits[0, 0].float().cpu().numpy()
+
+
+#: glibc mallopt parameters and the values set by retain_freed_memory.  The forward pass frees
+#: and reallocates the same large activations every frame; by default glibc hands them back to
+#: the OS and page-faults them in again.  Measured on a 2-core CPU, light model: 0.23 -> 0.15 s
+#: per 320x256 frame, 1.07 -> 0.73 s per 640x512 (the facts file saw up to 35%).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_RETAIN_BYTES = {_M_MMAP_THRESHOLD: 1 << 30, _M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 1 << 28}
+
+
+def retain_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse (process-wide); False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return all(libc.mallopt(k, v) == 1 for k, v in _RETAIN_BYTES.items())
+    except (OSError, AttributeError):
+        return False
+
+
+class StreamSegmenter:
+    """Target probabilities for a stream of frames, pipelined where the device allows.
+
+    `push(key, image)` hands in one [0, 1] frame and returns the (key, probability map) pairs
+    that are finished; `flush()` returns the rest.  On CPU every push returns its own result.
+    On CUDA results come back one frame late: frames go through two pinned host buffers and
+    two device buffers, and the host-to-device copy of frame t+1 and the device-to-host copy
+    of frame t-1 run on a separate copy stream while frame t computes.  Consumers do not care
+    which, they only see keys come back in order.
+    """
+
+    def __init__(self, model: LRRNet, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self._cuda = _CudaDoubleBuffer(self.model, self.device) if self.device.type == "cuda" else None
+        if self._cuda is None:
+            retain_freed_memory()
+
+    @torch.inference_mode()
+    def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
+        if self._cuda is not None:
+            return self._cuda.push(key, image)
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+        logits, _ = forward_any_size(self.model, x.to(self.device))
+        return [(key, torch.sigmoid(logits[0, 0]).numpy())]
+
+    @torch.inference_mode()
+    def flush(self) -> list[tuple[object, np.ndarray]]:
+        return self._cuda.flush() if self._cuda is not None else []
+
+
+class _CudaDoubleBuffer:
+    """Two slots, each a pinned host input, a device input, a device output and a pinned host
+    output, used in turn; CUDA events order the copy stream against the compute stream."""
+
+    def __init__(self, model: LRRNet, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.copy_stream = torch.cuda.Stream(device)
+        self.compute_stream = torch.cuda.Stream(device)
+        self.shape: tuple[int, int] | None = None
+        self.pending: list[tuple[int, object]] = []  # (slot, key) in submission order
+        self.turn = 0
+
+    def _allocate(self, shape: tuple[int, int]) -> None:
+        self.flush()
+        h, w = shape
+        pin = dict(dtype=torch.float32, pin_memory=True)
+        dev = dict(dtype=torch.float32, device=self.device)
+        self.host_in = [torch.empty((1, 1, h, w), **pin) for _ in range(2)]
+        self.host_out = [torch.empty((h, w), **pin) for _ in range(2)]
+        self.dev_in = [torch.empty((1, 1, h, w), **dev) for _ in range(2)]
+        self.dev_out = [torch.empty((h, w), **dev) for _ in range(2)]
+        self.uploaded = [torch.cuda.Event() for _ in range(2)]
+        self.computed = [torch.cuda.Event() for _ in range(2)]
+        self.downloaded = [torch.cuda.Event() for _ in range(2)]
+        self.shape = shape
+
+    def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
+        if image.shape != self.shape:
+            done = self.flush() if self.shape is not None else []
+            self._allocate(image.shape)
+        else:
+            done = []
+        slot = self.turn
+        self.turn ^= 1
+        # The slot's previous frame must be off the host output buffer before it is reused.
+        if any(s == slot for s, _ in self.pending):
+            done += self._collect()
+        self.host_in[slot][0, 0].numpy()[...] = image
+        with torch.cuda.stream(self.copy_stream):
+            self.dev_in[slot].copy_(self.host_in[slot], non_blocking=True)
+            self.uploaded[slot].record()
+        self.compute_stream.wait_event(self.uploaded[slot])
+        with torch.cuda.stream(self.compute_stream):
+            logits, _ = forward_any_size(self.model, self.dev_in[slot])
+            torch.sigmoid(logits[0, 0], out=self.dev_out[slot])
+            self.computed[slot].record()
+        self.copy_stream.wait_event(self.computed[slot])
+        with torch.cuda.stream(self.copy_stream):
+            self.host_out[slot].copy_(self.dev_out[slot], non_blocking=True)
+            self.downloaded[slot].record()
+        self.pending.append((slot, key))
+        # Keep one frame in flight: return the older one once the newer is queued behind it.
+        if len(self.pending) > 1:
+            done += self._collect()
+        return done
+
+    def _collect(self) -> list[tuple[object, np.ndarray]]:
+        slot, key = self.pending.pop(0)
+        self.downloaded[slot].synchronize()
+        return [(key, self.host_out[slot].numpy().copy())]
+
+    def flush(self) -> list[tuple[object, np.ndarray]]:
+        done = []
+        while self.pending:
+            done += self._collect()
+        return done

@@ -38,6 +38,8 @@ class TrainConfig:
     target_crop_share: fraction of crops centred (with jitter) on a target pixel; the rest
         are uniform.  Small targets are a tiny share of pixels, so random crops are mostly empty.
     synthetic_share: fraction of each batch drawn from the synthetic generator.
+    init_weights: start from these irstream weights (fine-tuning) instead of from scratch;
+        they must be of the same model.
     poly_power: lr = lr0 * (1 - progress) ** poly_power, progress in iterations, or in
         wall time when max_minutes is set (so a time-budgeted run still decays to zero).
     """
@@ -61,6 +63,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     seed: int = 0
     threads: int = 0
+    init_weights: str = ""
 
     def __post_init__(self) -> None:
         if self.crop_px % 8 or self.resize_px % 8:
@@ -197,7 +200,7 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
         train_set += load_split(extra, "train")
     val_set = load_split(cfg.data, cfg.val_split)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_model(cfg.model).to(device).train()
+    model = _initial_model(cfg).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
     state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "best_iou": -1.0, "best_epoch": 0, "config": asdict(cfg)}
@@ -251,6 +254,15 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
         _append_csv(log, row)
         _save_checkpoint(run, model, opt, state)
     return state
+
+
+def _initial_model(cfg: TrainConfig) -> LRRNet:
+    if not cfg.init_weights:
+        return build_model(cfg.model)
+    from irstream.weights import load_weights
+
+    model, _ = load_weights(cfg.init_weights, model_name=cfg.model)
+    return model
 
 
 def _append_csv(path: Path, row: dict) -> None:

@@ -1,0 +1,203 @@
+"""Pipelines are data: a TOML file names the source, model, thresholds, tracker and outputs.
+
+Each TOML table fills one config dataclass; keys left out keep the dataclass defaults, and an
+unknown table or key is an error that names it.  Command-line flags override the file
+(`override`).  Relative paths are taken from the directory the command runs in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from irstream.errors import UserError
+from irstream.preprocess import PreprocessConfig
+from irstream.sources import CameraConfig
+from irstream.targets import TargetConfig
+from irstream.tracker import TrackerConfig
+
+PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+DEFAULT_PIPELINE = PIPELINES_DIR / "default.toml"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lrrnet_light_sirst.safetensors"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """uri: video file, image folder or glob, camera index or /dev/video path, stream URL or
+        GStreamer pipeline; the `irstream run SOURCE` argument replaces it.
+    mode: "auto" (files are file runs, cameras and URLs live), "file" (never drop a frame;
+        inference sets the pace) or "live" (the newest frame wins; latency stays bounded and
+        every skipped frame is counted).
+    fps: frame rate of image sequences, and of sources that report none, frames/s.
+    """
+
+    uri: str = ""
+    mode: str = "auto"
+    fps: float = 25.0
+    camera: CameraConfig = field(default_factory=CameraConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "file", "live"):
+            raise ValueError(f"mode={self.mode!r}: must be 'auto', 'file' or 'live'")
+        if not self.fps > 0:
+            raise ValueError(f"fps={self.fps}: must be > 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """weights: a .safetensors file written by irstream; "" = the shipped weights.
+    device: "auto" (CUDA when torch sees one), "cpu" or "cuda"."""
+
+    weights: str = ""
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device={self.device!r}: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+    @property
+    def weights_path(self) -> Path:
+        return Path(self.weights) if self.weights else SHIPPED_WEIGHTS
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go; an empty string turns an output off.
+
+    publish: ZeroMQ endpoint to bind, e.g. "tcp://127.0.0.1:5556" (loopback: only this machine).
+    topic: first frame of every ZeroMQ message.
+    hwm_msgs: messages ZeroMQ queues per subscriber before dropping for it.
+    wait_subscriber_s: wait this long for a first subscriber before starting, s.
+    save: annotated video (.mp4, .mkv lossless, .avi).  jsonl: one message per line.
+    mot: confirmed tracks as MOTChallenge CSV.  preview: a window (needs a display).
+    trail_frames: length of the drawn track trails, frames.
+    include_tentative: publish and draw unconfirmed tracks too (debugging the tracker).
+    show_detections: draw raw single-frame detections under the tracks.
+    """
+
+    publish: str = ""
+    topic: str = "irstream"
+    hwm_msgs: int = 1000
+    wait_subscriber_s: float = 0.0
+    save: str = ""
+    jsonl: str = ""
+    mot: str = ""
+    preview: bool = False
+    trail_frames: int = 30
+    include_tentative: bool = False
+    show_detections: bool = True
+
+    def __post_init__(self) -> None:
+        if self.hwm_msgs < 1:
+            raise ValueError(f"hwm_msgs={self.hwm_msgs}: must be >= 1")
+        if self.wait_subscriber_s < 0:
+            raise ValueError(f"wait_subscriber_s={self.wait_subscriber_s}: must be >= 0")
+        if self.trail_frames < 1:
+            raise ValueError(f"trail_frames={self.trail_frames}: must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """read_queue_frames: frames decoded ahead of inference in file runs (live runs keep 1).
+    sink_queue_frames: results queued per output before it blocks (file) or drops (live).
+    max_frames: stop after this many frames; 0 = until the source ends.
+    """
+
+    read_queue_frames: int = 8
+    sink_queue_frames: int = 64
+    max_frames: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("read_queue_frames", "sink_queue_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.max_frames < 0:
+            raise ValueError(f"max_frames={self.max_frames}: must be >= 0")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    targets: TargetConfig = field(default_factory=TargetConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def load_pipeline(path: str | Path | None = None) -> PipelineConfig:
+    """Read a pipeline TOML (the shipped default when None)."""
+    path = Path(path) if path is not None else DEFAULT_PIPELINE
+    if not path.is_file():
+        raise UserError(f"--pipeline {path}: no such file; see the examples in pipelines/")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    return from_dict(data, str(path))
+
+
+def from_dict(data: dict, where: str = "pipeline") -> PipelineConfig:
+    try:
+        return _build(PipelineConfig, data, "")
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def override(cfg: PipelineConfig, **dotted) -> PipelineConfig:
+    """Replace values by dotted name, e.g. override(cfg, **{"model.device": "cpu"}); None keeps."""
+    for key, value in dotted.items():
+        if value is None:
+            continue
+        section, name = key.split(".", 1)
+        try:
+            part = dataclasses.replace(getattr(cfg, section), **{name: value})
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"--{name.replace('_', '-')} {value}: {exc}") from None
+        cfg = dataclasses.replace(cfg, **{section: part})
+    return cfg
+
+
+def _build(cls, data: dict, prefix: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"[{prefix}] must be a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"[{prefix}]" if prefix else "top level"
+        raise ValueError(f"unknown key {unknown[0]!r} in {where}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        name = f"{prefix}.{key}" if prefix else key
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, name)
+        else:
+            kwargs[key] = _coerce(value, hint, name)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"[{prefix}] {exc}" if prefix else str(exc)) from None
+
+
+def _coerce(value, hint, name: str):
+    """TOML gives lists where the dataclasses hold tuples, and ints where they hold floats."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ValueError(f"{name} must be a list, got {value!r}")
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], name) for v in value)
+        return tuple(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    simple = hint if isinstance(hint, type) else None
+    if simple in (int, float, str, bool) and not isinstance(value, simple) or (simple is int and isinstance(value, bool)):
+        raise ValueError(f"{name} = {value!r}: expected {simple.__name__}")
+    return value

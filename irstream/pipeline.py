@@ -1,0 +1,287 @@
+"""The streaming pipeline: source -> preprocess -> inference -> targets -> tracker -> sinks.
+
+Threads sit only at the edges.  A reader thread decodes frames into a small buffer; the main
+thread runs preprocessing, the model, target extraction and the tracker (stateful, so no
+locks); each output runs in its own SinkWorker thread behind a bounded queue.
+
+File runs never drop: the reader waits for room, the outputs block when full, and inference
+sets the pace.  Live runs keep latency bounded: the reader keeps only the newest frame and
+counts the ones it replaced, and outputs drop (and count) rather than wait.
+
+Stopping (Ctrl-C, the preview's q, max_frames) stops the reader; the frames already read are
+still processed, then every output finishes its queue and closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from irstream.config import PipelineConfig
+from irstream.errors import UserError
+from irstream.preprocess import Preprocessor
+from irstream.publish import ZmqPublisher
+from irstream.segment import StreamSegmenter, resolve_device
+from irstream.sinks import JsonlSink, MotSink, SinkWorker, VideoSink
+from irstream.sources import Source, open_source
+from irstream.targets import extract_targets
+from irstream.tracker import Tracker
+from irstream.types import CONFIRMED, Frame, FrameResult
+from irstream.weights import load_weights
+
+#: Seconds the main thread waits on an empty reader before checking for a stop request.
+POLL_S = 0.1
+STAGES = ("decode", "preprocess", "inference", "targets", "tracker")
+
+
+class FrameReader:
+    """Reads a source on its own thread into a buffer the main thread takes from.
+
+    latest_only=False (files): a buffer of `maxsize` frames; reading waits for room.
+    latest_only=True (live): a buffer of one; a new frame replaces an untaken one, counted
+    in `dropped`, so the main thread always gets the newest.
+    """
+
+    def __init__(self, source: Source, maxsize: int, latest_only: bool) -> None:
+        self.source, self.maxsize, self.latest_only = source, maxsize, latest_only
+        self.buffer: deque[Frame] = deque()
+        self.cond = threading.Condition()
+        self.stop_event = threading.Event()
+        self.done = False
+        self.read = 0
+        self.dropped = 0
+        self.decode_ms: dict[int, float] = {}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="reader", daemon=True)
+
+    def start(self) -> "FrameReader":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        with self.cond:
+            self.cond.notify_all()
+
+    def get(self, timeout: float = POLL_S) -> Frame | None:
+        """The next frame; None on timeout.  Check `finished` to tell the end from a wait."""
+        with self.cond:
+            if not self.buffer and not self.done:
+                self.cond.wait(timeout)
+            if not self.buffer:
+                return None
+            frame = self.buffer.popleft()
+            self.cond.notify_all()
+            return frame
+
+    @property
+    def finished(self) -> bool:
+        with self.cond:
+            return self.done and not self.buffer
+
+    def _run(self) -> None:
+        it = iter(self.source)
+        try:
+            while not self.stop_event.is_set():
+                t0 = time.perf_counter()
+                frame = next(it, None)
+                if frame is None:
+                    break
+                self.decode_ms[frame.index] = (time.perf_counter() - t0) * 1e3
+                self._put(frame)
+        except BaseException as exc:  # handed to the main thread, which reports it
+            self.error = exc
+        finally:
+            it.close()
+            with self.cond:
+                self.done = True
+                self.cond.notify_all()
+
+    def _put(self, frame: Frame) -> None:
+        with self.cond:
+            self.read += 1
+            if self.latest_only:
+                self.dropped += len(self.buffer)
+                self.buffer.clear()
+            else:
+                while len(self.buffer) >= self.maxsize and not self.stop_event.is_set():
+                    self.cond.wait(POLL_S)
+            self.buffer.append(frame)
+            self.cond.notify_all()
+
+
+@dataclass
+class RunSummary:
+    source: str
+    device: str
+    live: bool
+    frames_read: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    detections: int = 0
+    confirmed_ids: set = field(default_factory=set)
+    wall_s: float = 0.0
+    stopped_early: bool = False
+    stage_ms: dict[str, list] = field(default_factory=lambda: {s: [] for s in STAGES})
+    latency_ms: list = field(default_factory=list)
+    outputs: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def percentiles(values, qs=(50, 99)) -> list[float]:
+    return [float(np.percentile(values, q)) for q in qs] if len(values) else [float("nan")] * len(qs)
+
+
+class Pipeline:
+    """One run of a PipelineConfig.  Build, then `run()` once.
+
+    extra_sinks: (name, sink, drop_when_full) for outputs built by the caller, e.g. a preview.
+    on_frame: called on the main thread after each frame (progress bars).
+    """
+
+    def __init__(self, cfg: PipelineConfig, extra_sinks=(), on_frame=None, stop: threading.Event | None = None,
+                 paused: threading.Event | None = None) -> None:
+        self.cfg = cfg
+        self.stop = stop or threading.Event()
+        self.paused = paused or threading.Event()
+        self.on_frame = on_frame
+        self.source = open_source(cfg.source.uri, fps=cfg.source.fps, camera=cfg.source.camera)
+        self.live = self.source.live if cfg.source.mode == "auto" else cfg.source.mode == "live"
+        try:
+            model, self.card = load_weights(cfg.model.weights_path)
+            device = resolve_device(cfg.model.device)
+            self.segmenter = StreamSegmenter(model, device)
+        except BaseException:
+            self.source.close()
+            raise
+        self.preprocess = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
+        self.tracker = Tracker(cfg.tracker)
+        self.sinks = self._output_sinks() + list(extra_sinks)
+        self.summary = RunSummary(self.source.source_id, str(device), self.live)
+
+    def _output_sinks(self) -> list:
+        o = self.cfg.output
+        sinks = []
+        if o.publish:
+            sinks.append(("publish", ZmqPublisher(o.publish, o.topic, o.hwm_msgs, o.wait_subscriber_s,
+                                                  o.include_tentative), True))
+        if o.save:
+            from irstream.annotate import TrackAnnotator
+
+            ann = TrackAnnotator(o.trail_frames, o.show_detections, o.include_tentative)
+            sinks.append(("save", VideoSink(o.save, self.source.fps, ann), self.live))
+        if o.jsonl:
+            sinks.append(("jsonl", JsonlSink(o.jsonl, o.include_tentative), self.live))
+        if o.mot:
+            sinks.append(("mot", MotSink(o.mot), self.live))
+        return sinks
+
+    def run(self) -> RunSummary:
+        workers = []
+        reader = FrameReader(self.source, self.cfg.run.read_queue_frames, self.live)
+        t_start = time.perf_counter()
+        try:
+            for name, sink, drop in self.sinks:
+                workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
+            reader.start()
+            self._loop(reader, workers)
+        finally:
+            reader.stop()
+            for w in workers:
+                w.close()
+            self.source.close()
+        self.summary.wall_s = time.perf_counter() - t_start
+        self._collect(reader, workers)
+        errors = [w for w in workers if w.error is not None]
+        if errors:
+            raise UserError(f"{errors[0].name}: {errors[0].error}")
+        return self.summary
+
+    def _loop(self, reader: FrameReader, workers: list[SinkWorker]) -> None:
+        limit = self.cfg.run.max_frames
+        taken = 0
+        while not (limit and taken >= limit):
+            if self.stop.is_set():
+                reader.stop()  # what is already buffered is still processed below
+            while self.paused.is_set() and not self.stop.is_set():
+                time.sleep(POLL_S)
+            frame = reader.get()
+            if frame is None:
+                if reader.error is not None:
+                    raise reader.error
+                if reader.finished:
+                    break
+                continue
+            taken += 1
+            t0 = time.perf_counter()
+            unit = self.preprocess(frame)
+            t1 = time.perf_counter()
+            for (f, u, tp, ti), prob in self.segmenter.push((frame, unit, (t1 - t0) * 1e3, t1), unit):
+                self._finish(f, u, prob, tp, ti, reader, workers)
+        reader.stop()
+        for (f, u, tp, ti), prob in self.segmenter.flush():
+            self._finish(f, u, prob, tp, ti, reader, workers)
+
+    def _finish(self, frame: Frame, unit: np.ndarray, prob: np.ndarray, pre_ms: float, t_submit: float,
+                reader: FrameReader, workers: list[SinkWorker]) -> None:
+        t0 = time.perf_counter()
+        if self.preprocess.valid is not None:
+            prob = prob * self.preprocess.valid
+        dets = extract_targets(prob, unit, self.cfg.targets)
+        t1 = time.perf_counter()
+        tracks = self.tracker.update(dets, frame.timestamp_s)
+        t2 = time.perf_counter()
+        timings = {"decode": reader.decode_ms.pop(frame.index, float("nan")), "preprocess": pre_ms,
+                   "inference": (t0 - t_submit) * 1e3, "targets": (t1 - t0) * 1e3, "tracker": (t2 - t1) * 1e3}
+        res = FrameResult(frame, unit, dets, tracks, timings)
+        for w in workers:
+            w.put(res)
+        s = self.summary
+        s.frames_processed += 1
+        s.detections += len(dets)
+        s.confirmed_ids.update(int(i) for i in tracks.track_id[tracks.state == CONFIRMED])
+        for k, v in timings.items():
+            s.stage_ms[k].append(v)
+        s.latency_ms.append((time.perf_counter() - frame.read_at) * 1e3)
+        if self.on_frame:
+            self.on_frame(res)
+
+    def _collect(self, reader: FrameReader, workers: list[SinkWorker]) -> None:
+        s = self.summary
+        s.frames_read, s.frames_dropped = reader.read, reader.dropped
+        s.stopped_early = self.stop.is_set()
+        for w in workers:
+            s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms,
+                                 "sent": getattr(w.sink, "sent", None)}
+
+
+@contextlib.contextmanager
+def graceful_interrupt(stop: threading.Event, on_first=None):
+    """First Ctrl-C (or SIGTERM) sets `stop` so the run drains and closes its outputs; a second
+    Ctrl-C raises KeyboardInterrupt at once.  Only the main thread can own signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        if on_first:
+            on_first(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,262 @@
+"""The streaming pipeline end to end: real files written and read back, real ZeroMQ sockets on
+127.0.0.1, a simulated live camera, Ctrl-C in a real subprocess, the preview's key handling."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+from typer.testing import CliRunner
+
+from conftest import REPO, SHARED_DATA
+from irstream.cli import app
+from irstream.config import PIPELINES_DIR, from_dict, load_pipeline, override
+from irstream.data.synthetic import write_sequence
+from irstream.message import SCHEMA, validate
+from irstream.pipeline import Pipeline
+from irstream.preview import KEY_PAUSE, PreviewSink
+
+SMALL = "synth:sky?seed=3&frames={n}&width=160&height=128"
+DAUB = SHARED_DATA / "daub"
+CLIPS = SHARED_DATA / "antiuav-clips"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config(uri: str, **dotted):
+    return override(load_pipeline(), **{"source.uri": uri, "model.device": "cpu", **dotted})
+
+
+def read_video(path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    return frames
+
+
+def test_zmq_subscriber_gets_one_valid_message_per_frame(tmp_path):
+    n, endpoint = 8, f"tcp://127.0.0.1:{free_port()}"
+    got: list[tuple[bytes, bytes]] = []
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"irstream")
+    sub.connect(endpoint)  # before the publisher binds: ZeroMQ reconnects until it is there
+
+    def receive():
+        while len(got) < n and sub.poll(10000):
+            got.append(tuple(sub.recv_multipart()))
+
+    t = threading.Thread(target=receive)
+    t.start()
+    cfg = config(SMALL.format(n=n), **{"output.publish": endpoint, "output.wait_subscriber_s": 10.0})
+    summary = Pipeline(cfg).run()
+    t.join()
+    sub.close()
+    ctx.term()
+    assert summary.frames_processed == n and summary.outputs["publish"]["sent"] == n
+    assert len(got) == n
+    msgs = [json.loads(payload) for topic, payload in got]
+    assert all(topic == b"irstream" for topic, _ in got)
+    assert [m["frame"] for m in msgs] == list(range(n))
+    for m in msgs:
+        assert validate(m) is None, validate(m)
+        assert m["schema"] == SCHEMA and (m["width"], m["height"]) == (160, 128) and m["bit_depth"] == 8
+        assert m["latency_ms"] > 0 and m["timestamp_s"] == pytest.approx(m["frame"] / 25.0)
+        for d in m["detections"]:
+            assert set(d) >= {"x", "y", "bbox", "area_px", "peak_score", "mean_score", "contrast"}
+        for tr in m["tracks"]:
+            assert tr["state"] in ("confirmed", "coasting")
+            assert np.array(tr["cov"]).shape == (2, 2) and tr["hits"] >= 3
+
+
+def test_saved_video_jsonl_and_mot_read_back(tmp_path):
+    n = 10
+    cfg = config(SMALL.format(n=n), **{"output.save": str(tmp_path / "out.mp4"),
+                                      "output.jsonl": str(tmp_path / "out.jsonl"),
+                                      "output.mot": str(tmp_path / "out.txt")})
+    summary = Pipeline(cfg).run()
+    frames = read_video(tmp_path / "out.mp4")
+    assert len(frames) == n == summary.frames_processed
+    assert frames[0].shape == (128, 160, 3)
+    # The overlay is drawn in colour on a gray frame: some pixels must not be gray.
+    assert any((f[:, :, 0] != f[:, :, 2]).any() for f in frames)
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert [json.loads(x)["frame"] for x in lines] == list(range(n))
+    mot = [r.split(",") for r in (tmp_path / "out.txt").read_text().splitlines()]
+    published = sum(len(json.loads(x)["tracks"]) for x in lines)
+    assert len(mot) == published
+    assert all(len(r) == 10 and 1 <= int(r[0]) <= n for r in mot)
+
+
+def test_16bit_tiff_sequence(tmp_path):
+    write_sequence(tmp_path / "seq", 6, seed=4, shape=(96, 128), kind="sea", n_targets=2, bit_depth=16)
+    cfg = config(str(tmp_path / "seq"), **{"output.jsonl": str(tmp_path / "o.jsonl")})
+    summary = Pipeline(cfg).run()
+    msgs = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert summary.frames_processed == 6 and len(msgs) == 6
+    assert all(m["bit_depth"] == 16 and (m["width"], m["height"]) == (128, 96) for m in msgs)
+
+
+def test_live_source_faster_than_inference_drops_and_bounds_latency():
+    # A camera at 200 frames/s; the model needs far longer than 5 ms a frame on a CPU.
+    cfg = config("synth:sky?seed=5&frames=120&width=160&height=128&fps=200&live=1")
+    summary = Pipeline(cfg).run()
+    assert summary.live
+    assert summary.frames_dropped > 0
+    assert summary.frames_processed + summary.frames_dropped == summary.frames_read == 120
+    # Newest frame wins: a frame waits at most about one inference before it is taken, so
+    # latency stays near two inference times instead of growing with the backlog.
+    infer_p99 = float(np.percentile(summary.stage_ms["inference"], 99))
+    assert float(np.percentile(summary.latency_ms, 99)) < 3 * infer_p99 + 100
+
+
+def test_file_run_never_drops():
+    summary = Pipeline(config(SMALL.format(n=12))).run()
+    assert summary.frames_processed == summary.frames_read == 12 and summary.frames_dropped == 0
+
+
+def test_ctrl_c_drains_and_closes(tmp_path):
+    video, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    cmd = [sys.executable, str(REPO / "cli.py"), "run", "synth:sky?seed=6&frames=500&width=160&height=128",
+           "--device", "cpu", "--save", str(video), "--jsonl", str(jsonl), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["stopped_early"] and 3 <= summary["frames_processed"] < 500
+    assert "stopping" in err
+    lines = jsonl.read_text().splitlines()
+    assert len(lines) == summary["frames_processed"] == summary["outputs"]["jsonl"]["written"]
+    assert len(read_video(video)) == summary["frames_processed"]
+
+
+class ScriptedWindow:
+    """Stands in for an OpenCV window: records what it is shown and answers with scripted keys."""
+
+    def __init__(self, keys):
+        self.keys, self.shown, self.closed = list(keys), [], False
+
+    def show(self, image):
+        if image is not None:
+            self.shown.append(image)
+        return self.keys.pop(0) if self.keys and image is not None else -1
+
+    def close(self):
+        self.closed = True
+
+
+def test_preview_keys_pause_and_quit():
+    stop, paused = threading.Event(), threading.Event()
+    window = ScriptedWindow([-1, KEY_PAUSE, KEY_PAUSE, -1, ord("q")])
+    sink = PreviewSink(stop, paused, make_window=lambda: window)
+    cfg = config(SMALL.format(n=40), **{"source.mode": "file"})
+    summary = Pipeline(cfg, extra_sinks=[("preview", sink, False)], stop=stop, paused=paused).run()
+    assert stop.is_set() and not paused.is_set() and window.closed
+    assert summary.stopped_early and summary.frames_processed < 40
+    assert window.shown[0].shape == (128, 160, 3)
+
+
+def test_preview_without_display_runs_headless(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    res = CliRunner().invoke(app, ["run", SMALL.format(n=3), "--device", "cpu", "--preview", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "no display" in res.output and '"frames_processed": 3' in res.output
+
+
+def test_shipped_pipelines_load():
+    names = sorted(p.name for p in PIPELINES_DIR.glob("*.toml"))
+    assert {"default.toml", "camera.toml", "noisy.toml"} <= set(names)
+    for name in names:
+        load_pipeline(PIPELINES_DIR / name)
+
+
+@pytest.mark.parametrize("toml, needle", [
+    ("[tracker]\nconfirm_hits = 0\n", "confirm_hits"),
+    ("[source]\nurl = 'x'\n", "unknown key 'url' in [source]"),
+    ("[output\n", "not valid TOML"),
+    ("[preprocess]\nagc = 'magic'\n", "agc='magic'"),
+])
+def test_bad_pipeline_is_one_line(tmp_path, toml, needle):
+    p = tmp_path / "p.toml"
+    p.write_text(toml)
+    res = CliRunner().invoke(app, ["run", SMALL.format(n=2), "--pipeline", str(p)])
+    assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_cli_overrides_beat_the_file():
+    cfg = from_dict({"targets": {"score_threshold": 0.3}, "model": {"device": "cuda"}})
+    cfg = override(cfg, **{"targets.score_threshold": 0.7, "model.device": None})
+    assert cfg.targets.score_threshold == 0.7 and cfg.model.device == "cuda"
+
+
+def test_ignore_rects_suppress_detections(tmp_path):
+    cfg = config(SMALL.format(n=3), **{"output.jsonl": str(tmp_path / "o.jsonl")})
+    cfg = override(cfg, **{"preprocess.ignore_rects": ((0, 0, 160, 128),)})
+    Pipeline(cfg).run()
+    assert all(json.loads(x)["detections"] == [] for x in (tmp_path / "o.jsonl").read_text().splitlines())
+
+
+@pytest.mark.skipif(not (DAUB / "sequence1").is_dir(), reason="../shared/data/daub is not present")
+def test_daub_sequence1_target_is_tracked(tmp_path):
+    labels = np.loadtxt(DAUB / "sequence1" / "labels.csv", delimiter=",", skiprows=1)
+    cfg = config(str(DAUB / "sequence1"), **{"output.jsonl": str(tmp_path / "o.jsonl")})
+    Pipeline(cfg).run()
+    msgs = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert len(msgs) == len(labels)
+    on_target = 0
+    for m, (_, x, y) in zip(msgs, labels):
+        d = [np.hypot(t["x"] - x, t["y"] - y) for t in m["tracks"]]
+        on_target += bool(d) and min(d) <= 3.0
+    assert on_target >= 0.5 * len(labels)
+
+
+@pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/data/antiuav-clips is not present")
+def test_real_clip_saves_playable_video(tmp_path):
+    clip = sorted(CLIPS.glob("*.mp4"))[0]
+    res = CliRunner().invoke(app, ["run", str(clip), "--device", "cpu", "--save", str(tmp_path / "o.mp4"),
+                                   "--max-frames", "5", "--json"])
+    assert res.exit_code == 0, res.output
+    frames = read_video(tmp_path / "o.mp4")
+    assert len(frames) == 5 and frames[0].shape == (512, 640, 3)
+
+
+def test_listen_prints_json_lines_from_a_run():
+    n, endpoint = 5, f"tcp://127.0.0.1:{free_port()}"
+    listener = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "listen", endpoint, "--json", "--count", str(n),
+                                 "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        cfg = config(SMALL.format(n=n), **{"output.publish": endpoint, "output.wait_subscriber_s": 30.0})
+        Pipeline(cfg).run()
+        out, err = listener.communicate(timeout=60)
+    finally:
+        listener.kill()
+    assert listener.returncode == 0, err
+    msgs = [json.loads(x) for x in out.splitlines()]
+    assert [m["frame"] for m in msgs] == list(range(n)) and all(validate(m) is None for m in msgs)
+
+
+def test_validate_refuses_other_schemas():
+    assert "schema" in validate({"schema": "irstream.frame/99"})
+    assert validate([1, 2]) == "not a JSON object"

@@ -1,0 +1,291 @@
+"""The tracker on scripted synthetic detections: lifecycles, identities, timing, scale."""
+
+import re
+
+import numpy as np
+import pytest
+
+from irstream.tracker import Tracker, TrackerConfig, assign, cv_model
+from irstream.types import COASTING, CONFIRMED, TENTATIVE, Detections, Tracks
+
+FPS = 25.0
+DT = 1.0 / FPS
+
+
+def dets(xy, score=0.9) -> Detections:
+    """Detections at centroids xy (N, 2) px, each a 3x3 box around it, with peak_score score."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    n = len(xy)
+    corner = np.floor(xy).astype(np.int64) - 1
+    peak = np.broadcast_to(np.asarray(score, dtype=np.float64), (n,)).copy()
+    return Detections(xy, np.concatenate([corner, corner + 3], axis=1), np.full(n, 9, dtype=np.int64),
+                      peak, 0.8 * peak, np.full(n, 0.2))
+
+
+def by_id(tracks: Tracks, track_id: int) -> Tracks:
+    return tracks[tracks.track_id == track_id]
+
+
+def test_constant_velocity_target_is_confirmed_with_stable_id_and_true_velocity():
+    cfg = TrackerConfig()
+    rng = np.random.default_rng(0)
+    start, vel = np.array([100.0, 80.0]), np.array([60.0, -30.0])
+    tracker = Tracker(cfg)
+    for k in range(50):
+        truth = start + vel * k * DT
+        out = tracker.update(dets(truth + rng.normal(0, 0.3, 2)), k * DT)
+        assert list(out.track_id) == [1]
+        assert out.detection[0] == 0 and out.misses[0] == 0 and out.hits[0] == k + 1 == out.age_frames[0]
+        if k + 1 < cfg.confirm_hits:
+            assert out.state[0] == TENTATIVE and len(out.published()) == 0
+        else:
+            assert out.state[0] == CONFIRMED and list(out.published().track_id) == [1]
+    np.testing.assert_allclose(out.velocity_xy[0], vel, atol=5.0)
+    np.testing.assert_allclose(out.centroid_xy[0], truth, atol=0.5)
+    cov = out.covariance_xy[0]
+    assert np.allclose(cov, cov.T) and np.all(np.linalg.eigvalsh(cov) > 0) and cov[0, 0] < 1.0
+
+
+def test_confirm_hits_one_confirms_at_birth():
+    out = Tracker(TrackerConfig(confirm_hits=1, confirm_window=1)).update(dets([[5.0, 5.0]]), 0.0)
+    assert list(out.state) == [CONFIRMED] and len(out.published()) == 1
+
+
+def test_two_crossing_targets_keep_their_ids():
+    # X-shaped paths that meet at (80, 50) on frame 10, where the two detections coincide.
+    starts = np.array([[40.0, 40.0], [120.0, 60.0]])
+    vels = np.array([[100.0, 25.0], [-100.0, -25.0]])
+    rng = np.random.default_rng(1)
+    tracker = Tracker()
+    owner = {}
+    for k in range(25):
+        truth = starts + vels * k * DT
+        order = rng.permutation(2)  # detection rows in no particular order
+        out = tracker.update(dets(truth[order] + rng.normal(0, 0.2, (2, 2))), k * DT)
+        assert len(out) == 2
+        if k == 0:
+            owner = {int(t): int(order[d]) for t, d in zip(out.track_id, out.detection)}
+        if k != 10:
+            for t, d in zip(out.track_id, out.detection):
+                assert order[d] == owner[int(t)], f"frame {k}: track {t} took the other target"
+    for t in out.track_id:
+        np.testing.assert_allclose(by_id(out, t).velocity_xy[0], vels[owner[int(t)]], atol=10.0)
+    assert sorted(owner) == [1, 2]
+
+
+def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_frames():
+    cfg = TrackerConfig(max_coast_frames=5)
+    vel = np.array([80.0, 40.0])
+    tracker = Tracker(cfg)
+
+    def pos(k):
+        return np.array([50.0, 60.0]) + vel * k * DT
+
+    k = 0
+    for k in range(10):
+        out = tracker.update(dets(pos(k), score=0.7), k * DT)
+    assert list(out.state) == [CONFIRMED]
+    last_box = out.bbox_xyxy[0].copy()
+
+    variance = out.covariance_xy[0, 0, 0]
+    for gap in range(1, 4):  # fewer than max_coast_frames misses
+        k += 1
+        out = tracker.update(Detections.empty(), k * DT)
+        assert list(out.track_id) == [1] and list(out.state) == [COASTING]
+        assert out.misses[0] == gap and out.detection[0] == -1 and out.hits[0] == 10
+        assert out.score[0] == pytest.approx(0.7) and np.array_equal(out.bbox_xyxy[0], last_box)
+        assert out.covariance_xy[0, 0, 0] > variance  # doubt grows while predicting blind
+        variance = out.covariance_xy[0, 0, 0]
+        np.testing.assert_allclose(out.centroid_xy[0], pos(k), atol=0.5)  # extrapolated along the path
+        assert list(out.published().track_id) == [1]  # coasting tracks are published
+
+    k += 1
+    out = tracker.update(dets(pos(k), score=0.95), k * DT)
+    assert list(out.track_id) == [1] and list(out.state) == [CONFIRMED]
+    assert out.misses[0] == 0 and out.score[0] == pytest.approx(0.95)
+
+    for gap in range(1, cfg.max_coast_frames + 1):
+        k += 1
+        out = tracker.update(Detections.empty(), k * DT)
+        assert list(out.track_id) == [1] and list(out.state) == [COASTING] and out.misses[0] == gap
+    k += 1
+    out = tracker.update(Detections.empty(), k * DT)
+    assert len(out) == 0 and len(out.published()) == 0
+
+
+def test_zero_coast_frames_deletes_at_the_first_miss():
+    tracker = Tracker(TrackerConfig(max_coast_frames=0))
+    for k in range(4):
+        out = tracker.update(dets([[10.0 + k, 10.0]]), k * DT)
+    assert list(out.state) == [CONFIRMED]
+    assert len(tracker.update(Detections.empty(), 4 * DT)) == 0
+
+
+def test_one_frame_false_alarm_is_never_published_and_dies_once_it_cannot_confirm():
+    cfg = TrackerConfig()  # M=3 of N=5: one hit plus at most one more by age 4 cannot make 3
+    tracker = Tracker(cfg)
+    alarm_id = None
+    for k in range(20):
+        rows = [[30.0 + 2.0 * k, 40.0]]
+        if k == 6:
+            rows.append([150.0, 120.0])
+        out = tracker.update(dets(rows), k * DT)
+        if k == 6:
+            alarm_id = int(out.track_id[out.detection == 1][0])
+            assert by_id(out, alarm_id).state[0] == TENTATIVE
+        alive = alarm_id is not None and alarm_id in out.track_id
+        assert alive == (6 <= k <= 6 + cfg.confirm_window - cfg.confirm_hits)
+        assert alarm_id not in out.published().track_id
+        assert list(out.published().track_id) == ([1] if k >= 2 else [])
+
+
+def test_weak_detections_do_not_start_tracks_but_feed_existing_ones():
+    tracker = Tracker(TrackerConfig(min_start_score=0.5))
+    assert len(tracker.update(dets([[20.0, 20.0]], score=0.3), 0.0)) == 0
+    tracker.update(dets([[20.0, 20.0]], score=0.6), DT)
+    out = tracker.update(dets([[20.5, 20.0]], score=0.3), 2 * DT)
+    assert list(out.track_id) == [1] and out.detection[0] == 0 and out.score[0] == pytest.approx(0.3)
+
+
+def test_ids_are_never_reused_and_reset_restarts_them():
+    cfg = TrackerConfig(max_coast_frames=2)
+    tracker = Tracker(cfg)
+    seen = []
+    t = 0.0
+    for life in range(4):  # a target lives, is deleted, and a new one appears in the same place
+        for _ in range(5):
+            out = tracker.update(dets([[64.0, 64.0]]), t)
+            t += DT
+        seen.append(int(out.track_id[0]))
+        for _ in range(cfg.max_coast_frames + 1):
+            out = tracker.update(Detections.empty(), t)
+            t += DT
+        assert len(out) == 0
+    assert seen == [1, 2, 3, 4]
+    tracker.reset()
+    assert list(tracker.update(dets([[5.0, 5.0]]), 0.0).track_id) == [1]
+
+
+def test_ids_are_per_instance():
+    a, b = Tracker(), Tracker()
+    a.update(dets([[1.0, 1.0], [50.0, 50.0]]), 0.0)
+    assert list(b.update(dets([[9.0, 9.0]]), 0.0).track_id) == [1]
+
+
+def test_empty_frames():
+    tracker = Tracker()
+    for k in range(3):
+        out = tracker.update(Detections.empty(), k * DT)
+        assert isinstance(out, Tracks) and len(out) == 0 and len(out.published()) == 0
+        assert out.covariance_xy.shape == (0, 2, 2) and out.to_records() == []
+    out = tracker.update(dets([[10.0, 10.0]]), 3 * DT)
+    assert list(out.track_id) == [1]
+    out = tracker.update(Detections.empty(), 4 * DT)
+    assert list(out.track_id) == [1] and out.detection[0] == -1 and out.misses[0] == 1
+
+
+@pytest.mark.parametrize("field, value", [
+    ("meas_noise_px", 0.0), ("meas_noise_px", -1.0), ("meas_noise_px", float("nan")),
+    ("accel_noise_px_s2", 0.0), ("init_velocity_std_px_s", -5.0), ("max_gate_px", float("inf")),
+    ("default_dt_s", 0.0), ("gate_prob", 0.0), ("gate_prob", 1.0), ("gate_prob", 1.5),
+    ("confirm_hits", 0), ("confirm_hits", 2.5), ("confirm_window", 2), ("max_coast_frames", -1),
+    ("max_coast_frames", True), ("min_start_score", 1.2), ("min_start_score", -0.1), ("meas_noise_px", "1"),
+])
+def test_bad_config_raises_quoting_the_value(field, value):
+    with pytest.raises(ValueError, match=re.escape(f"{field}={value!r}")):
+        TrackerConfig(**{field: value})
+
+
+def test_non_finite_timestamp_raises():
+    with pytest.raises(ValueError, match="timestamp_s=nan"):
+        Tracker().update(Detections.empty(), float("nan"))
+
+
+def test_timestamp_gaps_are_bridged_by_a_longer_prediction():
+    # 100 px/s: a gap of 6 frame periods moves the target 24 px, beyond max_gate_px (15) from
+    # where a fixed-step prediction would put it, so only a dt-aware prediction matches.
+    periods = [1, 1, 1, 1, 1, 6, 1, 1, 4, 1, 1, 1, 8, 1, 1, 1]
+    times = np.concatenate([[0.0], np.cumsum(periods) * DT])
+    vel = np.array([100.0, 0.0])
+    tracker = Tracker()
+    for t in times:
+        out = tracker.update(dets(np.array([20.0, 50.0]) + vel * t), t)
+        assert list(out.track_id) == [1] and out.detection[0] == 0
+    assert out.state[0] == CONFIRMED
+    np.testing.assert_allclose(out.velocity_xy[0], vel, atol=3.0)
+
+
+def test_timestamps_that_do_not_advance_use_default_dt():
+    tracker = Tracker(TrackerConfig(default_dt_s=0.1))
+    for k in range(20):
+        out = tracker.update(dets([[10.0 + 2.0 * k, 30.0]]), 7.0)  # 2 px per frame, clock stuck
+        assert list(out.track_id) == [1]
+    np.testing.assert_allclose(out.velocity_xy[0], [20.0, 0.0], atol=1.0)
+
+
+@pytest.mark.parametrize("jump_px, cfg", [
+    (20.0, TrackerConfig(accel_noise_px_s2=5000.0)),  # inside the (huge) covariance gate, beyond max_gate_px
+    (8.0, TrackerConfig()),  # within max_gate_px, but ~6 sigma for a settled track
+])
+def test_a_detection_outside_the_gate_starts_a_new_track(jump_px, cfg):
+    tracker = Tracker(cfg)
+    for k in range(15):
+        tracker.update(dets([[60.0, 60.0]]), k * DT)
+    out = tracker.update(dets([[60.0 + jump_px, 60.0]]), 15 * DT)
+    assert list(out.track_id) == [1, 2] and list(out.state) == [COASTING, TENTATIVE]
+    assert list(out.detection) == [-1, 0]
+
+
+def test_established_tracks_take_precedence_over_newborn_ones():
+    tracker = Tracker()
+    k = 0
+    for k in range(8):
+        out = tracker.update(dets([[40.0 + 4.0 * k, 40.0]]), k * DT)
+    k += 1
+    out = tracker.update(dets([[40.0 + 4.0 * k, 40.0], [40.0 + 4.0 * k + 6.0, 40.0]]), k * DT)
+    assert len(out) == 2 and by_id(out, 2).state[0] == TENTATIVE
+    # Next frame the only detection is 2 px ahead of the confirmed prediction and right on the
+    # newborn track: the newborn is cheaper, yet the established track keeps its target.
+    k += 1
+    out = tracker.update(dets([[40.0 + 4.0 * k + 2.0, 40.0]]), k * DT)
+    assert by_id(out, 1).detection[0] == 0 and by_id(out, 2).detection[0] == -1
+
+
+def test_two_hundred_targets_per_frame():
+    rng = np.random.default_rng(7)
+    gx, gy = np.meshgrid(np.arange(20) * 40.0 + 20.0, np.arange(10) * 40.0 + 20.0)
+    start = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    vel = np.array([30.0, -20.0]) + rng.uniform(-5.0, 5.0, (200, 2))
+    cfg = TrackerConfig()
+    tracker = Tracker(cfg)
+    target_of = {}
+    for k in range(50):
+        order = rng.permutation(200)
+        xy = start[order] + vel[order] * k * DT + rng.normal(0, 0.3, (200, 2))
+        out = tracker.update(dets(xy, score=rng.uniform(0.6, 1.0, 200)), k * DT)
+        assert len(out) == 200 and np.all(out.detection >= 0)
+        if k == 0:
+            target_of = dict(zip(out.track_id.tolist(), order[out.detection].tolist()))
+        assert [target_of[t] for t in out.track_id.tolist()] == order[out.detection].tolist()
+        if k + 1 >= cfg.confirm_hits:
+            assert np.all(out.state == CONFIRMED) and len(out.published()) == 200
+    assert sorted(target_of) == list(range(1, 201))
+    err = out.velocity_xy - vel[[target_of[t] for t in out.track_id.tolist()]]
+    assert np.abs(err).max() < 10.0
+
+
+def test_cv_model_steps_position_by_velocity_times_dt():
+    F, Q = cv_model(0.5, 2.0)
+    np.testing.assert_allclose(F @ [1.0, 2.0, 10.0, -4.0], [6.0, 0.0, 10.0, -4.0])
+    # Q in [x, y, vx, vy] order: var_x = a^2 dt^4 / 4, var_vx = a^2 dt^2, no x-y coupling.
+    assert Q[0, 0] == pytest.approx(4.0 * 0.5 ** 4 / 4) and Q[2, 2] == pytest.approx(4.0 * 0.25)
+    assert Q[0, 1] == 0.0 and Q[0, 2] == pytest.approx(4.0 * 0.5 ** 3 / 2)
+
+
+def test_assign_prefers_more_pairs_and_drops_gated_ones():
+    inf = np.inf
+    rows, cols = assign(np.array([[0.0, 5.0], [4.0, inf]]))
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (1, 0)]
+    rows, cols = assign(np.array([[inf, inf], [inf, 1.0], [inf, inf]]))
+    assert list(zip(rows.tolist(), cols.tolist())) == [(1, 1)]
+    assert len(assign(np.full((0, 3), inf))[0]) == 0
