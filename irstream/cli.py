@@ -208,6 +208,7 @@ def run(
     pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML (see pipelines/); default: pipelines/default.toml.")] = None,
     preview: Annotated[Optional[bool], typer.Option("--preview/--no-preview", help="Show a window (q/Esc quits, space pauses).")] = None,
     save: Annotated[Optional[str], typer.Option(help="Write the annotated video here (.mp4, .mkv lossless, .avi).")] = None,
+    frames_dir: Annotated[Optional[str], typer.Option(help="Write annotated frames as PNGs into this folder.")] = None,
     jsonl: Annotated[Optional[str], typer.Option(help="Write one JSON message per frame here.")] = None,
     mot: Annotated[Optional[str], typer.Option(help="Write confirmed tracks as MOTChallenge CSV here.")] = None,
     publish: Annotated[Optional[str], typer.Option(help="Publish over ZeroMQ, e.g. tcp://127.0.0.1:5556.")] = None,
@@ -226,6 +227,7 @@ def run(
 
     cfg = override(load_pipeline(pipeline), **{
         "source.uri": source, "source.mode": mode, "output.preview": preview, "output.save": save,
+        "output.frames_dir": frames_dir,
         "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "model.device": device,
         "model.weights": weights, "targets.score_threshold": threshold, "run.max_frames": max_frames})
     if not cfg.source.uri:
@@ -258,10 +260,11 @@ def _preview_sink(stop, paused) -> list:
 def _print_summary(s, cfg, as_json: bool) -> None:
     from irstream.pipeline import percentiles
 
-    outputs = {name: {k: v for k, v in o.items() if k != "write_ms"} for name, o in s.outputs.items()}
-    stages = {k: v for k, v in s.stage_ms.items()} | {f"write {n}": o["write_ms"] for n, o in s.outputs.items()}
+    outputs = {name: {k: v for k, v in o.items() if not k.endswith("_ms")} for name, o in s.outputs.items()}
+    stages = dict(s.stage_ms) | {f"write {n}": o["write_ms"] for n, o in s.outputs.items()}
+    stages |= {"read->tracks": s.latency_ms} | {f"read->{n}": o["latency_ms"] for n, o in s.outputs.items()}
     timing = {k: dict(zip(("p50_ms", "p99_ms"), percentiles(v))) for k, v in stages.items()}
-    lat = dict(zip(("p50_ms", "p99_ms"), percentiles(s.latency_ms)))
+    lat = timing["read->tracks"]
     if as_json:
         print(json.dumps({"source": s.source, "device": s.device, "live": s.live, "frames_read": s.frames_read,
                           "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
@@ -286,7 +289,7 @@ def _print_summary(s, cfg, as_json: bool) -> None:
     for name, value in rows:
         t.add_row(name, escape(value))
     out.print(t)
-    st = Table(title="stage timing")
+    st = Table(title="timing", caption="read->X: from frame read to X")
     for col in ("stage", "p50 ms", "p99 ms"):
         st.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
     for k, v in timing.items():

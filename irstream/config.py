@@ -71,7 +71,8 @@ class OutputConfig:
     topic: first frame of every ZeroMQ message.
     hwm_msgs: messages ZeroMQ queues per subscriber before dropping for it.
     wait_subscriber_s: wait this long for a first subscriber before starting, s.
-    save: annotated video (.mp4, .mkv lossless, .avi).  jsonl: one message per line.
+    save: annotated video (.mp4, .mkv lossless, .avi).  frames_dir: annotated frames as PNGs.
+    jsonl: one message per line.
     mot: confirmed tracks as MOTChallenge CSV.  preview: a window (needs a display).
     trail_frames: length of the drawn track trails, frames.
     include_tentative: publish and draw unconfirmed tracks too (debugging the tracker).
@@ -83,6 +84,7 @@ class OutputConfig:
     hwm_msgs: int = 1000
     wait_subscriber_s: float = 0.0
     save: str = ""
+    frames_dir: str = ""
     jsonl: str = ""
     mot: str = ""
     preview: bool = False

@@ -28,7 +28,8 @@ from irstream.errors import UserError
 from irstream.preprocess import Preprocessor
 from irstream.publish import ZmqPublisher
 from irstream.segment import StreamSegmenter, resolve_device
-from irstream.sinks import JsonlSink, MotSink, SinkWorker, VideoSink
+from irstream.annotate import TrackAnnotator
+from irstream.sinks import FramesSink, JsonlSink, MotSink, SinkWorker, VideoSink
 from irstream.sources import Source, open_source
 from irstream.targets import extract_targets
 from irstream.tracker import Tracker
@@ -175,15 +176,18 @@ class Pipeline:
             sinks.append(("publish", ZmqPublisher(o.publish, o.topic, o.hwm_msgs, o.wait_subscriber_s,
                                                   o.include_tentative), True))
         if o.save:
-            from irstream.annotate import TrackAnnotator
-
-            ann = TrackAnnotator(o.trail_frames, o.show_detections, o.include_tentative)
-            sinks.append(("save", VideoSink(o.save, self.source.fps, ann), self.live))
+            sinks.append(("save", VideoSink(o.save, self.source.fps, self._annotator()), self.live))
+        if o.frames_dir:
+            sinks.append(("frames_dir", FramesSink(o.frames_dir, self._annotator()), self.live))
         if o.jsonl:
             sinks.append(("jsonl", JsonlSink(o.jsonl, o.include_tentative), self.live))
         if o.mot:
             sinks.append(("mot", MotSink(o.mot), self.live))
         return sinks
+
+    def _annotator(self) -> TrackAnnotator:
+        o = self.cfg.output
+        return TrackAnnotator(o.trail_frames, o.show_detections, o.include_tentative)
 
     def run(self) -> RunSummary:
         workers = []
@@ -192,6 +196,8 @@ class Pipeline:
         try:
             for name, sink, drop in self.sinks:
                 workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
+            if self.source.shape:
+                self.segmenter.warm_up(self.source.shape)
             reader.start()
             self._loop(reader, workers)
         finally:
@@ -260,7 +266,7 @@ class Pipeline:
         s.frames_read, s.frames_dropped = reader.read, reader.dropped
         s.stopped_early = self.stop.is_set()
         for w in workers:
-            s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms,
+            s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms, "latency_ms": w.latency_ms,
                                  "sent": getattr(w.sink, "sent", None)}
 
 

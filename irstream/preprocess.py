@@ -7,7 +7,8 @@ drift), so it goes through an automatic gain control (AGC), one of:
 - `fixed`: a linear range in raw counts from the pipeline config, `fixed_range_counts`
   (lo, hi) -> (0, 1).  Use it when the camera's radiometry is stable and known.
 - `percentile`: the `low_pct` and `high_pct` percentiles of each frame map to 0 and 1.
-  Percentiles rather than min/max so that one hot or dead pixel cannot crush the scene.
+  Percentiles rather than min/max so that a few hot or dead pixels (fewer than 1 in
+  10,000 at the default high_pct) cannot crush the scene.
   On video the limits are smoothed over time with an exponential moving average of time
   constant `agc_time_constant_s`, so the image does not flicker when a bright target or a
   cloud enters the frame.

@@ -107,6 +107,12 @@ class StreamSegmenter:
     def flush(self) -> list[tuple[object, np.ndarray]]:
         return self._cuda.flush() if self._cuda is not None else []
 
+    def warm_up(self, shape: tuple[int, int]) -> None:
+        """One throw-away frame of `shape`: the first forward pass picks kernels and allocates
+        buffers, and would otherwise show up as a latency spike on the first real frame."""
+        self.push(None, np.zeros(shape, dtype=np.float32))
+        self.flush()
+
 
 class _CudaDoubleBuffer:
     """Two slots, each a pinned host input, a device input, a device output and a pinned host

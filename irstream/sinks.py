@@ -42,6 +42,7 @@ class SinkWorker:
         self.dropped = 0
         self.written = 0
         self.times_ms: list[float] = []
+        self.latency_ms: list[float] = []  # frame read -> written by this sink
         self.error: BaseException | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
@@ -105,7 +106,9 @@ class SinkWorker:
                 self.written += 1
             except Exception as exc:
                 self.error = exc
-            self.times_ms.append((time.perf_counter() - t0) * 1e3)
+            t1 = time.perf_counter()
+            self.times_ms.append((t1 - t0) * 1e3)
+            self.latency_ms.append((t1 - res.frame.read_at) * 1e3)
 
 
 class JsonlSink:
@@ -177,6 +180,29 @@ class VideoSink:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
+
+
+class FramesSink:
+    """The annotated frames as numbered PNGs (lossless; for stills and for the README)."""
+
+    def __init__(self, folder: str | Path, annotator: TrackAnnotator | None = None) -> None:
+        self.folder = Path(folder)
+        self.annotator = annotator or TrackAnnotator()
+        self.hud = HudClock()
+
+    def open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--frames-dir {self.folder}: cannot create ({exc.strerror}); pick a writable folder") from None
+
+    def write(self, res: FrameResult) -> None:
+        path = self.folder / f"{res.frame.index:06d}.png"
+        if not cv2.imwrite(str(path), self.annotator.annotate(res, self.hud.line(res))):
+            raise UserError(f"--frames-dir {self.folder}: cannot write {path.name}")
+
+    def close(self) -> None:
+        pass
 
 
 class HudClock:

@@ -52,3 +52,20 @@ def test_any_size_in_same_size_out(name, hw):
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="groups"):
         LRRNetCfg(channels=(12, 24, 48, 96), groups=16)
+
+
+def test_stream_segmenter_matches_single_frame_inference():
+    import numpy as np
+
+    from irstream.segment import Segmenter, StreamSegmenter
+    from irstream.models import build_model
+
+    model = build_model("lrrnet_light").eval()
+    rng = np.random.default_rng(0)
+    frames = [rng.random((40, 56), dtype=np.float32) for _ in range(3)]
+    stream = StreamSegmenter(model, "cpu")
+    got = [out for i, f in enumerate(frames) for out in stream.push(i, f)] + stream.flush()
+    assert [k for k, _ in got] == [0, 1, 2]
+    for (_, prob), f in zip(got, frames):
+        expect = 1 / (1 + np.exp(-Segmenter(model, "cpu").logits(f)))
+        np.testing.assert_allclose(prob, expect, atol=1e-5)
