@@ -57,8 +57,10 @@ class TrackAnnotator:
         for i in range(len(tracks)):
             self._draw_track(canvas, tracks, i)
         if hud:
-            cv2.putText(canvas, hud, (4, canvas.shape[0] - 6), FONT, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(canvas, hud, (4, canvas.shape[0] - 6), FONT, 0.4, HUD_BGR, 1, cv2.LINE_AA)
+            h = canvas.shape[0]
+            (tw, th), base = cv2.getTextSize(hud, FONT, 0.4, 1)
+            cv2.rectangle(canvas, (0, h - th - base - 6), (tw + 8, h), (0, 0, 0), -1)
+            cv2.putText(canvas, hud, (4, h - base - 2), FONT, 0.4, HUD_BGR, 1, cv2.LINE_AA)
         return canvas
 
     def _update_trails(self, tracks: Tracks) -> None:

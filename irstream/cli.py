@@ -90,6 +90,7 @@ def train(
     target_crop_share: float = 0.7,
     flips: bool = True,
     synthetic_share: Annotated[float, typer.Option(help="Share of each batch from the synthetic generator.")] = 0.0,
+    half_scale_share: Annotated[float, typer.Option(help="Share of crops shrunk by 2 (1-3 px targets).")] = 0.0,
     val_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 1,
     max_minutes: Annotated[float, typer.Option(help="Wall-time budget; the lr decays over it. 0 = by epochs.")] = 0.0,
     seed: int = 0,
@@ -107,7 +108,7 @@ def train(
         cfg = TrainConfig(model=model, data=str(data), train_split=train_split, val_split=val_split,
                           extra_data=[str(p) for p in extra_data or []], epochs=epochs, batch=batch, lr=lr,
                           rec_weight=rec_weight, crop_px=crop, resize_px=resize, target_crop_share=target_crop_share,
-                          flips=flips, synthetic_share=synthetic_share, val_every=val_every, max_minutes=max_minutes,
+                          flips=flips, synthetic_share=synthetic_share, half_scale_share=half_scale_share, val_every=val_every, max_minutes=max_minutes,
                           seed=seed, threads=threads, init_weights=str(init or ""))
     except ValueError as exc:
         raise UserError(f"train options: {exc}") from None

@@ -38,6 +38,8 @@ class TrainConfig:
     target_crop_share: fraction of crops centred (with jitter) on a target pixel; the rest
         are uniform.  Small targets are a tiny share of pixels, so random crops are mostly empty.
     synthetic_share: fraction of each batch drawn from the synthetic generator.
+    half_scale_share: fraction of crops taken at twice the side and shrunk by 2, so the model
+        also learns targets of 1 to 3 px (the real sequences' far aircraft), which SIRST has few of.
     init_weights: start from these irstream weights (fine-tuning) instead of from scratch;
         they must be of the same model.
     poly_power: lr = lr0 * (1 - progress) ** poly_power, progress in iterations, or in
@@ -59,6 +61,7 @@ class TrainConfig:
     target_crop_share: float = 0.7
     flips: bool = True
     synthetic_share: float = 0.0
+    half_scale_share: float = 0.0
     val_every: int = 1
     max_minutes: float = 0.0
     seed: int = 0
@@ -68,7 +71,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.crop_px % 8 or self.resize_px % 8:
             raise ValueError("crop_px and resize_px must be multiples of 8 (the model's size multiple)")
-        for name in ("target_crop_share", "synthetic_share"):
+        for name in ("target_crop_share", "synthetic_share", "half_scale_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be within [0, 1]")
 
@@ -108,6 +111,15 @@ def crop_pair(s: Sample, size: int, rng: np.random.Generator, centred: bool) -> 
     return img[y0:y0 + size, x0:x0 + size], mask[y0:y0 + size, x0:x0 + size]
 
 
+def half_scale_pair(s: Sample, size: int, rng: np.random.Generator, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A crop of twice the side shrunk by 2 (area average): targets come out at a quarter of
+    their area, as far-away targets of 1 to 3 px look.  The mask keeps a pixel that any of
+    its four source pixels marked, so no target vanishes."""
+    img, mask = crop_pair(s, 2 * size, rng, centred)
+    small = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return small, mask.reshape(size, 2, size, 2).any(axis=(1, 3))
+
+
 def resize_pair(s: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
     img = cv2.resize(s.image, (size, size), interpolation=cv2.INTER_LINEAR)
     mask = cv2.resize(s.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
@@ -130,6 +142,8 @@ def make_batch(samples: list[Sample], idx: np.ndarray, cfg: TrainConfig, rng: np
             from irstream.data.synthetic import random_scene
 
             img, mask = random_scene(rng, (side, side))
+        elif cfg.crop_px and cfg.half_scale_share and rng.random() < cfg.half_scale_share:
+            img, mask = half_scale_pair(samples[i], side, rng, rng.random() < cfg.target_crop_share)
         elif cfg.crop_px:
             img, mask = crop_pair(samples[i], side, rng, rng.random() < cfg.target_crop_share)
         else:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from irstream.data.sirst import load_split
@@ -50,3 +51,16 @@ def test_run_checkpoints_resumes_and_keeps_best(tmp_path):
     model, card = load_weights(run / "best.safetensors")
     assert card["training"]["val_split"] == "val" and "iou" in card["metrics"]["val"]
     assert read_card(run / "best.safetensors")["training"]["recipe"]["crop_px"] == 32
+
+
+def test_half_scale_crops_keep_every_target():
+    from irstream.data.sirst import Sample
+    from irstream.train import half_scale_pair
+
+    img = np.zeros((300, 300), np.float32)
+    mask = np.zeros((300, 300), bool)
+    img[150, 151] = 1.0  # a 1-pixel target
+    mask[150, 151] = True
+    small, small_mask = half_scale_pair(Sample("t", img, mask), 64, np.random.default_rng(0), centred=True)
+    assert small.shape == small_mask.shape == (64, 64)
+    assert small_mask.sum() == 1 and small[small_mask][0] == pytest.approx(0.25)  # area-averaged
