@@ -15,6 +15,7 @@ still processed, then every output finishes its queue and closes.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -273,14 +274,15 @@ class Pipeline:
 @contextlib.contextmanager
 def graceful_interrupt(stop: threading.Event, on_first=None):
     """First Ctrl-C (or SIGTERM) sets `stop` so the run drains and closes its outputs; a second
-    Ctrl-C raises KeyboardInterrupt at once.  Only the main thread can own signal handlers."""
+    Ctrl-C ends the process at once (exit 130), leaving outputs as they are.  Only the main
+    thread can own signal handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, _frame):
         if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            os._exit(130)
         stop.set()
         if on_first:
             on_first(signum)

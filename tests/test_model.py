@@ -69,3 +69,24 @@ def test_stream_segmenter_matches_single_frame_inference():
     for (_, prob), f in zip(got, frames):
         expect = 1 / (1 + np.exp(-Segmenter(model, "cpu").logits(f)))
         np.testing.assert_allclose(prob, expect, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_cuda_double_buffered_stream_matches_cpu():
+    import copy
+
+    import numpy as np
+
+    from irstream.models import build_model
+    from irstream.segment import StreamSegmenter
+
+    model = build_model("lrrnet_light").eval()
+    rng = np.random.default_rng(1)
+    frames = [rng.random((64, 72), dtype=np.float32) for _ in range(5)] + [rng.random((48, 40), dtype=np.float32)]
+    cpu = StreamSegmenter(model, "cpu")
+    expect = [p for i, f in enumerate(frames) for _, p in cpu.push(i, f)]
+    gpu = StreamSegmenter(copy.deepcopy(model), "cuda")  # .to() moves a module in place
+    got = [out for i, f in enumerate(frames) for out in gpu.push(i, f)] + gpu.flush()
+    assert [k for k, _ in got] == list(range(len(frames)))
+    for (_, p), e in zip(got, expect):
+        np.testing.assert_allclose(p, e, atol=1e-3)
