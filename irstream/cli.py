@@ -216,6 +216,7 @@ def run(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold.")] = None,
+    upscale: Annotated[Optional[int], typer.Option(help="Run the model on the frame enlarged by this factor (tiny targets).")] = None,
     mode: Annotated[Optional[str], typer.Option(help="auto, file (never drop) or live (newest frame wins).")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
@@ -230,7 +231,7 @@ def run(
         "source.uri": source, "source.mode": mode, "output.preview": preview, "output.save": save,
         "output.frames_dir": frames_dir,
         "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "model.device": device,
-        "model.weights": weights, "targets.score_threshold": threshold, "run.max_frames": max_frames})
+        "model.weights": weights, "model.upscale": upscale, "targets.score_threshold": threshold, "run.max_frames": max_frames})
     if not cfg.source.uri:
         raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")
     stop, paused = threading.Event(), threading.Event()
@@ -388,24 +389,37 @@ def synth_images(
 @synth_app.command("sequence")
 @user_errors
 def synth_sequence_cmd(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write: numbered frames and gt/gt.txt (MOTChallenge).")],
+    dest: Annotated[Path, typer.Argument(help="A folder (numbered frames + gt/gt.txt) or a .mkv file (lossless FFV1 video "
+                                             "+ <name>.gt.txt); ground truth in MOTChallenge CSV.")],
     frames: int = 100,
     seed: int = 0,
     height: int = 256,
     width: int = 320,
     background: Annotated[str, typer.Option(help="sky, sea or ground.")] = "sky",
     targets: int = 4,
-    bit_depth: Annotated[int, typer.Option(help="8 (PNG) or 16 (TIFF).")] = 8,
+    bit_depth: Annotated[int, typer.Option(help="8 (PNG) or 16 (TIFF); a .mkv is 8-bit.")] = 8,
+    snr_min: Annotated[float, typer.Option(help="Faintest target peak, in noise sigmas.")] = 4.0,
+    snr_max: Annotated[float, typer.Option(help="Brightest target peak, in noise sigmas.")] = 15.0,
+    fps: Annotated[float, typer.Option(help="Frame rate stored in a .mkv.")] = 25.0,
 ) -> None:
-    """Write a sequence of moving targets with per-frame ground truth."""
-    from irstream.data.synthetic import BACKGROUNDS, write_sequence
+    """Write moving targets over a background, frame by frame, with their ground truth."""
+    from irstream.data.synthetic import BACKGROUNDS, write_clip, write_sequence
 
     if background not in BACKGROUNDS:
         raise UserError(f"--background {background}: must be one of {', '.join(BACKGROUNDS)}")
-    if bit_depth not in (8, 16):
-        raise UserError(f"--bit-depth {bit_depth}: must be 8 or 16")
-    n = write_sequence(out_dir, frames, seed, _shape(height, width), background, targets, bit_depth)
-    out.print(f"wrote {frames} frames ({n} ground-truth boxes) to {out_dir}")
+    if bit_depth not in (8, 16) or (dest.suffix.lower() == ".mkv" and bit_depth != 8):
+        raise UserError(f"--bit-depth {bit_depth}: must be 8 or 16, and 8 for a .mkv video")
+    if frames < 1 or fps <= 0 or targets < 0 or not 0 < snr_min <= snr_max:
+        raise UserError("--frames and --fps must be positive, --targets >= 0, 0 < --snr-min <= --snr-max")
+    shape, snr = _shape(height, width), (snr_min, snr_max)
+    if dest.suffix.lower() == ".mkv":
+        try:
+            n = write_clip(dest, frames, seed, shape, background, targets, fps, snr_range=snr)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    else:
+        n = write_sequence(dest, frames, seed, shape, background, targets, bit_depth, snr_range=snr)
+    out.print(f"wrote {frames} frames ({n} ground-truth boxes) to {dest}")
 
 
 def main() -> None:

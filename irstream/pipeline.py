@@ -161,7 +161,7 @@ class Pipeline:
         try:
             model, self.card = load_weights(cfg.model.weights_path)
             device = resolve_device(cfg.model.device)
-            self.segmenter = StreamSegmenter(model, device)
+            self.segmenter = StreamSegmenter(model, device, cfg.model.upscale)
         except BaseException:
             self.source.close()
             raise

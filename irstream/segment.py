@@ -7,6 +7,7 @@ and the output cropped back.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -88,24 +89,48 @@ class StreamSegmenter:
     which, they only see keys come back in order.
     """
 
-    def __init__(self, model: LRRNet, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: LRRNet, device: str | torch.device = "cpu", upscale: int = 1) -> None:
+        if not isinstance(upscale, int) or upscale < 1:
+            raise ValueError(f"upscale={upscale!r}: must be a whole number >= 1")
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
+        self.upscale = upscale
         self._cuda = _CudaDoubleBuffer(self.model, self.device) if self.device.type == "cuda" else None
         if self._cuda is None:
             retain_freed_memory()
 
-    @torch.inference_mode()
     def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
+        return [(k, self._downscale(p)) for k, p in self._push(key, self._upscale(image))]
+
+    def flush(self) -> list[tuple[object, np.ndarray]]:
+        with torch.inference_mode():
+            done = self._cuda.flush() if self._cuda is not None else []
+        return [(k, self._downscale(p)) for k, p in done]
+
+    @torch.inference_mode()
+    def _push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
         if self._cuda is not None:
             return self._cuda.push(key, image)
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
         logits, _ = forward_any_size(self.model, x.to(self.device))
         return [(key, torch.sigmoid(logits[0, 0]).numpy())]
 
-    @torch.inference_mode()
-    def flush(self) -> list[tuple[object, np.ndarray]]:
-        return self._cuda.flush() if self._cuda is not None else []
+    def _upscale(self, image: np.ndarray) -> np.ndarray:
+        # Targets smaller than the model learnt (1-3 px) are found once the frame is enlarged;
+        # bicubic keeps a point target's peak instead of spreading it flat.
+        if self.upscale == 1:
+            return image
+        big = cv2.resize(image, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC)
+        return np.clip(big, 0.0, 1.0, out=big)
+
+    def _downscale(self, prob: np.ndarray) -> np.ndarray:
+        """Back to the frame's grid; a frame pixel takes the highest probability of its block,
+        so a target found at the enlarged scale is not averaged away."""
+        k = self.upscale
+        if k == 1:
+            return prob
+        h, w = prob.shape[0] // k, prob.shape[1] // k
+        return prob.reshape(h, k, w, k).max(axis=(1, 3))
 
     def warm_up(self, shape: tuple[int, int]) -> None:
         """One throw-away frame of `shape`: the first forward pass picks kernels and allocates

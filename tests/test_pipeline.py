@@ -59,7 +59,7 @@ def test_zmq_subscriber_gets_one_valid_message_per_frame(tmp_path):
     sub.connect(endpoint)  # before the publisher binds: ZeroMQ reconnects until it is there
 
     def receive():
-        while len(got) < n and sub.poll(10000):
+        while len(got) < n and sub.poll(120_000):  # a slow CI machine may take long per frame
             got.append(tuple(sub.recv_multipart()))
 
     t = threading.Thread(target=receive)
@@ -186,7 +186,7 @@ def test_preview_without_display_runs_headless(tmp_path, monkeypatch):
 
 def test_shipped_pipelines_load():
     names = sorted(p.name for p in PIPELINES_DIR.glob("*.toml"))
-    assert {"default.toml", "camera.toml", "noisy.toml"} <= set(names)
+    assert {"default.toml", "camera.toml", "noisy.toml", "tiny_targets.toml", "osd_top_band.toml"} <= set(names)
     for name in names:
         load_pipeline(PIPELINES_DIR / name)
 
@@ -221,7 +221,9 @@ def test_ignore_rects_suppress_detections(tmp_path):
 @pytest.mark.skipif(not (DAUB / "sequence1").is_dir(), reason="../shared/data/daub is not present")
 def test_daub_sequence1_target_is_tracked(tmp_path):
     labels = np.loadtxt(DAUB / "sequence1" / "labels.csv", delimiter=",", skiprows=1)
-    cfg = config(str(DAUB / "sequence1"), **{"output.jsonl": str(tmp_path / "o.jsonl")})
+    # Its aircraft is 2 to 3 px: the shipped weights need the frame enlarged 2x to see it.
+    cfg = override(load_pipeline(PIPELINES_DIR / "tiny_targets.toml"),
+                   **{"source.uri": str(DAUB / "sequence1"), "model.device": "cpu", "output.jsonl": str(tmp_path / "o.jsonl")})
     Pipeline(cfg).run()
     msgs = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert len(msgs) == len(labels)
@@ -229,7 +231,7 @@ def test_daub_sequence1_target_is_tracked(tmp_path):
     for m, (_, x, y) in zip(msgs, labels):
         d = [np.hypot(t["x"] - x, t["y"] - y) for t in m["tracks"]]
         on_target += bool(d) and min(d) <= 3.0
-    assert on_target >= 0.5 * len(labels)
+    assert on_target >= 0.9 * len(labels)
 
 
 @pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/data/antiuav-clips is not present")

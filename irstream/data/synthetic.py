@@ -237,17 +237,19 @@ class Mover:
         self.y += self.vy
 
 
-def scripted_movers(rng: np.random.Generator, shape: tuple[int, int], n_frames: int, n_targets: int) -> list[Mover]:
+def scripted_movers(rng: np.random.Generator, shape: tuple[int, int], n_frames: int, n_targets: int,
+                    snr_range: tuple[float, float] = (4.0, 15.0)) -> list[Mover]:
     """A mix of what trackers find hard: a crossing pair, an entry, an exit, a manoeuvre.
 
     The first two targets cross near the centre around mid-sequence; the third enters from an
     edge a third of the way in; the fourth leaves the frame; the rest turn at random rates.
+    Each target's peak SNR is drawn uniformly from snr_range.
     """
     h, w = shape
     movers = []
     mid = n_frames / 2
     for i in range(n_targets):
-        area, snr = float(np.exp(rng.uniform(0.0, math.log(30.0)))), float(rng.uniform(4.0, 15.0))
+        area, snr = float(np.exp(rng.uniform(0.0, math.log(30.0)))), float(rng.uniform(*snr_range))
         speed = rng.uniform(0.3, 2.0)
         if i < 2:  # crossing pair: both pass the centre at mid-sequence
             ang = rng.uniform(0, math.pi) + i * math.pi / 2
@@ -267,19 +269,26 @@ def scripted_movers(rng: np.random.Generator, shape: tuple[int, int], n_frames: 
 
 
 def synth_sequence(seed: int, n_frames: int, shape: tuple[int, int] = (256, 320), kind: str = "sky",
-                   n_targets: int = 4, bit_depth: int = 8, drift_px: tuple[float, float] = (0.15, 0.0)):
+                   n_targets: int = 4, bit_depth: int = 8, drift_px: tuple[float, float] = (0.15, 0.0),
+                   snr_range: tuple[float, float] = (4.0, 15.0)):
     """Yield (raw frame, ground truth rows) per frame, deterministic by seed.
 
     Ground truth rows are (track_id, x, y, area_px, bbox_xyxy) for the targets visible in
     the frame.  The background drifts by drift_px (x, y) per frame, like slow clouds or a
-    slowly panning camera.
+    slowly panning camera.  snr_range: each target's peak over the temporal noise sigma is
+    drawn from it (the default gives the same pixels as before the parameter existed).
+
+    A generator: taking only the first k frames gives exactly the first k frames of the
+    full sequence (but n_frames itself shapes the scene, so keep it the same).
     """
+    if not 0.0 < snr_range[0] <= snr_range[1]:
+        raise ValueError(f"snr_range={snr_range}: need 0 < low <= high")
     rng = np.random.default_rng(seed)
     h, w = shape
     pad = int(abs(drift_px[0]) * n_frames + abs(drift_px[1]) * n_frames) + 4
     world = background(rng, (h + pad, w + pad), kind)
     sensor = Sensor.random(rng, shape)
-    movers = scripted_movers(rng, shape, n_frames, n_targets)
+    movers = scripted_movers(rng, shape, n_frames, n_targets, snr_range)
     for t in range(n_frames):
         ox, oy = drift_px[0] * t, drift_px[1] * t
         m = np.float32([[1, 0, -ox], [0, 1, -oy]])
@@ -327,16 +336,52 @@ def write_image_set(out, count: int, seed: int, shape: tuple[int, int], bit_dept
 
 
 def write_sequence(out, n_frames: int, seed: int, shape: tuple[int, int], kind: str = "sky", n_targets: int = 4,
-                   bit_depth: int = 8) -> int:
-    """Frames as numbered PNGs (8-bit) or TIFFs (16-bit) plus gt/gt.txt in MOTChallenge format."""
+                   bit_depth: int = 8, snr_range: tuple[float, float] = (4.0, 15.0)) -> int:
+    """Frames as numbered PNGs (8-bit) or TIFFs (16-bit) plus gt/gt.txt in MOTChallenge format.
+
+    TIFFs are Deflate-compressed with horizontal differencing (lossless; about a sixth smaller than
+    OpenCV's default LZW on noisy 16-bit frames, and read by any TIFF reader)."""
     from pathlib import Path
 
     out = Path(out)
     (out / "gt").mkdir(parents=True, exist_ok=True)
     ext = "png" if bit_depth == 8 else "tif"
+    params = [] if ext == "png" else [cv2.IMWRITE_TIFF_COMPRESSION, cv2.IMWRITE_TIFF_COMPRESSION_ADOBE_DEFLATE,
+                                      cv2.IMWRITE_TIFF_PREDICTOR, cv2.IMWRITE_TIFF_PREDICTOR_HORIZONTAL]
     lines = []
-    for t, (frame, rows) in enumerate(synth_sequence(seed, n_frames, shape, kind, n_targets, bit_depth)):
-        cv2.imwrite(str(out / f"{t + 1:06d}.{ext}"), frame)
+    for t, (frame, rows) in enumerate(synth_sequence(seed, n_frames, shape, kind, n_targets, bit_depth,
+                                                     snr_range=snr_range)):
+        if not cv2.imwrite(str(out / f"{t + 1:06d}.{ext}"), frame, params):
+            raise ValueError(f"{out / f'{t + 1:06d}.{ext}'}: OpenCV could not write this frame")
         lines += mot_rows(t, rows)
     (out / "gt" / "gt.txt").write_text("".join(f"{ln}\n" for ln in lines))
+    return len(lines)
+
+
+def write_clip(path, n_frames: int, seed: int, shape: tuple[int, int], kind: str = "sky", n_targets: int = 4,
+               fps: float = 25.0, snr_range: tuple[float, float] = (4.0, 15.0)) -> int:
+    """An 8-bit gray video, FFV1 in Matroska (lossless: a 1-pixel target survives), plus its
+    ground truth beside it as <name>.gt.txt (MOTChallenge).  Returns the number of gt rows.
+
+    The frames are exactly those of synth_sequence(seed, n_frames, shape, kind, n_targets,
+    bit_depth=8, snr_range=snr_range); decoding the file gives them back bit for bit."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() != ".mkv":
+        raise ValueError(f"{path}: the lossless FFV1 clip must be a .mkv file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (shape[1], shape[0]), isColor=False)
+    if not writer.isOpened():
+        raise ValueError(f"{path}: OpenCV could not open an FFV1 writer for it "
+                         "(a path that cannot be written, or an OpenCV built without FFmpeg)")
+    lines = []
+    try:
+        for t, (frame, rows) in enumerate(synth_sequence(seed, n_frames, shape, kind, n_targets, bit_depth=8,
+                                                         snr_range=snr_range)):
+            writer.write(frame)
+            lines += mot_rows(t, rows)
+    finally:
+        writer.release()
+    path.with_suffix(".gt.txt").write_text("".join(f"{ln}\n" for ln in lines))
     return len(lines)
