@@ -262,3 +262,14 @@ def test_listen_prints_json_lines_from_a_run():
 def test_validate_refuses_other_schemas():
     assert "schema" in validate({"schema": "irstream.frame/99"})
     assert validate([1, 2]) == "not a JSON object"
+
+
+def test_bad_frame_mid_sequence_is_one_line_and_outputs_are_closed(tmp_path):
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(seq / f"{i + 1}.png"), np.full((64, 80), 100, np.uint8))
+    cv2.imwrite(str(seq / "4.png"), np.full((32, 80), 100, np.uint8))  # the camera changed mode
+    res = CliRunner().invoke(app, ["run", str(seq), "--device", "cpu", "--jsonl", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 2 and "4.png" in res.output and "Traceback" not in res.output
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 3  # what was processed is kept
