@@ -271,7 +271,7 @@ def _print_summary(s, cfg, as_json: bool) -> None:
         print(json.dumps({"source": s.source, "device": s.device, "live": s.live, "frames_read": s.frames_read,
                           "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
                           "fps": round(s.fps, 3), "detections": s.detections,
-                          "confirmed_tracks": len(s.confirmed_ids), "stopped_early": s.stopped_early,
+                          "confirmed_tracks": s.confirmed_tracks, "stopped_early": s.stopped_early,
                           "timing": timing, "latency": lat, "outputs": outputs}))
         return
     t = Table(title=escape(f"run: {s.source}"), show_header=False)
@@ -281,7 +281,7 @@ def _print_summary(s, cfg, as_json: bool) -> None:
             ("frames", f"{s.frames_processed} processed, {s.frames_read} read, {s.frames_dropped} dropped"),
             ("rate", f"{s.fps:.1f} frames/s over {s.wall_s:.1f} s"),
             ("detections", f"{s.detections} ({s.detections / max(1, s.frames_processed):.2f} per frame)"),
-            ("confirmed tracks", str(len(s.confirmed_ids))),
+            ("confirmed tracks", str(s.confirmed_tracks)),
             ("latency read->tracks", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")]
     for name, o in outputs.items():
         target = getattr(cfg.output, name, "")

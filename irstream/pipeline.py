@@ -30,7 +30,7 @@ from irstream.preprocess import Preprocessor
 from irstream.publish import ZmqPublisher
 from irstream.segment import StreamSegmenter, resolve_device
 from irstream.annotate import TrackAnnotator
-from irstream.sinks import FramesSink, JsonlSink, MotSink, SinkWorker, VideoSink
+from irstream.sinks import TIMING_WINDOW_FRAMES, FramesSink, JsonlSink, MotSink, SinkWorker, VideoSink
 from irstream.sources import Source, open_source
 from irstream.targets import extract_targets
 from irstream.tracker import Tracker
@@ -110,6 +110,8 @@ class FrameReader:
             self.read += 1
             if self.latest_only:
                 self.dropped += len(self.buffer)
+                for old in self.buffer:
+                    self.decode_ms.pop(old.index, None)
                 self.buffer.clear()
             else:
                 while len(self.buffer) >= self.maxsize and not self.stop_event.is_set():
@@ -127,16 +129,20 @@ class RunSummary:
     frames_processed: int = 0
     frames_dropped: int = 0
     detections: int = 0
-    confirmed_ids: set = field(default_factory=set)
+    confirmed_tracks: int = 0
     wall_s: float = 0.0
     stopped_early: bool = False
-    stage_ms: dict[str, list] = field(default_factory=lambda: {s: [] for s in STAGES})
-    latency_ms: list = field(default_factory=list)
+    stage_ms: dict[str, deque] = field(default_factory=lambda: {s: _window() for s in STAGES})
+    latency_ms: deque = field(default_factory=lambda: _window())
     outputs: dict[str, dict] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
         return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def _window() -> deque:
+    return deque(maxlen=TIMING_WINDOW_FRAMES)
 
 
 def percentiles(values, qs=(50, 99)) -> list[float]:
@@ -169,6 +175,7 @@ class Pipeline:
         self.tracker = Tracker(cfg.tracker)
         self.sinks = self._output_sinks() + list(extra_sinks)
         self.summary = RunSummary(self.source.source_id, str(device), self.live)
+        self._confirmed: set[int] = set()
 
     def _output_sinks(self) -> list:
         o = self.cfg.output
@@ -255,12 +262,18 @@ class Pipeline:
         s = self.summary
         s.frames_processed += 1
         s.detections += len(dets)
-        s.confirmed_ids.update(int(i) for i in tracks.track_id[tracks.state == CONFIRMED])
+        self._count_confirmed(tracks)
         for k, v in timings.items():
             s.stage_ms[k].append(v)
         s.latency_ms.append((time.perf_counter() - frame.read_at) * 1e3)
         if self.on_frame:
             self.on_frame(res)
+
+    def _count_confirmed(self, tracks) -> None:
+        """Count each track once, when first confirmed; only live ids are remembered."""
+        now = set(tracks.track_id[tracks.state == CONFIRMED].tolist())
+        self.summary.confirmed_tracks += len(now - self._confirmed)
+        self._confirmed = (self._confirmed | now) & set(tracks.track_id.tolist())
 
     def _collect(self, reader: FrameReader, workers: list[SinkWorker]) -> None:
         s = self.summary

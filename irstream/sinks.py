@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from irstream.types import FrameResult
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mkv": "FFV1", ".avi": "MJPG"}
 #: Seconds a closing sink waits for its queue to drain before it gives up on what is left.
 CLOSE_TIMEOUT_S = 30.0
+#: Timings kept per output, most recent frames (about 33 min at 25 frames/s).
+TIMING_WINDOW_FRAMES = 50_000
 #: Period at which an idle worker lets its sink do housekeeping (a window pumps its events).
 IDLE_POLL_S = 0.05
 
@@ -41,8 +44,9 @@ class SinkWorker:
         self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
         self.dropped = 0
         self.written = 0
-        self.times_ms: list[float] = []
-        self.latency_ms: list[float] = []  # frame read -> written by this sink
+        # Recent frames only, so that a weeks-long run keeps bounded memory.
+        self.times_ms: deque = deque(maxlen=TIMING_WINDOW_FRAMES)
+        self.latency_ms: deque = deque(maxlen=TIMING_WINDOW_FRAMES)  # frame read -> written
         self.error: BaseException | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
