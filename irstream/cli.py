@@ -259,6 +259,11 @@ def _preview_sink(stop, paused) -> list:
     return [("preview", PreviewSink(stop, paused), True)]
 
 
+def _nan_to_none(d: dict) -> dict:
+    """Percentiles of no frames are NaN, which JSON cannot carry: null instead."""
+    return {k: _nan_to_none(v) if isinstance(v, dict) else (None if v != v else v) for k, v in d.items()}
+
+
 def _print_summary(s, cfg, as_json: bool) -> None:
     from irstream.pipeline import percentiles
 
@@ -272,7 +277,7 @@ def _print_summary(s, cfg, as_json: bool) -> None:
                           "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
                           "fps": round(s.fps, 3), "detections": s.detections,
                           "confirmed_tracks": s.confirmed_tracks, "stopped_early": s.stopped_early,
-                          "timing": timing, "latency": lat, "outputs": outputs}))
+                          "timing": _nan_to_none(timing), "latency": _nan_to_none(lat), "outputs": outputs}))
         return
     t = Table(title=escape(f"run: {s.source}"), show_header=False)
     t.add_column("what", no_wrap=True)
@@ -285,7 +290,8 @@ def _print_summary(s, cfg, as_json: bool) -> None:
             ("latency read->tracks", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")]
     for name, o in outputs.items():
         target = getattr(cfg.output, name, "")
-        rows.append((f"output {name}", f"{target}  {o['written']} written, {o['dropped']} dropped"))
+        unfinished = ", gave up closing it (still busy)" if o["timed_out"] else ""
+        rows.append((f"output {name}", f"{target}  {o['written']} written, {o['dropped']} dropped{unfinished}"))
     if s.stopped_early:
         rows.append(("stopped", "early, on request; outputs flushed and closed"))
     for name, value in rows:

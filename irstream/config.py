@@ -8,6 +8,7 @@ unknown table or key is an error that names it.  Command-line flags override the
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,10 @@ from irstream.tracker import TrackerConfig
 
 PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 DEFAULT_PIPELINE = PIPELINES_DIR / "default.toml"
+#: Bounds that keep a typo from becoming a hang or an allocation failure: ZeroMQ takes the
+#: high-water mark as a C int, and a run that waits a day for a subscriber is a mistake.
+MAX_HWM_MSGS = 1_000_000
+MAX_WAIT_SUBSCRIBER_S = 3600.0
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lrrnet_light_sirst.safetensors"
 
 
@@ -62,7 +67,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.upscale, int) or isinstance(self.upscale, bool) or self.upscale < 1:
             raise ValueError(f"upscale={self.upscale!r}: must be a whole number >= 1")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+        if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ValueError(f"device={self.device!r}: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
     @property
@@ -100,10 +105,10 @@ class OutputConfig:
     show_detections: bool = True
 
     def __post_init__(self) -> None:
-        if self.hwm_msgs < 1:
-            raise ValueError(f"hwm_msgs={self.hwm_msgs}: must be >= 1")
-        if self.wait_subscriber_s < 0:
-            raise ValueError(f"wait_subscriber_s={self.wait_subscriber_s}: must be >= 0")
+        if not 1 <= self.hwm_msgs <= MAX_HWM_MSGS:
+            raise ValueError(f"hwm_msgs={self.hwm_msgs}: must be 1 to {MAX_HWM_MSGS}")
+        if not 0 <= self.wait_subscriber_s <= MAX_WAIT_SUBSCRIBER_S:
+            raise ValueError(f"wait_subscriber_s={self.wait_subscriber_s}: must be 0 to {MAX_WAIT_SUBSCRIBER_S:.0f} s")
         if self.trail_frames < 1:
             raise ValueError(f"trail_frames={self.trail_frames}: must be >= 1")
 
@@ -202,8 +207,10 @@ def _coerce(value, hint, name: str):
             raise ValueError(f"{name} must be a list, got {value!r}")
         args = typing.get_args(hint)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], name) for v in value)
-        return tuple(value)
+            return tuple(_coerce(v, args[0], f"{name}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"{name} = {value!r}: expected {len(args)} values")
+        return tuple(_coerce(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     simple = hint if isinstance(hint, type) else None

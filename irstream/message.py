@@ -19,6 +19,9 @@ REQUIRED = {
     "detections": list, "tracks": list,
 }
 
+#: Track fields a consumer may rely on being finite numbers.
+TRACK_NUMBERS = ("id", "x", "y", "vx", "vy", "age", "hits", "score")
+
 
 def build_message(res: FrameResult, include_tentative: bool = False) -> dict:
     f = res.frame
@@ -54,6 +57,8 @@ def validate(msg: object) -> str | None:
             return f"field {key!r} missing or not {getattr(kind, '__name__', 'a number')}"
     for t in msg["tracks"]:
         if not isinstance(t, dict) or not all(isinstance(t.get(k), (int, float)) and math.isfinite(t[k])
-                                              for k in ("id", "x", "y", "vx", "vy")):
-            return "a track lacks a finite id, x, y, vx or vy"
+                                              for k in TRACK_NUMBERS):
+            return f"a track lacks a finite {', '.join(TRACK_NUMBERS)}"
+        if not isinstance(t.get("state"), str):
+            return "a track lacks its state"
     return None

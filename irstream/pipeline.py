@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -39,7 +40,13 @@ from irstream.weights import load_weights
 
 #: Seconds the main thread waits on an empty reader before checking for a stop request.
 POLL_S = 0.1
-STAGES = ("decode", "preprocess", "inference", "targets", "tracker")
+#: Seconds a stopping run waits for the reader thread to leave the source's read call.  A
+#: camera or stream that hangs in its read is then left to the process exit to release.
+READER_JOIN_S = 5.0
+#: Per-frame stages.  read: the source's read call (for a live source this includes waiting
+#: for the next frame); inference: frame handed to the model until its map is back.
+SHOW_CURSOR = "\x1b[?25h"
+STAGES = ("read", "preprocess", "inference", "targets", "tracker")
 
 
 class FrameReader:
@@ -48,17 +55,18 @@ class FrameReader:
     latest_only=False (files): a buffer of `maxsize` frames; reading waits for room.
     latest_only=True (live): a buffer of one; a new frame replaces an untaken one, counted
     in `dropped`, so the main thread always gets the newest.
+    limit: stop after reading this many frames; 0 = until the source ends.
     """
 
-    def __init__(self, source: Source, maxsize: int, latest_only: bool) -> None:
-        self.source, self.maxsize, self.latest_only = source, maxsize, latest_only
+    def __init__(self, source: Source, maxsize: int, latest_only: bool, limit: int = 0) -> None:
+        self.source, self.maxsize, self.latest_only, self.limit = source, maxsize, latest_only, limit
         self.buffer: deque[Frame] = deque()
         self.cond = threading.Condition()
         self.stop_event = threading.Event()
         self.done = False
         self.read = 0
         self.dropped = 0
-        self.decode_ms: dict[int, float] = {}
+        self.read_ms: dict[int, float] = {}
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="reader", daemon=True)
 
@@ -70,6 +78,17 @@ class FrameReader:
         self.stop_event.set()
         with self.cond:
             self.cond.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread to end; True when it has (or never started)."""
+        if self.thread.ident is not None:
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    @property
+    def buffered(self) -> int:
+        with self.cond:
+            return len(self.buffer)
 
     def get(self, timeout: float = POLL_S) -> Frame | None:
         """The next frame; None on timeout.  Check `finished` to tell the end from a wait."""
@@ -90,12 +109,12 @@ class FrameReader:
     def _run(self) -> None:
         it = iter(self.source)
         try:
-            while not self.stop_event.is_set():
+            while not self.stop_event.is_set() and not (self.limit and self.read >= self.limit):
                 t0 = time.perf_counter()
                 frame = next(it, None)
                 if frame is None:
                     break
-                self.decode_ms[frame.index] = (time.perf_counter() - t0) * 1e3
+                self.read_ms[frame.index] = (time.perf_counter() - t0) * 1e3
                 self._put(frame)
         except BaseException as exc:  # handed to the main thread, which reports it
             self.error = exc
@@ -111,7 +130,7 @@ class FrameReader:
             if self.latest_only:
                 self.dropped += len(self.buffer)
                 for old in self.buffer:
-                    self.decode_ms.pop(old.index, None)
+                    self.read_ms.pop(old.index, None)
                 self.buffer.clear()
             else:
                 while len(self.buffer) >= self.maxsize and not self.stop_event.is_set():
@@ -168,12 +187,12 @@ class Pipeline:
             model, self.card = load_weights(cfg.model.weights_path)
             device = resolve_device(cfg.model.device)
             self.segmenter = StreamSegmenter(model, device, cfg.model.upscale)
+            self.preprocess = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
+            self.tracker = Tracker(cfg.tracker)
+            self.sinks = self._output_sinks() + list(extra_sinks)
         except BaseException:
             self.source.close()
             raise
-        self.preprocess = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
-        self.tracker = Tracker(cfg.tracker)
-        self.sinks = self._output_sinks() + list(extra_sinks)
         self.summary = RunSummary(self.source.source_id, str(device), self.live)
         self._confirmed: set[int] = set()
 
@@ -184,7 +203,7 @@ class Pipeline:
             sinks.append(("publish", ZmqPublisher(o.publish, o.topic, o.hwm_msgs, o.wait_subscriber_s,
                                                   o.include_tentative), True))
         if o.save:
-            sinks.append(("save", VideoSink(o.save, self.source.fps, self._annotator()), self.live))
+            sinks.append(("save", VideoSink(o.save, self.source.fps, self._annotator(), real_time=self.live), self.live))
         if o.frames_dir:
             sinks.append(("frames_dir", FramesSink(o.frames_dir, self._annotator()), self.live))
         if o.jsonl:
@@ -199,20 +218,26 @@ class Pipeline:
 
     def run(self) -> RunSummary:
         workers = []
-        reader = FrameReader(self.source, self.cfg.run.read_queue_frames, self.live)
+        # A file run reads no further than max_frames; a live run counts processed frames.
+        limit = 0 if self.live else self.cfg.run.max_frames
+        reader = FrameReader(self.source, self.cfg.run.read_queue_frames, self.live, limit)
         t_start = time.perf_counter()
         try:
             for name, sink, drop in self.sinks:
                 workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
             if self.source.shape:
                 self.segmenter.warm_up(self.source.shape)
+            t_start = time.perf_counter()  # the rate is of frames, not of opening outputs
             reader.start()
             self._loop(reader, workers)
         finally:
             reader.stop()
+            # The source's frames come from the reader thread; closing it under a read in
+            # progress crashes the decoder, so it is closed only once the reader has left.
+            if reader.join(READER_JOIN_S):
+                self.source.close()
             for w in workers:
                 w.close()
-            self.source.close()
         self.summary.wall_s = time.perf_counter() - t_start
         self._collect(reader, workers)
         errors = [w for w in workers if w.error is not None]
@@ -230,31 +255,37 @@ class Pipeline:
                 time.sleep(POLL_S)
             frame = reader.get()
             if frame is None:
-                if reader.error is not None:
-                    raise reader.error
-                if reader.finished:
+                if reader.finished:  # the reader sets its error before it finishes
+                    if reader.error is not None:
+                        raise reader.error
                     break
                 continue
             taken += 1
             t0 = time.perf_counter()
             unit = self.preprocess(frame)
             t1 = time.perf_counter()
-            for (f, u, tp, ti), prob in self.segmenter.push((frame, unit, (t1 - t0) * 1e3, t1), unit):
-                self._finish(f, u, prob, tp, ti, reader, workers)
+            key = (frame, unit, self.preprocess.valid, (t1 - t0) * 1e3, t1)
+            done = self.segmenter.push(key, unit)
+            if not reader.buffered:
+                # Nothing to overlap with (a live source, or a reader behind): a pipelined
+                # device would otherwise hold this frame's result until the next one arrives.
+                done += self.segmenter.flush()
+            for k, prob in done:
+                self._finish(*k, prob, reader, workers)
         reader.stop()
-        for (f, u, tp, ti), prob in self.segmenter.flush():
-            self._finish(f, u, prob, tp, ti, reader, workers)
+        for k, prob in self.segmenter.flush():
+            self._finish(*k, prob, reader, workers)
 
-    def _finish(self, frame: Frame, unit: np.ndarray, prob: np.ndarray, pre_ms: float, t_submit: float,
-                reader: FrameReader, workers: list[SinkWorker]) -> None:
+    def _finish(self, frame: Frame, unit: np.ndarray, valid: np.ndarray | None, pre_ms: float, t_submit: float,
+                prob: np.ndarray, reader: FrameReader, workers: list[SinkWorker]) -> None:
         t0 = time.perf_counter()
-        if self.preprocess.valid is not None:
-            prob = prob * self.preprocess.valid
+        if valid is not None:
+            prob = prob * valid
         dets = extract_targets(prob, unit, self.cfg.targets)
         t1 = time.perf_counter()
         tracks = self.tracker.update(dets, frame.timestamp_s)
         t2 = time.perf_counter()
-        timings = {"decode": reader.decode_ms.pop(frame.index, float("nan")), "preprocess": pre_ms,
+        timings = {"read": reader.read_ms.pop(frame.index, float("nan")), "preprocess": pre_ms,
                    "inference": (t0 - t_submit) * 1e3, "targets": (t1 - t0) * 1e3, "tracker": (t2 - t1) * 1e3}
         res = FrameResult(frame, unit, dets, tracks, timings)
         for w in workers:
@@ -281,7 +312,7 @@ class Pipeline:
         s.stopped_early = self.stop.is_set()
         for w in workers:
             s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms, "latency_ms": w.latency_ms,
-                                 "sent": getattr(w.sink, "sent", None)}
+                                 "sent": getattr(w.sink, "sent", None), "timed_out": w.timed_out}
 
 
 @contextlib.contextmanager
@@ -293,8 +324,14 @@ def graceful_interrupt(stop: threading.Event, on_first=None):
         yield
         return
 
+    signals = []  # counted apart from `stop`, which a preview's q also sets
+
     def handler(signum, _frame):
-        if stop.is_set() and signum == signal.SIGINT:
+        signals.append(signum)
+        if len(signals) > 1 and signum == signal.SIGINT:
+            if sys.stderr.isatty():
+                sys.stderr.write(SHOW_CURSOR)  # a progress bar hid it, and no cleanup runs
+                sys.stderr.flush()
             os._exit(130)
         stop.set()
         if on_first:

@@ -48,7 +48,10 @@ class CvWindow:
     def show(self, image) -> int:
         if image is not None:
             cv2.imshow(self.title, image)
-        return cv2.waitKey(1) & 0xFF
+        key = cv2.waitKey(1) & 0xFF
+        if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+            return KEY_QUIT[0]  # closed with the title bar's button: same as q
+        return key
 
     def close(self) -> None:
         cv2.destroyWindow(self.title)

@@ -17,11 +17,22 @@ from irstream.models import LRRNet
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """"auto", "cpu", "cuda" or "cuda:N" -> a torch device that exists on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: irstream runs on cpu or cuda; use one of those or auto")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"--device {name}: no CUDA GPU is visible to torch; use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"--device {name}: torch sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ sink may hold objects that are not thread-safe (a ZeroMQ socket, a GUI window).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import deque
@@ -27,6 +28,8 @@ VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mkv": "FFV1", ".avi": "MJPG"}
 CLOSE_TIMEOUT_S = 30.0
 #: Timings kept per output, most recent frames (about 33 min at 25 frames/s).
 TIMING_WINDOW_FRAMES = 50_000
+#: Longest gap (s) a live video bridges by repeating a frame; a longer stall shows as a jump.
+MAX_REPEAT_S = 2.0
 #: Period at which an idle worker lets its sink do housekeeping (a window pumps its events).
 IDLE_POLL_S = 0.05
 
@@ -48,6 +51,7 @@ class SinkWorker:
         self.times_ms: deque = deque(maxlen=TIMING_WINDOW_FRAMES)
         self.latency_ms: deque = deque(maxlen=TIMING_WINDOW_FRAMES)  # frame read -> written
         self.error: BaseException | None = None
+        self.timed_out = False
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
 
@@ -61,6 +65,8 @@ class SinkWorker:
     def put(self, res: FrameResult) -> None:
         if self.error is not None:
             raise UserError(f"{self.name}: {self.error}") from None
+        if not self._thread.is_alive():
+            raise UserError(f"{self.name}: this output stopped unexpectedly; the run cannot go on")
         if self.drop_when_full:
             try:
                 self.queue.put_nowait(res)
@@ -70,22 +76,32 @@ class SinkWorker:
             self.queue.put(res)
 
     def close(self) -> None:
-        """Let the sink finish what is queued, then close it (in its own thread)."""
+        """Let the sink finish what is queued, then close it (in its own thread).  A sink that
+        cannot finish within CLOSE_TIMEOUT_S is abandoned and `timed_out` set."""
         if not self._thread.is_alive():
             return
-        self.queue.put(None)
+        try:
+            self.queue.put(None, timeout=CLOSE_TIMEOUT_S)
+        except queue.Full:
+            self.timed_out = True
+            return
         self._thread.join(CLOSE_TIMEOUT_S)
+        self.timed_out = self._thread.is_alive()
 
     def _run(self) -> None:
         try:
             self.sink.open()
         except BaseException as exc:  # reported to start() in the caller's thread
-            self.error = exc
+            self.error = exc if isinstance(exc, UserError) else UserError(f"{self.name}: cannot open ({exc})")
+            with contextlib.suppress(Exception):
+                self.sink.close()  # what open() made before it failed
             self._ready.set()
             return
         self._ready.set()
         try:
             self._loop()
+        except BaseException as exc:  # the worker ends; put() and the run report it
+            self.error = self.error or exc
         finally:
             try:
                 self.sink.close()
@@ -127,6 +143,7 @@ class JsonlSink:
 
     def write(self, res: FrameResult) -> None:
         self._fh.write(encode(build_message(res, self.include_tentative)).decode() + "\n")
+        self._fh.flush()  # whole lines for a consumer tailing the file during a live run
 
     def close(self) -> None:
         if self._fh:
@@ -159,13 +176,21 @@ class MotSink:
 
 class VideoSink:
     """The annotated video: tracks with ids and trails, raw detections, a HUD line with the
-    frame, processing rate and latency.  The writer opens on the first frame (its size)."""
+    frame, processing rate and latency.  The writer opens on the first frame (its size).
 
-    def __init__(self, path: str | Path, fps: float, annotator: TrackAnnotator | None = None) -> None:
-        self.path, self.fps = Path(path), fps
+    real_time (live runs): a live run processes fewer frames than the camera gives, so each
+    processed frame is repeated until the next one's capture time, and the video plays at the
+    speed of the scene instead of fast-forward.
+    """
+
+    def __init__(self, path: str | Path, fps: float, annotator: TrackAnnotator | None = None,
+                 real_time: bool = False) -> None:
+        self.path, self.fps, self.real_time = Path(path), fps, real_time
         self.annotator = annotator or TrackAnnotator()
         self.hud = HudClock()
         self._writer = None
+        self._t0: float | None = None
+        self._frames_out = 0
         if self.path.suffix.lower() not in VIDEO_FOURCC:
             raise UserError(f"--save {self.path}: unknown video container; use one of {', '.join(VIDEO_FOURCC)}")
 
@@ -179,7 +204,18 @@ class VideoSink:
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (img.shape[1], img.shape[0]))
             if not self._writer.isOpened():
                 raise UserError(f"--save {self.path}: OpenCV cannot write this video; try a .mp4 or .avi name")
-        self._writer.write(img)
+        for _ in range(self._copies(res.frame.timestamp_s)):
+            self._writer.write(img)
+            self._frames_out += 1
+
+    def _copies(self, t: float) -> int:
+        """How many times to write a frame captured at `t` (s) so that video time follows it."""
+        if not self.real_time:
+            return 1
+        if self._t0 is None:
+            self._t0 = t
+        due = int(round((t - self._t0) * self.fps)) + 1
+        return min(max(1, due - self._frames_out), int(MAX_REPEAT_S * self.fps) + 1)
 
     def close(self) -> None:
         if self._writer is not None:

@@ -172,7 +172,7 @@ class FrameResult:
 
     image:     (H, W) float32 in [0, 1], the frame as the model saw it (after AGC).
     tracks:    all live tracks; sinks show `tracks.published()` unless told otherwise.
-    timings_ms: per-stage wall time for this frame (decode, preprocess, inference, ...).
+    timings_ms: per-stage wall time for this frame (read, preprocess, inference, ...).
     """
 
     frame: Frame

@@ -16,7 +16,7 @@ import zmq
 from typer.testing import CliRunner
 
 from conftest import REPO, SHARED_DATA
-from irstream.cli import app
+from irstream.cli import _nan_to_none, app
 from irstream.config import PIPELINES_DIR, from_dict, load_pipeline, override
 from irstream.data.synthetic import write_sequence
 from irstream.message import SCHEMA, validate
@@ -196,6 +196,12 @@ def test_shipped_pipelines_load():
     ("[source]\nurl = 'x'\n", "unknown key 'url' in [source]"),
     ("[output\n", "not valid TOML"),
     ("[preprocess]\nagc = 'magic'\n", "agc='magic'"),
+    ("[preprocess]\nfixed_range_counts = ['0', 100]\n", "fixed_range_counts[0]"),
+    ("[preprocess]\nfixed_range_counts = [0, 100, 200]\n", "expected 2 values"),
+    ("[preprocess]\nignore_rects = [[0, 0, 10.5, 4]]\n", "ignore_rects[0][2]"),
+    ("[output]\nwait_subscriber_s = inf\n", "wait_subscriber_s"),
+    ("[output]\nhwm_msgs = 10000000000\n", "hwm_msgs"),
+    ("[model]\ndevice = 'cuda:x'\n", "cuda:N"),
 ])
 def test_bad_pipeline_is_one_line(tmp_path, toml, needle):
     p = tmp_path / "p.toml"
@@ -273,3 +279,46 @@ def test_bad_frame_mid_sequence_is_one_line_and_outputs_are_closed(tmp_path):
     res = CliRunner().invoke(app, ["run", str(seq), "--device", "cpu", "--jsonl", str(tmp_path / "o.jsonl")])
     assert res.exit_code == 2 and "4.png" in res.output and "Traceback" not in res.output
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 3  # what was processed is kept
+
+
+def test_max_frames_on_a_video_stops_reading_there(tmp_path):
+    """The reader reads no further than max_frames, and the run ends while the decoder is
+    still mid-file without closing it under the reader."""
+    cfg = config(str(REPO / "sample_videos" / "sky_drones.mkv"), **{"run.max_frames": 3,
+                                                                   "output.jsonl": str(tmp_path / "o.jsonl")})
+    summary = Pipeline(cfg).run()
+    assert summary.frames_read == summary.frames_processed == 3
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 3
+
+
+def test_run_json_summary_is_strict_json(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cv2.imwrite(str(empty / "0.png"), np.zeros((64, 64), np.uint8))
+    res = CliRunner().invoke(app, ["run", str(empty), "--device", "cpu", "--max-frames", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output.strip().splitlines()[-1], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert doc["frames_processed"] == 1
+    assert _nan_to_none({"a": {"p50_ms": float("nan")}, "b": 1.0}) == {"a": {"p50_ms": None}, "b": 1.0}
+
+
+def test_validate_names_a_track_without_score():
+    msg = {"schema": SCHEMA, "frame": 0, "timestamp_s": 0.0, "sent_unix_s": 0.0, "latency_ms": 1.0,
+           "source": "x", "width": 4, "height": 4, "bit_depth": 8, "detections": [],
+           "tracks": [{"id": 1, "x": 1.0, "y": 1.0, "vx": 0.0, "vy": 0.0, "age": 3, "hits": 3, "state": "confirmed"}]}
+    assert "score" in validate(msg)
+    msg["tracks"][0]["score"] = 0.9
+    assert validate(msg) is None
+
+
+def test_first_ctrl_c_after_a_preview_quit_still_drains():
+    """The preview's q sets the same stop event; a Ctrl-C after it is still the first one, and
+    must drain rather than end the process."""
+    from irstream.pipeline import graceful_interrupt
+
+    stop = threading.Event()
+    seen = []
+    with graceful_interrupt(stop, on_first=seen.append):
+        stop.set()  # q in the preview
+        signal.raise_signal(signal.SIGINT)
+    assert seen == [signal.SIGINT]
