@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -248,6 +249,84 @@ def run(
         with graceful_interrupt(stop, on_signal):
             summary = pipe.run()
     _print_summary(summary, cfg, as_json)
+
+
+@app.command("eval-track")
+@user_errors
+def eval_track(
+    paths: Annotated[list[Path], typer.Argument(help="Sequences with ground truth: DAUB folders (labels.csv), videos with "
+                                                     "NAME.gt.txt, folders with gt/gt.txt, or folders of these.")],
+    pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML whose model, targets, motion and tracker are "
+                                                          "evaluated; default: pipelines/default.toml.")] = None,
+    match_px: Annotated[float, typer.Option(help="A detection or track within this distance of a label is a hit, px.")] = 3.0,
+    plot: Annotated[Path, typer.Option(help="Write the Pd against false-alarm curves here (PNG).")] = Path("eval_track.png"),
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Keep the model's maps here, so that later runs with other "
+                                                           "tracker settings skip the model.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    upscale: Annotated[Optional[int], typer.Option(help="Run the model on frames enlarged by this factor.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold of the tracked run.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
+) -> None:
+    """Score single-frame detections and published tracks against ground truth, side by side."""
+    from irstream.config import load_pipeline, override
+    from irstream.track_eval import evaluate_sequence, find_sequences, plot_curves, pooled, sequence_maps, summary_row
+
+    if not match_px > 0:
+        raise UserError(f"--match-px {match_px}: must be > 0")
+    cfg = override(load_pipeline(pipeline), **{"model.device": device, "model.upscale": upscale,
+                                               "targets.score_threshold": threshold})
+    for p in paths:
+        if not p.exists():
+            raise UserError(f"{p}: no such file or folder")
+    seqs = find_sequences(paths)
+    results = []
+    with _progress() as prog:
+        task = prog.add_task("frames", total=sum(s.frames for s in seqs))
+        for s in seqs:
+            prog.update(task, description=s.name)
+            maps = sequence_maps(s, cfg, cache_dir, on_frame=lambda: prog.advance(task))
+            if prog.tasks[0].completed < sum(r.frames for r in results) + s.frames:
+                prog.update(task, completed=sum(r.frames for r in results) + s.frames)  # came from the cache
+            results.append(evaluate_sequence(s, maps, cfg, match_px))
+    rows = [summary_row(r) for r in results] + ([summary_row(pooled(results))] if len(results) > 1 else [])
+    plot_curves(results, plot)
+    if as_json:
+        print(json.dumps({"match_px": match_px, "plot": str(plot), "sequences": [_json_safe(r) for r in rows]}))
+        return
+    for table in _track_tables(rows, match_px):
+        out.print(table)
+    out.print(f"curves: {escape(str(plot))}")
+
+
+def _json_safe(row: dict) -> dict:
+    """JSON has no inf or NaN: null instead."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def _track_tables(rows: list[dict], match_px: float) -> tuple[Table, Table]:
+    def num(v, fmt):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        return "inf" if v == float("inf") else format(v, fmt)
+
+    det = Table(title=f"detections against published tracks (hits within {match_px:g} px)",
+                caption="FA: false alarms per frame.  need: the detector's FA at the tracks' Pd "
+                        "(its threshold swept); ratio: need / trk FA.")
+    for c in ("sequence", "frames", "det Pd%", "det FA", "trk Pd%", "trk FA", "need", "ratio"):
+        det.add_column(c, justify="left" if c == "sequence" else "right", no_wrap=True)
+    trk = Table(title="tracking", caption="confirm: frames from a target's first appearance to its first "
+                                          "published track, median / max; lost: targets never published.")
+    for c in ("sequence", "HOTA", "MOTA", "IDF1", "IDSW", "Frag", "confirm", "lost"):
+        trk.add_column(c, justify="left" if c == "sequence" else "right", no_wrap=True)
+    for r in rows:
+        name = escape(r["sequence"])
+        det.add_row(name, str(r["frames"]), num(100 * r["det_pd"], ".1f"), num(r["det_fa_per_frame"], ".2f"),
+                    num(100 * r["trk_pd"], ".1f"), num(r["trk_fa_per_frame"], ".2f"), num(r["det_fa_at_trk_pd"], ".2f"),
+                    num(r["fa_ratio"], ".1f"))
+        trk.add_row(name, num(r["HOTA"], ".3f"), num(r["MOTA"], ".3f"), num(r["IDF1"], ".3f"), str(r["IDSW"]),
+                    str(r["Frag"]), f"{num(r['confirm_frames_median'], '.0f')} / {num(r['confirm_frames_max'], '.0f')}",
+                    str(r["targets_never_confirmed"]))
+    return det, trk
 
 
 def _preview_sink(stop, paused) -> list:

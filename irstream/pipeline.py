@@ -34,6 +34,7 @@ from irstream.annotate import TrackAnnotator
 from irstream.sinks import TIMING_WINDOW_FRAMES, FramesSink, JsonlSink, MotSink, SinkWorker, VideoSink
 from irstream.sources import Source, open_source
 from irstream.targets import extract_targets
+from irstream.motion import GlobalMotion
 from irstream.tracker import Tracker
 from irstream.types import CONFIRMED, Frame, FrameResult
 from irstream.weights import load_weights
@@ -46,7 +47,7 @@ READER_JOIN_S = 5.0
 #: Per-frame stages.  read: the source's read call (for a live source this includes waiting
 #: for the next frame); inference: frame handed to the model until its map is back.
 SHOW_CURSOR = "\x1b[?25h"
-STAGES = ("read", "preprocess", "inference", "targets", "tracker")
+STAGES = ("read", "preprocess", "inference", "targets", "motion", "tracker")
 
 
 class FrameReader:
@@ -188,7 +189,7 @@ class Pipeline:
             device = resolve_device(cfg.model.device)
             self.segmenter = StreamSegmenter(model, device, cfg.model.upscale)
             self.preprocess = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
-            self.tracker = Tracker(cfg.tracker)
+            self.tracking = TrackingStage(cfg)
             self.sinks = self._output_sinks() + list(extra_sinks)
         except BaseException:
             self.source.close()
@@ -281,12 +282,9 @@ class Pipeline:
         t0 = time.perf_counter()
         if valid is not None:
             prob = prob * valid
-        dets = extract_targets(prob, unit, self.cfg.targets)
-        t1 = time.perf_counter()
-        tracks = self.tracker.update(dets, frame.timestamp_s)
-        t2 = time.perf_counter()
         timings = {"read": reader.read_ms.pop(frame.index, float("nan")), "preprocess": pre_ms,
-                   "inference": (t0 - t_submit) * 1e3, "targets": (t1 - t0) * 1e3, "tracker": (t2 - t1) * 1e3}
+                   "inference": (t0 - t_submit) * 1e3}
+        dets, tracks = self.tracking(prob, unit, frame.timestamp_s, timings)
         res = FrameResult(frame, unit, dets, tracks, timings)
         for w in workers:
             w.put(res)
@@ -313,6 +311,29 @@ class Pipeline:
         for w in workers:
             s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms, "latency_ms": w.latency_ms,
                                  "sent": getattr(w.sink, "sent", None), "timed_out": w.timed_out}
+
+
+class TrackingStage:
+    """The per-frame work after the model: targets from the map, the scene's motion, the
+    tracker.  Runs and `irstream eval-track` share it, so what is evaluated is what runs."""
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        self.targets_cfg = cfg.targets
+        self.motion = GlobalMotion(cfg.motion)
+        self.tracker = Tracker(cfg.tracker)
+
+    def __call__(self, prob: np.ndarray, unit: np.ndarray, timestamp_s: float, timings: dict | None = None):
+        """(detections, tracks) of one frame; adds each part's time, ms, to `timings`."""
+        t0 = time.perf_counter()
+        dets = extract_targets(prob, unit, self.targets_cfg)
+        t1 = time.perf_counter()
+        shift = self.motion.estimate(unit)
+        t2 = time.perf_counter()
+        tracks = self.tracker.update(dets, timestamp_s, shift)
+        t3 = time.perf_counter()
+        if timings is not None:
+            timings.update(targets=(t1 - t0) * 1e3, motion=(t2 - t1) * 1e3, tracker=(t3 - t2) * 1e3)
+        return dets, tracks
 
 
 @contextlib.contextmanager

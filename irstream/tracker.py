@@ -20,6 +20,10 @@ from scipy.stats import chi2
 
 from irstream.types import COASTING, CONFIRMED, TENTATIVE, Detections, Tracks
 
+#: Peak scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before their logit, so a saturated
+#: 1.0 from the model adds a large but finite amount of evidence.
+SCORE_EPS = 1e-4
+
 
 @dataclass(frozen=True)
 class TrackerConfig:
@@ -51,9 +55,22 @@ class TrackerConfig:
         long-lost targets; it also lets a track jump to a different target nearby.
 
     confirm_hits, confirm_window: a track is confirmed once it has confirm_hits (M) detections
-        within its first confirm_window (N) frames, and is deleted as soon as it can no longer
-        reach M within N.  Raising M (or lowering N) suppresses one-off false alarms better; it
+        within its first confirm_window (N) frames and enough evidence (confirm_llr_nats), and
+        is deleted as soon as it can no longer reach M within N, or once N frames pass without
+        the evidence.  Raising M (or lowering N) suppresses one-off false alarms better; it
         also delays every real track by more frames and loses targets that flicker.
+
+    score_weight, hit_llr_nats, miss_llr_nats, confirm_llr_nats, max_llr_nats: the track score,
+        a log-likelihood ratio (target against clutter) summed over the track's frames, nats.
+        A frame with a matched detection of peak score p adds
+        hit_llr_nats + score_weight * logit(p); a frame without one adds miss_llr_nats (< 0).
+        A tentative track is confirmed once the sum reaches confirm_llr_nats (a sequential
+        test); the sum is capped at max_llr_nats so an old track's credit is bounded.
+        Persistence alone confirms static clutter as readily as a target; the score tells
+        clutter that the detector is unsure of, and that flickers, from a target it is sure of.
+        Raising confirm_llr_nats (or lowering score_weight or hit_llr_nats, or making
+        miss_llr_nats more negative) confirms fewer clutter tracks; it also confirms dim or
+        flickering targets later or never.
 
     max_coast_frames: consecutive missed frames a confirmed track is kept for, predicted only
         (state COASTING), frames; the next miss deletes it.  0 deletes a track at
@@ -77,6 +94,11 @@ class TrackerConfig:
     max_gate_px: float = 15.0
     confirm_hits: int = 3
     confirm_window: int = 5
+    score_weight: float = 1.0
+    hit_llr_nats: float = 0.0
+    miss_llr_nats: float = -1.0
+    confirm_llr_nats: float = 3.0
+    max_llr_nats: float = 10.0
     max_coast_frames: int = 10
     min_start_score: float = 0.5
     default_dt_s: float = 1.0 / 25.0
@@ -91,6 +113,12 @@ class TrackerConfig:
         _check(self, "confirm_window", Integral, lambda v: v >= self.confirm_hits,
                f"an integer >= confirm_hits ({self.confirm_hits!r})")
         _check(self, "max_coast_frames", Integral, lambda v: v >= 0, "an integer >= 0")
+        _check(self, "score_weight", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+        _check(self, "hit_llr_nats", Real, math.isfinite, "a finite number")
+        _check(self, "miss_llr_nats", Real, lambda v: math.isfinite(v) and v <= 0, "a finite number <= 0")
+        _check(self, "confirm_llr_nats", Real, math.isfinite, "a finite number")
+        _check(self, "max_llr_nats", Real, lambda v: math.isfinite(v) and v >= self.confirm_llr_nats,
+               f"a finite number >= confirm_llr_nats ({self.confirm_llr_nats!r})")
 
     @property
     def gate_mahalanobis2(self) -> float:
@@ -193,6 +221,7 @@ class _Track:
     hits: int = 1
     misses: int = 0
     detection: int = -1
+    llr: float = 0.0
 
 
 class Tracker:
@@ -222,17 +251,21 @@ class Tracker:
         self._next_id = 1
         self._last_t: float | None = None
 
-    def update(self, detections: Detections, timestamp_s: float) -> Tracks:
+    def update(self, detections: Detections, timestamp_s: float, scene_shift_xy=None) -> Tracks:
         """Advance to one frame and return every live track (tentative ones included).
 
         Call once per frame, in time order, on frames with no detections too (pass
         `Detections.empty()`): a frame without a match is how a track learns it was missed.
         timestamp_s is the frame's time, s; the step is the difference from the previous call,
         or cfg.default_dt_s when that is not positive.  `Tracks.detection` gives, per track,
-        the row of `detections` it was matched to, or -1.
+        the row of `detections` it was matched to, or -1.  scene_shift_xy: how far the whole
+        scene moved since the previous frame, px (irstream.motion); tracks move with it first.
         """
         F, Q = cv_model(self._step_s(timestamp_s), self.cfg.accel_noise_px_s2)
+        shift = None if scene_shift_xy is None else np.asarray(scene_shift_xy, np.float64)
         for t in self._tracks:
+            if shift is not None:
+                t.kf.x[:2, 0] += shift
             t.kf.predict(F=F, Q=Q)
             t.age += 1
             t.detection = -1
@@ -278,26 +311,36 @@ class Tracker:
         t.misses = 0
         t.score = float(det.peak_score[i])
         t.bbox = det.bbox_xyxy[i].copy()
+        t.llr = min(t.llr + self._hit_llr(t.score), self.cfg.max_llr_nats)
         # A tentative track still alive is within its window (see _alive), so M hits confirm it.
-        if t.state == COASTING or t.hits >= self.cfg.confirm_hits:
+        if t.state == COASTING or (t.hits >= self.cfg.confirm_hits and t.llr >= self.cfg.confirm_llr_nats):
             t.state = CONFIRMED
+
+    def _hit_llr(self, score: float) -> float:
+        p = min(max(score, SCORE_EPS), 1.0 - SCORE_EPS)
+        return self.cfg.hit_llr_nats + self.cfg.score_weight * math.log(p / (1.0 - p))
 
     def _miss(self, t: _Track) -> None:
         t.misses += 1
+        t.llr += self.cfg.miss_llr_nats
         if t.state != TENTATIVE:
             t.state = COASTING
 
     def _alive(self, t: _Track) -> bool:
         if t.state == TENTATIVE:
-            return t.hits + (self.cfg.confirm_window - t.age) >= self.cfg.confirm_hits
+            return (t.age < self.cfg.confirm_window
+                    and t.hits + (self.cfg.confirm_window - t.age) >= self.cfg.confirm_hits)
         return t.misses <= self.cfg.max_coast_frames
 
     def _start(self, det: Detections, rows: np.ndarray) -> None:
-        state = CONFIRMED if self.cfg.confirm_hits == 1 else TENTATIVE
         for i in rows[det.peak_score[rows] >= self.cfg.min_start_score]:
             kf = new_filter(det.centroid_xy[i], self.cfg)
-            self._tracks.append(_Track(self._next_id, kf, det.bbox_xyxy[i].copy(), float(det.peak_score[i]),
-                                       state, detection=int(i)))
+            score = float(det.peak_score[i])
+            llr = min(self._hit_llr(score), self.cfg.max_llr_nats)
+            sure = self.cfg.confirm_hits == 1 and llr >= self.cfg.confirm_llr_nats
+            state = CONFIRMED if sure else TENTATIVE
+            self._tracks.append(_Track(self._next_id, kf, det.bbox_xyxy[i].copy(), score,
+                                       state, detection=int(i), llr=llr))
             self._next_id += 1
 
     def _snapshot(self) -> Tracks:
