@@ -176,7 +176,7 @@ def fa_at_pd(curve: list[tuple[float, float]], pd: float) -> float:
         return float("inf")
     p_hi, f_hi = min(above, key=lambda pf: pf[1])
     below = [(p, f) for p, f in pts if p < pd and f <= f_hi]
-    if not below:
+    if not below or p_hi == pd:
         return f_hi
     p_lo, f_lo = max(below)
     return f_lo + (f_hi - f_lo) * (pd - p_lo) / (p_hi - p_lo)

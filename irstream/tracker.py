@@ -9,7 +9,7 @@ longer prediction step.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
@@ -99,6 +99,7 @@ class TrackerConfig:
     miss_llr_nats: float = -1.0
     confirm_llr_nats: float = 3.0
     max_llr_nats: float = 10.0
+    static_clutter_shift_px: float = 0.0
     max_coast_frames: int = 10
     min_start_score: float = 0.5
     default_dt_s: float = 1.0 / 25.0
@@ -117,6 +118,7 @@ class TrackerConfig:
         _check(self, "hit_llr_nats", Real, math.isfinite, "a finite number")
         _check(self, "miss_llr_nats", Real, lambda v: math.isfinite(v) and v <= 0, "a finite number <= 0")
         _check(self, "confirm_llr_nats", Real, math.isfinite, "a finite number")
+        _check(self, "static_clutter_shift_px", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "max_llr_nats", Real, lambda v: math.isfinite(v) and v >= self.confirm_llr_nats,
                f"a finite number >= confirm_llr_nats ({self.confirm_llr_nats!r})")
 
@@ -222,6 +224,9 @@ class _Track:
     misses: int = 0
     detection: int = -1
     llr: float = 0.0
+    with_scene: bool = True  # moves with the scene (see update), as clutter and most targets do
+    scene_travel_xy: np.ndarray = field(default_factory=lambda: np.zeros(2))  # against the scene, px
+    shift_seen_px: float = 0.0  # how far the scene moved during the track's life, px
 
 
 class Tracker:
@@ -258,23 +263,32 @@ class Tracker:
         `Detections.empty()`): a frame without a match is how a track learns it was missed.
         timestamp_s is the frame's time, s; the step is the difference from the previous call,
         or cfg.default_dt_s when that is not positive.  `Tracks.detection` gives, per track,
-        the row of `detections` it was matched to, or -1.  scene_shift_xy: how far the whole
-        scene moved since the previous frame, px (irstream.motion); tracks move with it first.
+        the row of `detections` it was matched to, or -1.
+
+        scene_shift_xy: how far the whole scene moved since the previous frame, px
+        (irstream.motion).  A target may move with the scene or hold its place in the image (a
+        camera that follows it), so each track is matched under both hypotheses and takes the
+        closer; a missed track keeps the hypothesis it last matched under.
         """
         F, Q = cv_model(self._step_s(timestamp_s), self.cfg.accel_noise_px_s2)
-        shift = None if scene_shift_xy is None else np.asarray(scene_shift_xy, np.float64)
+        shift = np.zeros(2) if scene_shift_xy is None else np.asarray(scene_shift_xy, np.float64)
+        before = [t.kf.x[:2, 0].copy() for t in self._tracks]
         for t in self._tracks:
-            if shift is not None:
-                t.kf.x[:2, 0] += shift
             t.kf.predict(F=F, Q=Q)
             t.age += 1
             t.detection = -1
-        unmatched = self._associate(detections)
-        for t in self._tracks:
+        unmatched = self._associate(detections, shift)
+        for t, xy in zip(self._tracks, before):
+            if t.with_scene:
+                t.kf.x[:2, 0] += shift
             if t.detection >= 0:
                 self._hit(t, detections)
             else:
                 self._miss(t)
+            t.scene_travel_xy += t.kf.x[:2, 0] - xy - shift
+            t.shift_seen_px += float(np.hypot(*shift))
+            if t.state != TENTATIVE and self._static_clutter(t):
+                t.state = TENTATIVE  # unpublished; _alive keeps it, so clutter does not restart
         self._tracks = [t for t in self._tracks if self._alive(t)]
         self._start(detections, unmatched)
         return self._snapshot()
@@ -287,20 +301,29 @@ class Tracker:
         self._last_t = timestamp_s
         return dt if dt > 0 else self.cfg.default_dt_s
 
-    def _associate(self, det: Detections) -> np.ndarray:
-        """Sets track.detection for matched tracks; returns the unmatched detection rows."""
+    def _associate(self, det: Detections, shift: np.ndarray) -> np.ndarray:
+        """Sets track.detection (and track.with_scene) for matched tracks; returns the
+        unmatched detection rows."""
         free = np.arange(len(det))
         established = [t for t in self._tracks if t.state != TENTATIVE]
         newborn = [t for t in self._tracks if t.state == TENTATIVE]
+        moved = bool(np.any(shift))
         for group in (established, newborn):
             if not group or not len(free):
                 continue
             pred = np.stack([t.kf.x[:2, 0] for t in group])
             innov = np.stack([t.kf.P[:2, :2] for t in group]) + self._R
-            cost = gated_cost(pred, innov, det.centroid_xy[free], self._gate_d2, self.cfg.max_gate_px)
+            args = (innov, det.centroid_xy[free], self._gate_d2, self.cfg.max_gate_px)
+            cost = gated_cost(pred, *args)
+            if moved:
+                cost_scene = gated_cost(pred + shift, *args)
+                with_scene = cost_scene < cost
+                cost = np.minimum(cost, cost_scene)
             rows, cols = assign(cost)
             for r, c in zip(rows, cols):
                 group[r].detection = int(free[c])
+                if moved:
+                    group[r].with_scene = bool(with_scene[r, c])
             free = np.delete(free, cols)
         return free
 
@@ -313,8 +336,18 @@ class Tracker:
         t.bbox = det.bbox_xyxy[i].copy()
         t.llr = min(t.llr + self._hit_llr(t.score), self.cfg.max_llr_nats)
         # A tentative track still alive is within its window (see _alive), so M hits confirm it.
-        if t.state == COASTING or (t.hits >= self.cfg.confirm_hits and t.llr >= self.cfg.confirm_llr_nats):
+        if t.state == COASTING or (self._evidenced(t) and not self._static_clutter(t)):
             t.state = CONFIRMED
+
+    def _evidenced(self, t: _Track) -> bool:
+        return t.hits >= self.cfg.confirm_hits and t.llr >= self.cfg.confirm_llr_nats
+
+    def _static_clutter(self, t: _Track) -> bool:
+        """The scene moved far enough under the track, and the track went with it: a fixed
+        point of the ground (a rock, a roof), not a target, which holds its place in the image
+        of a camera that follows it or moves across the scene on its own."""
+        limit = self.cfg.static_clutter_shift_px
+        return limit > 0 and t.shift_seen_px >= limit and math.hypot(*t.scene_travel_xy) < 0.5 * t.shift_seen_px
 
     def _hit_llr(self, score: float) -> float:
         p = min(max(score, SCORE_EPS), 1.0 - SCORE_EPS)
@@ -328,6 +361,8 @@ class Tracker:
 
     def _alive(self, t: _Track) -> bool:
         if t.state == TENTATIVE:
+            if self._evidenced(t):  # waits for scene travel, and lives as a confirmed one would
+                return t.misses <= self.cfg.max_coast_frames
             return (t.age < self.cfg.confirm_window
                     and t.hits + (self.cfg.confirm_window - t.age) >= self.cfg.confirm_hits)
         return t.misses <= self.cfg.max_coast_frames

@@ -289,3 +289,78 @@ def test_assign_prefers_more_pairs_and_drops_gated_ones():
     rows, cols = assign(np.array([[inf, inf], [inf, 1.0], [inf, inf]]))
     assert list(zip(rows.tolist(), cols.tolist())) == [(1, 1)]
     assert len(assign(np.full((0, 3), inf))[0]) == 0
+
+
+# ---- what separates targets from clutter (issue: prove the tracker) ---------------------------
+
+
+def run_frames(tracker, frames, shifts=None):
+    """frames: list of (xy rows, scores); returns the Tracks of each frame."""
+    out = []
+    for k, (xy, score) in enumerate(frames):
+        d = dets(xy, score) if len(xy) else Detections.empty()
+        out.append(tracker.update(d, k * DT, None if shifts is None else shifts[k]))
+    return out
+
+
+def test_static_clutter_with_middling_scores_is_not_confirmed_while_a_sure_target_is():
+    """Both are detected in the same frames (same persistence); only the detector's confidence
+    differs, and the track score (log-likelihood ratio) tells them apart."""
+    target, clutter = [60.0, 40.0], [150.0, 90.0]
+    frames = [([target, clutter], np.array([0.97, 0.6])) if k % 4 != 3 else ([], 0.9) for k in range(24)]
+    out = run_frames(Tracker(), frames)
+    published = set().union(*(o.published().track_id.tolist() for o in out))
+    on_target = {int(t) for o in out for t, xy in zip(o.track_id, o.centroid_xy) if np.hypot(*(xy - target)) < 2}
+    assert published and published <= on_target
+
+
+def test_camera_pan_keeps_ids_when_the_shift_is_given():
+    """The whole scene jumps 12 px at frame 10 (beyond the 15 px gate's reach together with the
+    target's own motion); with the measured shift the tracks follow, without it they restart."""
+    pan = np.array([12.0, -9.0])
+
+    def frames():
+        for k in range(20):
+            off = pan if k >= 10 else np.zeros(2)
+            yield ([np.array([50.0 + k, 60.0]) + off, np.array([120.0, 100.0]) + off], 0.95)
+
+    shifts = [pan if k == 10 else np.zeros(2) for k in range(20)]
+    with_shift = run_frames(Tracker(), list(frames()), shifts)
+    without = run_frames(Tracker(), list(frames()))
+    assert sorted(with_shift[-1].published().track_id.tolist()) == [1, 2]
+    assert max(without[-1].track_id) > 2
+
+
+def test_a_target_the_camera_follows_holds_its_place_through_a_pan():
+    """Camera locked on the target: the scene jumps, the target stays put in the image."""
+    shifts = [np.array([10.0, 6.0]) if k == 8 else np.zeros(2) for k in range(16)]
+    out = run_frames(Tracker(), [([[80.0, 80.0]], 0.95)] * 16, shifts)
+    assert out[-1].published().track_id.tolist() == [1]
+    assert np.allclose(out[-1].centroid_xy[0], [80.0, 80.0], atol=0.5)
+
+
+def test_a_burst_of_clutter_is_never_published_and_the_target_keeps_its_id():
+    rng = np.random.default_rng(3)
+    frames = []
+    for k in range(20):
+        rows = [[40.0 + 2 * k, 50.0]]
+        if k == 9:
+            rows += rng.uniform(100, 300, (60, 2)).tolist()
+        frames.append((rows, 0.95))
+    out = run_frames(Tracker(), frames)
+    for o in out[9:]:
+        assert o.published().track_id.tolist() == [1]
+
+
+def test_static_clutter_rule_unpublishes_a_ground_point_once_the_scene_has_moved():
+    cfg = TrackerConfig(static_clutter_shift_px=5.0)
+    frames, shifts, scene = [], [], np.zeros(2)
+    for k in range(24):
+        step = np.array([1.5, 0.0]) if k >= 6 else np.zeros(2)
+        scene = scene + step
+        shifts.append(step)
+        frames.append(([[60.0, 60.0], np.array([150.0, 40.0]) + scene], 0.95))  # target held, rock moves
+    out = run_frames(Tracker(cfg), frames, shifts)
+    assert sorted(out[5].published().track_id.tolist()) == [1, 2]  # before the scene moves: no way to tell
+    last = out[-1].published()
+    assert last.track_id.tolist() == [1] and np.allclose(last.centroid_xy[0], [60.0, 60.0], atol=0.5)
