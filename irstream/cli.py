@@ -285,9 +285,8 @@ def eval_track(
         for s in seqs:
             prog.update(task, description=s.name)
             maps = sequence_maps(s, cfg, cache_dir, on_frame=lambda: prog.advance(task))
-            if prog.tasks[0].completed < sum(r.frames for r in results) + s.frames:
-                prog.update(task, completed=sum(r.frames for r in results) + s.frames)  # came from the cache
             results.append(evaluate_sequence(s, maps, cfg, match_px))
+            prog.update(task, completed=sum(r.frames for r in results))  # maps from the cache advance nothing
     rows = [summary_row(r) for r in results] + ([summary_row(pooled(results))] if len(results) > 1 else [])
     plot_curves(results, plot)
     if as_json:
@@ -296,11 +295,6 @@ def eval_track(
     for table in _track_tables(rows, match_px):
         out.print(table)
     out.print(f"curves: {escape(str(plot))}")
-
-
-def _json_safe(row: dict) -> dict:
-    """JSON has no inf or NaN: null instead."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
 
 
 def _track_tables(rows: list[dict], match_px: float) -> tuple[Table, Table]:
@@ -338,9 +332,10 @@ def _preview_sink(stop, paused) -> list:
     return [("preview", PreviewSink(stop, paused), True)]
 
 
-def _nan_to_none(d: dict) -> dict:
-    """Percentiles of no frames are NaN, which JSON cannot carry: null instead."""
-    return {k: _nan_to_none(v) if isinstance(v, dict) else (None if v != v else v) for k, v in d.items()}
+def _json_safe(d: dict) -> dict:
+    """JSON has no NaN (percentiles of no frames) or inf (a Pd never reached): null instead."""
+    return {k: _json_safe(v) if isinstance(v, dict) else (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in d.items()}
 
 
 def _print_summary(s, cfg, as_json: bool) -> None:
@@ -356,7 +351,7 @@ def _print_summary(s, cfg, as_json: bool) -> None:
                           "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
                           "fps": round(s.fps, 3), "detections": s.detections,
                           "confirmed_tracks": s.confirmed_tracks, "stopped_early": s.stopped_early,
-                          "timing": _nan_to_none(timing), "latency": _nan_to_none(lat), "outputs": outputs}))
+                          "timing": _json_safe(timing), "latency": _json_safe(lat), "outputs": outputs}))
         return
     t = Table(title=escape(f"run: {s.source}"), show_header=False)
     t.add_column("what", no_wrap=True)

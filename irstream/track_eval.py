@@ -23,12 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-
 from irstream.errors import UserError
-
-#: The field's convention for a point target: a detection within 3 px of the label is a hit.
-MATCH_PX = 3.0
+from irstream.metrics import MATCH_DIST_PX as MATCH_PX
+from irstream.tracker import assign
 DAUB_LABELS = "labels.csv"
 
 
@@ -122,14 +119,12 @@ def load_mot_gt(path: Path, n_frames: int) -> list[Truth]:
 
 
 def match_points(pred_xy: np.ndarray, gt_xy: np.ndarray, max_px: float = MATCH_PX) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one (pred rows, gt rows) within max_px, least total distance."""
+    """One-to-one (pred rows, gt rows) within max_px: as many pairs as can be made, then the
+    least total distance (the tracker's assignment)."""
     if not len(pred_xy) or not len(gt_xy):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     d = np.linalg.norm(pred_xy[:, None, :] - gt_xy[None, :, :], axis=2)
-    ok = d <= max_px
-    r, c = linear_sum_assignment(np.where(ok, d, 1e6))
-    keep = ok[r, c]
-    return r[keep], c[keep]
+    return assign(np.where(d <= max_px, d, np.inf))
 
 
 @dataclass

@@ -16,7 +16,7 @@ import zmq
 from typer.testing import CliRunner
 
 from conftest import REPO, SHARED_DATA
-from irstream.cli import _nan_to_none, app
+from irstream.cli import _json_safe, app
 from irstream.config import PIPELINES_DIR, from_dict, load_pipeline, override
 from irstream.data.synthetic import write_sequence
 from irstream.message import SCHEMA, validate
@@ -299,7 +299,7 @@ def test_run_json_summary_is_strict_json(tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output.strip().splitlines()[-1], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert doc["frames_processed"] == 1
-    assert _nan_to_none({"a": {"p50_ms": float("nan")}, "b": 1.0}) == {"a": {"p50_ms": None}, "b": 1.0}
+    assert _json_safe({"a": {"p50_ms": float("nan")}, "b": 1.0}) == {"a": {"p50_ms": None}, "b": 1.0}
 
 
 def test_validate_names_a_track_without_score():
