@@ -215,6 +215,7 @@ def run(
     mot: Annotated[Optional[str], typer.Option(help="Write confirmed tracks as MOTChallenge CSV here.")] = None,
     publish: Annotated[Optional[str], typer.Option(help="Publish over ZeroMQ, e.g. tcp://127.0.0.1:5556.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    runtime: Annotated[Optional[str], typer.Option(help="auto (fastest measured), torch (eager fp32) or onnxruntime (CPU).")] = None,
     weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold.")] = None,
     upscale: Annotated[Optional[int], typer.Option(help="Run the model on the frame enlarged by this factor (tiny targets).")] = None,
@@ -231,7 +232,7 @@ def run(
     cfg = override(load_pipeline(pipeline), **{
         "source.uri": source, "source.mode": mode, "output.preview": preview, "output.save": save,
         "output.frames_dir": frames_dir,
-        "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "model.device": device,
+        "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "model.device": device, "model.runtime": runtime,
         "model.weights": weights, "model.upscale": upscale, "targets.score_threshold": threshold, "run.max_frames": max_frames})
     if not cfg.source.uri:
         raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")
@@ -500,6 +501,196 @@ def synth_sequence_cmd(
     else:
         n = write_sequence(dest, frames, seed, shape, background, targets, bit_depth, snr_range=snr)
     out.print(f"wrote {frames} frames ({n} ground-truth boxes) to {dest}")
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Measure the speed of each stage; tables, or JSON with --json.")
+app.add_typer(bench_app, name="bench")
+
+
+def _bench_report(title: str, rows: dict[str, dict], info: dict, as_json: bool, extra: dict | None = None,
+                  columns: dict[str, str] | None = None) -> None:
+    """rows: {name: {key: value}}; columns: {key: heading} to show (default: every key)."""
+    if as_json:
+        print(json.dumps(_json_safe({"machine": info, **(extra or {}), "results": rows})))
+        return
+    columns = columns or {k: k.replace("_", " ") for k in next(iter(rows.values()))}
+    t = Table(title=escape(title), caption=escape(", ".join(f"{k} {v}" for k, v in info.items())))
+    t.add_column("")
+    for heading in columns.values():
+        t.add_column(heading, justify="right")
+    for name, r in rows.items():
+        t.add_row(escape(name), *(_cell(r.get(k)) for k in columns))
+    out.print(t)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if isinstance(v, float) else escape(str(v))
+
+
+@bench_app.command("tracker")
+@user_errors
+def bench_tracker_cmd(
+    targets: Annotated[int, typer.Option(help="Targets in the scene at once.")] = 200,
+    frames: Annotated[int, typer.Option(help="Frames timed, after the warm-up.")] = 1000,
+    warmup: Annotated[int, typer.Option(help="Frames run first, untimed, to fill the tracker.")] = 100,
+    cores: Annotated[int, typer.Option(help="Run on this many CPU cores (the goal is stated for one).")] = 1,
+    pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML whose [tracker] is timed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Tracker update time per frame with many targets (scripted scene, 1280x1024, 25 frames/s)."""
+    from irstream.bench import TrackerScene, bench_tracker, machine, pin_to_cores
+    from irstream.config import load_pipeline
+
+    if targets < 1 or frames < 1 or warmup < 0 or cores < 1:
+        raise UserError("--targets, --frames and --cores must be >= 1, --warmup >= 0")
+    cfg = load_pipeline(pipeline)
+    info = machine()
+    used = pin_to_cores(cores)
+    with _progress() as prog:
+        task = prog.add_task("tracker", total=frames + warmup)
+        r = bench_tracker(TrackerScene(targets=targets), frames, warmup, cfg.tracker, on_frame=lambda: prog.advance(task))
+    info |= {"cores_used": len(used)}
+    row = {k: r[k] for k in ("tracks_mean", "tracks_max", "p50_ms", "p99_ms", "fps")}
+    _bench_report(f"tracker, {targets} targets, {frames} frames", {"update": row}, info, as_json, {"tracker": r})
+
+
+def _bench_model_weights(weights: Optional[Path], model: Optional[str]):
+    from irstream.models import build_model
+    from irstream.weights import load_weights
+
+    if model is not None:
+        try:
+            return build_model(model).eval(), f"{model} (untrained: timing only)"
+        except KeyError as exc:
+            raise UserError(f"--model {model}: {exc.args[0]}") from None
+    path = weights or DEFAULT_WEIGHTS
+    return load_weights(path)[0], str(path)
+
+
+@bench_app.command("model")
+@user_errors
+def bench_model_cmd(
+    height: Annotated[int, typer.Option(help="Input height, px.")] = 512,
+    width: Annotated[int, typer.Option(help="Input width, px.")] = 512,
+    batch: Annotated[int, typer.Option(help="Frames per forward pass (one per camera).")] = 1,
+    iters: Annotated[int, typer.Option(help="Timed iterations per path, after the warm-up.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Untimed iterations first.")] = 5,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    weights: Annotated[Optional[Path], typer.Option(help="Weights to time; default: the shipped ones.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Time an untrained model of this name instead "
+                                                      "(lrrnet, lrrnet_light).")] = None,
+    compile_mode: Annotated[str, typer.Option("--compile", help="Also time torch.compile in this mode "
+                                                                "(e.g. max-autotune; CUDA, takes minutes).")] = "",
+    check_frames: Annotated[int, typer.Option(help="Real frames on which each path's masks are checked.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Model-only speed of the reference path (eager fp32) and each optimised path, same run.
+
+    Each path's masks are compared with the reference's on real frames (mask_iou)."""
+    from irstream.bench import ModelBench, bench_model, cpu_paths, cuda_paths, machine, real_frames
+    from irstream.runtime import onnxruntime_available
+    from irstream.segment import resolve_device
+
+    if min(height, width) < 8 or batch < 1 or iters < 1 or warmup < 0 or check_frames < 1:
+        raise UserError("--height/--width >= 8, --batch, --iters, --check-frames >= 1, --warmup >= 0")
+    dev = resolve_device(device)
+    net, what = _bench_model_weights(weights, model)
+    bench = ModelBench((height, width), batch, iters, warmup)
+    frames, origin = real_frames(bench.shape, check_frames, DEFAULT_SIRST)
+    paths = cuda_paths(net, dev, compile_mode) if dev.type == "cuda" else cpu_paths(net, onnxruntime_available())
+    info = machine()
+    with _progress() as prog:
+        task = prog.add_task("paths", total=len(paths))
+        rows = bench_model(net, dev, bench, frames, paths,
+                           on_path=lambda label: prog.update(task, description=label, advance=0))
+        prog.update(task, completed=len(paths))
+    from irstream.bench import bench_stream, time_copies
+
+    extra = {"weights": what, "height": height, "width": width, "batch": batch, "iters": iters,
+             "device": str(dev), "mask_check_frames": f"{len(frames)} from {origin}", "copies": time_copies(bench, dev)}
+    if dev.type == "cuda":
+        # The double buffering, switched off and on: frames pushed one by one, copies included.
+        repeats = max(1, iters // len(frames))
+        extra["stream"] = {f"overlap {'on' if o else 'off'}": bench_stream(net, dev, frames, repeats, o) for o in (False, True)}
+    title = f"model {what}, {height}x{width}, batch {batch}, {dev}; masks checked on {len(frames)} frames of {origin}"
+    cols = {"p50_ms": "p50 ms", "p99_ms": "p99 ms", "fps": "frames/s", "speedup": "x ref", "mask_iou": "mask IoU",
+            "gpu_mem_mib": "GPU MiB"}
+    _bench_report(title, rows, info, as_json, extra, cols if dev.type == "cuda" else dict(list(cols.items())[:-1]))
+    if not as_json and dev.type == "cuda":
+        _bench_report("stream of real frames through the double buffer (pinned copies + auto runtime)", extra["stream"],
+                      info, False)
+        _bench_report("copies of one batch, pinned memory", extra["copies"], info, False)
+
+
+@bench_app.command("pipeline")
+@user_errors
+def bench_pipeline_cmd(
+    source: Annotated[Optional[str], typer.Argument(help="Video or image sequence; default: a synthetic clip written "
+                                                         "at --height x --width.")] = None,
+    height: Annotated[int, typer.Option(help="Size of the synthetic clip, px.")] = 256,
+    width: Annotated[int, typer.Option(help="Size of the synthetic clip, px.")] = 256,
+    frames: Annotated[int, typer.Option(help="Frames in the synthetic clip (or read from SOURCE).")] = 200,
+    pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML; default: pipelines/default.toml.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Weights; default: the pipeline's.")] = None,
+    runtime: Annotated[list[str], typer.Option(help="Runtimes to compare, reference first.")] = ["torch", "auto"],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """End to end, from a video file to a ZeroMQ subscriber on loopback: per-stage p50/p99 and rate."""
+    import tempfile
+
+    from irstream.bench import bench_pipeline, machine
+    from irstream.config import load_pipeline, override
+    from irstream.data.synthetic import write_clip
+
+    if frames < 1:
+        raise UserError("--frames must be >= 1")
+    with tempfile.TemporaryDirectory() as tmp:
+        if source is None:
+            source = str(Path(tmp) / "bench.mkv")
+            write_clip(source, frames, 0, _shape(height, width))
+        cfg = override(load_pipeline(pipeline), **{"source.uri": source, "source.mode": "file", "model.device": device,
+                                                   "model.weights": weights, "run.max_frames": frames})
+        with _progress() as prog:
+            task = prog.add_task("frames", total=frames * len(runtime))
+            rows = bench_pipeline(cfg, runtime, on_frame=lambda _res: prog.advance(task),
+                                  on_run=lambda rt: prog.update(task, description=f"runtime {rt}"))
+    info = machine()
+    if as_json:
+        _bench_report("", rows, info, True, {"source": source})
+        return
+    runs = {rt: {k: v for k, v in r.items() if not k.endswith("_ms")} for rt, r in rows.items()}
+    _bench_report(f"pipeline {source}, {frames} frames, to a ZeroMQ subscriber on loopback", runs, info, False)
+    stages = [k[:-len(" p50_ms")] for k in next(iter(rows.values())) if k.endswith(" p50_ms")]
+    per_stage = {st: {f"{rt} {q}": r[f"{st} {q}_ms"] for rt, r in rows.items() for q in ("p50", "p99")} for st in stages}
+    _bench_report("per-stage latency, ms (queued: decoded ahead, waiting; read->publish includes it)", per_stage, info, False)
+
+
+@app.command()
+@user_errors
+def export(
+    dest: Annotated[Path, typer.Argument(help="The .onnx file to write.")],
+    weights: Annotated[Path, typer.Option(help="A .safetensors file written by irstream.")] = DEFAULT_WEIGHTS,
+) -> None:
+    """Export weights to ONNX (dynamic batch, height and width) and check it against torch."""
+    import numpy as np
+    import torch
+
+    from irstream.bench import mask_iou, real_frames
+    from irstream.runtime import OnnxRuntime, TorchRuntime, export_onnx, import_onnxruntime
+    from irstream.weights import load_weights
+
+    import_onnxruntime()
+    model, _ = load_weights(weights)
+    export_onnx(model, dest, name=weights.stem)
+    frames, origin = real_frames((256, 256), 10, DEFAULT_SIRST)
+    ort_rt, torch_rt = OnnxRuntime(dest), TorchRuntime(model, torch.device("cpu"))
+    got, want = [ort_rt(f[None, None])[0] for f in frames], [torch_rt(f[None, None])[0] for f in frames]
+    diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
+    out.print(f"wrote {escape(str(dest))} ({dest.stat().st_size / 2**20:.1f} MiB); against torch on {len(frames)} "
+              f"frames of {escape(origin)}: max probability difference {diff:.1e}, mask IoU {mask_iou(got, want):.4f}")
 
 
 def main() -> None:

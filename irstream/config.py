@@ -59,17 +59,23 @@ class ModelConfig:
     upscale: the model sees the frame enlarged by this whole factor (bicubic) and its map is
         max-pooled back.  2 finds 1 to 3 px targets the model misses at 1, at 4x the compute
         and with more clutter; 1 for targets of about 4 px and more.
+    runtime: "auto", "torch" or "onnxruntime" (CPU, needs the onnx extra).  auto: on CPU the
+        faster of torch and ONNX Runtime, timed on the first frame; on CUDA fp16, channels-last
+        and CUDA graphs (see irstream.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
     """
 
     weights: str = ""
     device: str = "auto"
     upscale: int = 1
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.upscale, int) or isinstance(self.upscale, bool) or self.upscale < 1:
             raise ValueError(f"upscale={self.upscale!r}: must be a whole number >= 1")
         if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ValueError(f"device={self.device!r}: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        if self.runtime not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"runtime={self.runtime!r}: must be 'auto', 'torch' or 'onnxruntime'")
 
     @property
     def weights_path(self) -> Path:

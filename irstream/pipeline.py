@@ -47,7 +47,8 @@ READER_JOIN_S = 5.0
 #: Per-frame stages.  read: the source's read call (for a live source this includes waiting
 #: for the next frame); inference: frame handed to the model until its map is back.
 SHOW_CURSOR = "\x1b[?25h"
-STAGES = ("read", "preprocess", "inference", "targets", "motion", "tracker")
+#: queued: read until taken for processing (in file runs, the frames decoded ahead wait here).
+STAGES = ("read", "queued", "preprocess", "inference", "targets", "motion", "tracker")
 
 
 class FrameReader:
@@ -187,7 +188,7 @@ class Pipeline:
         try:
             model, self.card = load_weights(cfg.model.weights_path)
             device = resolve_device(cfg.model.device)
-            self.segmenter = StreamSegmenter(model, device, cfg.model.upscale)
+            self.segmenter = StreamSegmenter(model, device, cfg.model.upscale, cfg.model.runtime)
             self.preprocess = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
             self.tracking = TrackingStage(cfg)
             self.sinks = self._output_sinks() + list(extra_sinks)
@@ -228,6 +229,7 @@ class Pipeline:
                 workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
             if self.source.shape:
                 self.segmenter.warm_up(self.source.shape)
+            self.summary.device += f" {self.segmenter.runtime_label}"
             t_start = time.perf_counter()  # the rate is of frames, not of opening outputs
             reader.start()
             self._loop(reader, workers)
@@ -265,7 +267,7 @@ class Pipeline:
             t0 = time.perf_counter()
             unit = self.preprocess(frame)
             t1 = time.perf_counter()
-            key = (frame, unit, self.preprocess.valid, (t1 - t0) * 1e3, t1)
+            key = (frame, unit, self.preprocess.valid, (t0 - frame.read_at) * 1e3, (t1 - t0) * 1e3, t1)
             done = self.segmenter.push(key, unit)
             if not reader.buffered:
                 # Nothing to overlap with (a live source, or a reader behind): a pipelined
@@ -277,12 +279,12 @@ class Pipeline:
         for k, prob in self.segmenter.flush():
             self._finish(*k, prob, reader, workers)
 
-    def _finish(self, frame: Frame, unit: np.ndarray, valid: np.ndarray | None, pre_ms: float, t_submit: float,
-                prob: np.ndarray, reader: FrameReader, workers: list[SinkWorker]) -> None:
+    def _finish(self, frame: Frame, unit: np.ndarray, valid: np.ndarray | None, queued_ms: float, pre_ms: float,
+                t_submit: float, prob: np.ndarray, reader: FrameReader, workers: list[SinkWorker]) -> None:
         t0 = time.perf_counter()
         if valid is not None:
             prob = prob * valid
-        timings = {"read": reader.read_ms.pop(frame.index, float("nan")), "preprocess": pre_ms,
+        timings = {"read": reader.read_ms.pop(frame.index, float("nan")), "queued": queued_ms, "preprocess": pre_ms,
                    "inference": (t0 - t_submit) * 1e3}
         dets, tracks = self.tracking(prob, unit, frame.timestamp_s, timings)
         res = FrameResult(frame, unit, dets, tracks, timings)

@@ -10,10 +10,20 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from irstream.errors import UserError
 from irstream.models import LRRNet
+from irstream.runtime import (OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, onnxruntime_available,
+                              pad_to_multiple)
+
+#: What "auto" runs on CUDA: half precision with NHWC convolutions, replayed as a CUDA graph.
+#: fp16 rather than bf16: LRRNet's activations stay well inside fp16's range (GroupNorm after
+#: every conv) and fp16 keeps 3 more mantissa bits.  `irstream bench model` checks the masks
+#: against fp32 and times the alternatives.
+CUDA_AUTO = RuntimeSpec(precision="fp16", channels_last=True, cuda_graphs=True)
+RUNTIMES = ("auto", "torch", "onnxruntime")
+#: Forward passes timed per candidate when "auto" picks a CPU runtime at warm-up.
+AUTO_PICK_RUNS = 3
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -33,15 +43,6 @@ def resolve_device(name: str = "auto") -> torch.device:
         if device.index is not None and device.index >= count:
             raise UserError(f"--device {name}: torch sees {count} GPU(s), cuda:0 to cuda:{count - 1}")
     return device
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad (B, C, H, W) on the bottom and right so H and W are multiples of `multiple`."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x
 
 
 def forward_any_size(model: LRRNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,17 +99,40 @@ class StreamSegmenter:
     two device buffers, and the host-to-device copy of frame t+1 and the device-to-host copy
     of frame t-1 run on a separate copy stream while frame t computes.  Consumers do not care
     which, they only see keys come back in order.
+
+    runtime: "auto", "torch" or "onnxruntime" (CPU only).  "torch" is eager fp32, the reference.
+    "auto" is CUDA_AUTO on CUDA; on CPU it times CPU_AUTO and ONNX Runtime (when installed) on
+    the first frame's size at warm_up() and keeps the faster (CPU_AUTO until then).  A
+    RuntimeSpec picks a torch runtime exactly.
+
+    overlap=False (CUDA) waits for each frame before taking the next: the same buffers and
+    streams with the overlap switched off, for `irstream bench model` to show what it buys.
     """
 
-    def __init__(self, model: LRRNet, device: str | torch.device = "cpu", upscale: int = 1) -> None:
+    def __init__(self, model: LRRNet, device: str | torch.device = "cpu", upscale: int = 1,
+                 runtime: str | RuntimeSpec = "auto", overlap: bool = True) -> None:
         if not isinstance(upscale, int) or upscale < 1:
             raise ValueError(f"upscale={upscale!r}: must be a whole number >= 1")
+        if isinstance(runtime, str) and runtime not in RUNTIMES:
+            raise UserError(f"runtime {runtime!r}: use {', '.join(RUNTIMES)}")
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
         self.upscale = upscale
-        self._cuda = _CudaDoubleBuffer(self.model, self.device) if self.device.type == "cuda" else None
-        if self._cuda is None:
+        self._cuda = None
+        if self.device.type == "cuda":
+            if runtime == "onnxruntime":
+                raise UserError("runtime onnxruntime runs on CPU; use --device cpu, or runtime auto or torch on CUDA")
+            spec = CUDA_AUTO if runtime == "auto" else RuntimeSpec() if runtime == "torch" else runtime
+            self.runtime = TorchRuntime(model, self.device, spec)
+            self._cuda = _CudaDoubleBuffer(self.runtime, self.device, overlap)
+            self._candidates = []
+        else:
             retain_freed_memory()
+            self._candidates = _cpu_candidates(model, runtime)
+            self.runtime = self._candidates[0]
+
+    @property
+    def runtime_label(self) -> str:
+        return self.runtime.spec.label
 
     def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
         return [(k, self._downscale(p)) for k, p in self._push(key, self._upscale(image))]
@@ -122,9 +146,7 @@ class StreamSegmenter:
     def _push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
         if self._cuda is not None:
             return self._cuda.push(key, image)
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
-        logits, _ = forward_any_size(self.model, x.to(self.device))
-        return [(key, torch.sigmoid(logits[0, 0]).numpy())]
+        return [(key, self.runtime(image[None, None])[0])]
 
     def _upscale(self, image: np.ndarray) -> np.ndarray:
         # Targets smaller than the model learnt (1-3 px) are found once the frame is enlarged;
@@ -144,18 +166,56 @@ class StreamSegmenter:
         return prob.reshape(h, k, w, k).max(axis=(1, 3))
 
     def warm_up(self, shape: tuple[int, int]) -> None:
-        """One throw-away frame of `shape`: the first forward pass picks kernels and allocates
-        buffers, and would otherwise show up as a latency spike on the first real frame."""
-        self.push(None, np.zeros(shape, dtype=np.float32))
+        """Throw-away frames of `shape`: the first forward pass picks kernels and allocates
+        buffers, and would otherwise show up as a latency spike on the first real frame.  On
+        CPU with more than one candidate runtime this is also where the faster is picked."""
+        frame = np.zeros(shape, dtype=np.float32)
+        if len(self._candidates) > 1:
+            self.runtime = fastest(self._candidates, self._upscale(frame)[None, None], AUTO_PICK_RUNS)
+            self._candidates = [self.runtime]
+        self.push(None, frame)
         self.flush()
+
+
+#: What "auto" runs on CPU with torch: NHWC convolutions, which oneDNN runs about 1.5 times
+#: faster than NCHW for LRRNet on the 2-core development CPU (`irstream bench model`).
+CPU_AUTO = RuntimeSpec(channels_last=True)
+
+
+def _cpu_candidates(model: LRRNet, runtime: str | RuntimeSpec) -> list:
+    """The runtimes "auto" chooses from on CPU, the one to use before any timing first."""
+    cpu = torch.device("cpu")
+    if isinstance(runtime, RuntimeSpec):
+        return [TorchRuntime(model, cpu, runtime)]
+    if runtime == "torch":
+        return [TorchRuntime(model, cpu)]
+    if runtime == "onnxruntime":
+        return [OnnxRuntime(export_onnx(model))]
+    return [TorchRuntime(model, cpu, CPU_AUTO)] + ([OnnxRuntime(export_onnx(model))] if onnxruntime_available() else [])
+
+
+def fastest(runtimes: list, batch: np.ndarray, runs: int):
+    """The runtime with the lowest median time on `batch`, after one untimed call each."""
+    import time
+
+    def median_s(rt) -> float:
+        rt(batch)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            rt(batch)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    return min(runtimes, key=median_s)
 
 
 class _CudaDoubleBuffer:
     """Two slots, each a pinned host input, a device input, a device output and a pinned host
     output, used in turn; CUDA events order the copy stream against the compute stream."""
 
-    def __init__(self, model: LRRNet, device: torch.device) -> None:
-        self.model, self.device = model, device
+    def __init__(self, runtime: TorchRuntime, device: torch.device, overlap: bool = True) -> None:
+        self.runtime, self.device, self.overlap = runtime, device, overlap
         self.copy_stream = torch.cuda.Stream(device)
         self.compute_stream = torch.cuda.Stream(device)
         self.shape: tuple[int, int] | None = None
@@ -193,8 +253,7 @@ class _CudaDoubleBuffer:
             self.uploaded[slot].record()
         self.compute_stream.wait_event(self.uploaded[slot])
         with torch.cuda.stream(self.compute_stream):
-            logits, _ = forward_any_size(self.model, self.dev_in[slot])
-            torch.sigmoid(logits[0, 0], out=self.dev_out[slot])
+            self.dev_out[slot].copy_(self.runtime.forward(self.dev_in[slot])[0])
             self.computed[slot].record()
         self.copy_stream.wait_event(self.computed[slot])
         with torch.cuda.stream(self.copy_stream):
@@ -202,7 +261,7 @@ class _CudaDoubleBuffer:
             self.downloaded[slot].record()
         self.pending.append((slot, key))
         # Keep one frame in flight: return the older one once the newer is queued behind it.
-        if len(self.pending) > 1:
+        if len(self.pending) > (1 if self.overlap else 0):
             done += self._collect()
         return done
 

@@ -291,7 +291,7 @@ def _compute_maps(seq: EvalSequence, cfg, on_frame) -> SequenceMaps:
     from irstream.weights import load_weights
 
     model, _ = load_weights(cfg.model.weights_path)
-    seg = StreamSegmenter(model, resolve_device(cfg.model.device), cfg.model.upscale)
+    seg = StreamSegmenter(model, resolve_device(cfg.model.device), cfg.model.upscale, cfg.model.runtime)
     pre = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
     units, probs, stamps = [], [], []
 

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
-from filterpy.common import Q_discrete_white_noise
-from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
+from irstream import kalman
 from irstream.types import COASTING, CONFIRMED, TENTATIVE, Detections, Tracks
 
 #: Peak scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before their logit, so a saturated
@@ -136,46 +135,7 @@ def _check(cfg: TrackerConfig, name: str, kind: type, ok, what: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Model and geometry: small pure functions.  State is [x, y, vx, vy] in px and px/s.
-
-
-def cv_model(dt_s: float, accel_noise_px_s2: float) -> tuple[np.ndarray, np.ndarray]:
-    """F and Q, both (4, 4), of the constant-velocity model over one step of dt_s seconds.
-
-    F: the transition; position moves by velocity * dt, velocity is carried over unchanged.
-    Q: process noise from the discrete white-noise acceleration model (acceleration constant
-       within a step, independent between steps, std accel_noise_px_s2 on each axis).  Position
-       variance grows as dt^4/4 and velocity variance as dt^2, which is what lets a track bridge
-       a gap of dropped frames: the longer the step, the wider the gate.
-    """
-    F = np.eye(4)
-    F[0, 2] = F[1, 3] = dt_s
-    # order_by_dim=False lays the blocks out as [x, y, vx, vy]; filterpy's default is [x, vx, y, vy].
-    Q = Q_discrete_white_noise(dim=2, dt=dt_s, var=accel_noise_px_s2 ** 2, block_size=2, order_by_dim=False)
-    return F, Q
-
-
-def new_filter(xy: np.ndarray, cfg: TrackerConfig) -> KalmanFilter:
-    """A filter born at centroid xy (2,), px, at rest."""
-    kf = KalmanFilter(dim_x=4, dim_z=2)
-    # x (4, 1): one centroid gives position only, so velocity starts at zero...
-    kf.x[:2, 0] = xy
-    # P (4, 4): ...with init_velocity_std doubt, and the position as good as one measurement.
-    r2, v2 = cfg.meas_noise_px ** 2, cfg.init_velocity_std_px_s ** 2
-    kf.P = np.diag([r2, r2, v2, v2])
-    # H (2, 4): detections measure position, not velocity.
-    kf.H = np.eye(2, 4)
-    # R (2, 2): centroid noise, the same on both axes and uncorrelated.
-    kf.R = np.eye(2) * r2
-    # F and Q depend on dt, so they are passed to predict() each frame (see cv_model).
-    # S is 2x2; np.linalg.inv's per-call overhead was a third of update() at 200 tracks.
-    kf.inv = _inv2x2
-    return kf
-
-
-def _inv2x2(m: np.ndarray) -> np.ndarray:
-    (a, b), (c, d) = m
-    return np.array([[d, -b], [-c, a]]) / (a * d - b * c)
+# Geometry: small pure functions.  The filter itself is in irstream.kalman.
 
 
 def gated_cost(pred_xy: np.ndarray, innov_cov: np.ndarray, det_xy: np.ndarray,
@@ -215,7 +175,6 @@ def assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(eq=False)
 class _Track:
     id: int
-    kf: KalmanFilter
     bbox: np.ndarray
     score: float
     state: int
@@ -253,6 +212,8 @@ class Tracker:
     def reset(self) -> None:
         """Forget all tracks and the clock; the next track id is 1 again."""
         self._tracks: list[_Track] = []
+        # Filter state of self._tracks, row for row (see irstream.kalman).
+        self._x, self._P = kalman.initial_state(np.zeros((0, 2)), 1.0, 1.0)
         self._next_id = 1
         self._last_t: float | None = None
 
@@ -270,28 +231,39 @@ class Tracker:
         camera that follows it), so each track is matched under both hypotheses and takes the
         closer; a missed track keeps the hypothesis it last matched under.
         """
-        F, Q = cv_model(self._step_s(timestamp_s), self.cfg.accel_noise_px_s2)
+        F, Q = kalman.cv_model(self._step_s(timestamp_s), self.cfg.accel_noise_px_s2)
         shift = np.zeros(2) if scene_shift_xy is None else np.asarray(scene_shift_xy, np.float64)
-        before = [t.kf.x[:2, 0].copy() for t in self._tracks]
+        before = self._x[:, :2].copy()
+        self._x, self._P = kalman.predict(self._x, self._P, F, Q)
         for t in self._tracks:
-            t.kf.predict(F=F, Q=Q)
             t.age += 1
             t.detection = -1
         unmatched = self._associate(detections, shift)
-        for t, xy in zip(self._tracks, before):
-            if t.with_scene:
-                t.kf.x[:2, 0] += shift
+        self._x[[t.with_scene for t in self._tracks], :2] += shift
+        self._correct(detections)
+        travel = self._x[:, :2] - before - shift
+        step = float(np.hypot(*shift))
+        for t, moved in zip(self._tracks, travel):
+            t.scene_travel_xy += moved
+            t.shift_seen_px += step
             if t.detection >= 0:
                 self._hit(t, detections)
             else:
                 self._miss(t)
-            t.scene_travel_xy += t.kf.x[:2, 0] - xy - shift
-            t.shift_seen_px += float(np.hypot(*shift))
             if t.state != TENTATIVE and self._static_clutter(t):
                 t.state = TENTATIVE  # unpublished; _alive keeps it, so clutter does not restart
-        self._tracks = [t for t in self._tracks if self._alive(t)]
+        keep = [self._alive(t) for t in self._tracks]
+        self._tracks = [t for t, k in zip(self._tracks, keep) if k]
+        self._x, self._P = self._x[keep], self._P[keep]
         self._start(detections, unmatched)
         return self._snapshot()
+
+    def _correct(self, det: Detections) -> None:
+        """Kalman update of every matched track with its detection's centroid."""
+        rows = np.array([i for i, t in enumerate(self._tracks) if t.detection >= 0], dtype=np.int64)
+        if len(rows):
+            z = det.centroid_xy[[self._tracks[i].detection for i in rows]]
+            self._x[rows], self._P[rows] = kalman.update(self._x[rows], self._P[rows], z, self._R)
 
     def _step_s(self, timestamp_s: float) -> float:
         if not math.isfinite(timestamp_s):
@@ -305,14 +277,14 @@ class Tracker:
         """Sets track.detection (and track.with_scene) for matched tracks; returns the
         unmatched detection rows."""
         free = np.arange(len(det))
-        established = [t for t in self._tracks if t.state != TENTATIVE]
-        newborn = [t for t in self._tracks if t.state == TENTATIVE]
+        tentative = np.array([t.state == TENTATIVE for t in self._tracks], dtype=bool)
         moved = bool(np.any(shift))
-        for group in (established, newborn):
-            if not group or not len(free):
+        for rows in (np.flatnonzero(~tentative), np.flatnonzero(tentative)):
+            if not len(rows) or not len(free):
                 continue
-            pred = np.stack([t.kf.x[:2, 0] for t in group])
-            innov = np.stack([t.kf.P[:2, :2] for t in group]) + self._R
+            group = [self._tracks[i] for i in rows]
+            pred = self._x[rows, :2]
+            innov = kalman.innovation_cov(self._P[rows], self._R)
             args = (innov, det.centroid_xy[free], self._gate_d2, self.cfg.max_gate_px)
             cost = gated_cost(pred, *args)
             if moved:
@@ -329,7 +301,6 @@ class Tracker:
 
     def _hit(self, t: _Track, det: Detections) -> None:
         i = t.detection
-        t.kf.update(det.centroid_xy[i])
         t.hits += 1
         t.misses = 0
         t.score = float(det.peak_score[i])
@@ -368,13 +339,15 @@ class Tracker:
         return t.misses <= self.cfg.max_coast_frames
 
     def _start(self, det: Detections, rows: np.ndarray) -> None:
-        for i in rows[det.peak_score[rows] >= self.cfg.min_start_score]:
-            kf = new_filter(det.centroid_xy[i], self.cfg)
+        rows = rows[det.peak_score[rows] >= self.cfg.min_start_score]
+        x, P = kalman.initial_state(det.centroid_xy[rows], self.cfg.meas_noise_px, self.cfg.init_velocity_std_px_s)
+        self._x, self._P = np.concatenate([self._x, x]), np.concatenate([self._P, P])
+        for i in rows:
             score = float(det.peak_score[i])
             llr = min(self._hit_llr(score), self.cfg.max_llr_nats)
             sure = self.cfg.confirm_hits == 1 and llr >= self.cfg.confirm_llr_nats
             state = CONFIRMED if sure else TENTATIVE
-            self._tracks.append(_Track(self._next_id, kf, det.bbox_xyxy[i].copy(), score,
+            self._tracks.append(_Track(self._next_id, det.bbox_xyxy[i].copy(), score,
                                        state, detection=int(i), llr=llr))
             self._next_id += 1
 
@@ -382,7 +355,7 @@ class Tracker:
         ts = self._tracks
         if not ts:
             return Tracks.empty()
-        x = np.stack([t.kf.x[:, 0] for t in ts])
+        x = self._x
 
         def ints(name: str) -> np.ndarray:
             return np.array([getattr(t, name) for t in ts], dtype=np.int64)
@@ -390,7 +363,7 @@ class Tracker:
         return Tracks(
             track_id=ints("id"), state=ints("state"),
             centroid_xy=x[:, :2].copy(), velocity_xy=x[:, 2:].copy(),
-            covariance_xy=np.stack([t.kf.P[:2, :2] for t in ts]),
+            covariance_xy=self._P[:, :2, :2].copy(),
             bbox_xyxy=np.stack([t.bbox for t in ts]).astype(np.int64),
             age_frames=ints("age"), hits=ints("hits"), misses=ints("misses"),
             score=np.array([t.score for t in ts], dtype=np.float64), detection=ints("detection"),

@@ -90,3 +90,18 @@ def test_eval_prints_the_numbers_on_the_card():
     got = json.loads(result.output)
     for k in ("iou", "niou", "pd", "fa"):
         assert round(got[k], 4) == pytest.approx(card["metrics"]["test"][k], abs=1e-4)
+
+
+@needs_weights
+def test_export_writes_an_onnx_file_that_agrees_with_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    dest = tmp_path / "light.onnx"
+    result = runner.invoke(app, ["export", str(dest)])
+    assert result.exit_code == 0, result.output
+    assert dest.stat().st_size > 1_000_000 and "mask IoU 1.0000" in " ".join(result.output.split())
+
+
+def test_export_of_a_pickle_is_one_line(tmp_path):
+    bad = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2)}, bad)
+    _one_line_error(runner.invoke(app, ["export", str(tmp_path / "x.onnx"), "--weights", str(bad)]), "model.pt")

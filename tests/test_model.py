@@ -63,7 +63,7 @@ def test_stream_segmenter_matches_single_frame_inference():
     model = build_model("lrrnet_light").eval()
     rng = np.random.default_rng(0)
     frames = [rng.random((40, 56), dtype=np.float32) for _ in range(3)]
-    stream = StreamSegmenter(model, "cpu")
+    stream = StreamSegmenter(model, "cpu", runtime="torch")  # the reference; others: test_runtime.py
     got = [out for i, f in enumerate(frames) for out in stream.push(i, f)] + stream.flush()
     assert [k for k, _ in got] == [0, 1, 2]
     for (_, prob), f in zip(got, frames):
@@ -72,9 +72,8 @@ def test_stream_segmenter_matches_single_frame_inference():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
-def test_cuda_double_buffered_stream_matches_cpu():
-    import copy
-
+@pytest.mark.parametrize("overlap", [True, False])
+def test_cuda_double_buffered_stream_matches_cpu(overlap):
     import numpy as np
 
     from irstream.models import build_model
@@ -83,10 +82,14 @@ def test_cuda_double_buffered_stream_matches_cpu():
     model = build_model("lrrnet_light").eval()
     rng = np.random.default_rng(1)
     frames = [rng.random((64, 72), dtype=np.float32) for _ in range(5)] + [rng.random((48, 40), dtype=np.float32)]
-    cpu = StreamSegmenter(model, "cpu")
+    cpu = StreamSegmenter(model, "cpu", runtime="torch")
     expect = [p for i, f in enumerate(frames) for _, p in cpu.push(i, f)]
-    gpu = StreamSegmenter(copy.deepcopy(model), "cuda")  # .to() moves a module in place
+    gpu = StreamSegmenter(model, "cuda", runtime="torch", overlap=overlap)
     got = [out for i, f in enumerate(frames) for out in gpu.push(i, f)] + gpu.flush()
     assert [k for k, _ in got] == list(range(len(frames)))
     for (_, p), e in zip(got, expect):
         np.testing.assert_allclose(p, e, atol=1e-3)
+    # The default CUDA runtime (fp16, channels-last, CUDA graphs) through the same buffers.
+    fast = StreamSegmenter(model, "cuda", overlap=overlap)
+    got = [p for i, f in enumerate(frames) for _, p in fast.push(i, f)] + [p for _, p in fast.flush()]
+    assert max(np.abs(p - e).max() for p, e in zip(got, expect)) < 0.05

@@ -1,0 +1,72 @@
+"""`irstream bench`: the benchmarks run, time what they say, and report it as JSON."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from irstream.bench import TrackerScene, bench_tracker, latency_stats
+
+from conftest import REPO
+
+
+def _bench(*args):
+    # A subprocess: bench pins itself to cores, which must not leak into the test process.
+    proc = subprocess.run([sys.executable, "cli.py", "bench", *args, "--json"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_latency_stats_on_known_times():
+    s = latency_stats([0.001] * 99 + [0.101])
+    assert s["p50_ms"] == 1.0 and np.isclose(s["mean_ms"], 2.0) and np.isclose(s["fps"], 500.0)
+    assert 1.0 < s["p99_ms"] <= 101.0
+
+
+def test_tracker_scene_keeps_its_targets_in_the_frame():
+    scene = TrackerScene(targets=50, shape=(100, 200), pd=0.8)
+    frames = scene.frames(40)
+    seen = np.array([len(f) for f in frames])
+    assert abs(seen.mean() / 50 - 0.8) < 0.05
+    xy = np.concatenate([f.centroid_xy for f in frames])
+    assert xy[:, 0].min() > -3 and xy[:, 0].max() < 203 and xy[:, 1].max() < 103
+
+
+def test_tracker_bench_carries_one_track_per_target():
+    r = bench_tracker(TrackerScene(targets=30), frames=40, warmup=30)
+    # Targets that wrap around the edges leave a coasting track behind them for a while.
+    assert 27 <= r["tracks_mean"] <= 40 and r["fps"] > 0 and r["p99_ms"] >= r["p50_ms"]
+
+
+def test_bench_tracker_command_reports_json_on_one_core():
+    r = _bench("tracker", "--targets", "20", "--frames", "30", "--warmup", "20")
+    assert r["machine"]["cores_used"] == 1 and r["tracker"]["scene"]["targets"] == 20
+    assert r["results"]["update"]["fps"] > 0
+
+
+def test_bench_model_compares_paths_against_the_reference_on_real_frames():
+    r = _bench("model", "--height", "64", "--width", "96", "--iters", "3", "--warmup", "1", "--check-frames", "3")
+    rows = r["results"]
+    ref = next(iter(rows))
+    assert "reference" in ref and rows[ref]["speedup"] == 1.0 and rows[ref]["mask_iou"] == 1.0
+    assert any("cl" in k for k in rows) and len(rows) >= 3
+    for row in rows.values():
+        assert row["mask_iou"] >= 0.99 and row["fps"] > 0 and row["p99_ms"] >= row["p50_ms"]
+
+
+def test_bench_pipeline_delivers_every_frame_to_the_subscriber():
+    r = _bench("pipeline", "--height", "64", "--width", "80", "--frames", "12", "--runtime", "torch")
+    row = r["results"]["torch"]
+    assert row["frames_read"] == row["frames_processed"] == row["messages_received"] == 12
+    assert row["inference p50_ms"] > 0 and row["read->publish p99_ms"] >= row["inference p50_ms"]
+
+
+def test_bench_stream_returns_every_frame_pushed():
+    from irstream.bench import bench_stream
+    from irstream.models import build_model
+
+    frames = [np.random.default_rng(i).random((40, 48), dtype=np.float32) for i in range(3)]
+    r = bench_stream(build_model("lrrnet_light").eval(), "cpu", frames, repeats=2, overlap=True)
+    assert r["frames"] == 6 and r["fps"] > 0 and r["runtime"]

@@ -1,0 +1,110 @@
+"""Runtimes: torch paths and ONNX Runtime give the reference's masks on real images."""
+
+import numpy as np
+import pytest
+import torch
+
+from irstream.bench import mask_iou, real_frames
+from irstream.errors import UserError
+from irstream.runtime import OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, onnxruntime_available
+from irstream.segment import StreamSegmenter
+from irstream.weights import load_weights
+
+from conftest import REPO, SIRST
+
+WEIGHTS = REPO / "weights" / "lrrnet_light_sirst.safetensors"
+needs_ort = pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime (the onnx extra) is not installed")
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_weights(WEIGHTS)[0]
+
+
+@pytest.fixture(scope="module")
+def frames():
+    # Odd sizes on purpose: every runtime must pad to the model's multiple and crop back.
+    return real_frames((92, 118), 6, SIRST)[0]
+
+
+def _run(rt, frames):
+    return [rt(f[None, None])[0] for f in frames]
+
+
+def test_channels_last_matches_the_reference(model, frames):
+    ref = _run(TorchRuntime(model, CPU), frames)
+    got = _run(TorchRuntime(model, CPU, RuntimeSpec(channels_last=True)), frames)
+    assert got[0].shape == (92, 118)
+    # oneDNN sums in another order for NHWC: probabilities move by a few 1e-3 at most.
+    assert max(np.abs(g - r).max() for g, r in zip(got, ref)) < 1e-2 and mask_iou(got, ref) > 0.99
+
+
+def test_a_runtime_leaves_the_callers_model_alone(model):
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    TorchRuntime(model, CPU, RuntimeSpec(channels_last=True))
+    assert all(torch.equal(before[k], v) and v.dtype == torch.float32 for k, v in model.state_dict().items())
+
+
+def test_half_precision_and_graphs_are_refused_on_cpu(model):
+    with pytest.raises(ValueError, match="CUDA"):
+        TorchRuntime(model, CPU, RuntimeSpec(precision="fp16"))
+    with pytest.raises(ValueError, match="CUDA"):
+        TorchRuntime(model, CPU, RuntimeSpec(cuda_graphs=True))
+
+
+@needs_ort
+def test_onnx_export_runs_in_onnxruntime_like_torch(model, frames, tmp_path):
+    dest = tmp_path / "light.onnx"
+    export_onnx(model, dest)
+    ref = _run(TorchRuntime(model, CPU), frames)
+    got = _run(OnnxRuntime(dest), frames)
+    assert max(np.abs(g - r).max() for g, r in zip(got, ref)) < 1e-3 and mask_iou(got, ref) > 0.99
+    # Dynamic batch: two frames in one call give what each gives alone.
+    both = OnnxRuntime(dest)(np.stack([frames[0], frames[1]])[:, None])
+    np.testing.assert_allclose(both[1], got[1], atol=1e-5)
+
+
+@needs_ort
+def test_onnxruntime_refuses_foreign_and_broken_files(tmp_path, model):
+    import onnx
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a protobuf at all")
+    with pytest.raises(UserError, match="cannot load"):
+        OnnxRuntime(broken)
+    foreign = tmp_path / "foreign.onnx"
+    proto = onnx.load_from_string(export_onnx(model))
+    del proto.metadata_props[:]
+    foreign.write_bytes(proto.SerializeToString())
+    with pytest.raises(UserError, match="not an irstream ONNX export"):
+        OnnxRuntime(foreign)
+
+
+def test_stream_segmenter_auto_picks_a_cpu_runtime_by_timing(model, frames):
+    seg = StreamSegmenter(model, "cpu", runtime="auto")
+    seg.warm_up(frames[0].shape)
+    expect = {"eager-fp32-cl"} | ({"onnxruntime"} if onnxruntime_available() else set())
+    assert seg.runtime_label in expect
+    ref = StreamSegmenter(model, "cpu", runtime="torch")
+    assert ref.runtime_label == "eager-fp32"
+    got, want = seg.push(0, frames[0])[0][1], ref.push(0, frames[0])[0][1]
+    assert np.abs(got - want).max() < 1e-2
+
+
+def test_stream_segmenter_rejects_an_unknown_runtime(model):
+    with pytest.raises(UserError, match="runtime 'tensorrt'"):
+        StreamSegmenter(model, "cpu", runtime="tensorrt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("spec", [RuntimeSpec(precision="fp16", channels_last=True),
+                                  RuntimeSpec(precision="bf16", channels_last=True),
+                                  RuntimeSpec(precision="fp16", channels_last=True, cuda_graphs=True)],
+                         ids=lambda s: s.label)
+def test_cuda_paths_keep_the_reference_masks(model, frames, spec):
+    cuda = torch.device("cuda")
+    ref = [TorchRuntime(model, cuda).forward(torch.from_numpy(f[None, None]).to(cuda))[0].cpu().numpy() for f in frames]
+    rt = TorchRuntime(model, cuda, spec)
+    got = [rt.forward(torch.from_numpy(f[None, None]).to(cuda))[0].cpu().numpy() for f in frames]
+    assert mask_iou(got, ref) >= 0.99
