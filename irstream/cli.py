@@ -214,6 +214,8 @@ def run(
     jsonl: Annotated[Optional[str], typer.Option(help="Write one JSON message per frame here.")] = None,
     mot: Annotated[Optional[str], typer.Option(help="Write confirmed tracks as MOTChallenge CSV here.")] = None,
     publish: Annotated[Optional[str], typer.Option(help="Publish over ZeroMQ, e.g. tcp://127.0.0.1:5556.")] = None,
+    curve_dir: Annotated[Optional[str], typer.Option(help="Key folder from `irstream keys`: publish encrypted, to "
+                                                          "authorised subscribers only.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     runtime: Annotated[Optional[str], typer.Option(help="auto (fastest measured), torch (eager fp32) or onnxruntime (CPU).")] = None,
     weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream.")] = None,
@@ -232,7 +234,8 @@ def run(
     cfg = override(load_pipeline(pipeline), **{
         "source.uri": source, "source.mode": mode, "output.preview": preview, "output.save": save,
         "output.frames_dir": frames_dir,
-        "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "model.device": device, "model.runtime": runtime,
+        "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "output.curve_dir": curve_dir, "model.device": device,
+        "model.runtime": runtime,
         "model.weights": weights, "model.upscale": upscale, "targets.score_threshold": threshold, "run.max_frames": max_frames})
     if not cfg.source.uri:
         raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")
@@ -350,6 +353,7 @@ def _print_summary(s, cfg, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"source": s.source, "device": s.device, "live": s.live, "frames_read": s.frames_read,
                           "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
+                          "frames_frozen": s.frames_frozen, "reconnects": s.reconnects,
                           "fps": round(s.fps, 3), "detections": s.detections,
                           "confirmed_tracks": s.confirmed_tracks, "stopped_early": s.stopped_early,
                           "timing": _json_safe(timing), "latency": _json_safe(lat), "outputs": outputs}))
@@ -358,7 +362,8 @@ def _print_summary(s, cfg, as_json: bool) -> None:
     t.add_column("what", no_wrap=True)
     t.add_column("value")
     rows = [("device", s.device + (" (live)" if s.live else " (file)")),
-            ("frames", f"{s.frames_processed} processed, {s.frames_read} read, {s.frames_dropped} dropped"),
+            ("frames", f"{s.frames_processed} processed, {s.frames_read} read, {s.frames_dropped} dropped"
+                       + (f", {s.frames_frozen} frozen (skipped)" if s.frames_frozen else "")),
             ("rate", f"{s.fps:.1f} frames/s over {s.wall_s:.1f} s"),
             ("detections", f"{s.detections} ({s.detections / max(1, s.frames_processed):.2f} per frame)"),
             ("confirmed tracks", str(s.confirmed_tracks)),
@@ -367,6 +372,8 @@ def _print_summary(s, cfg, as_json: bool) -> None:
         target = getattr(cfg.output, name, "")
         unfinished = ", gave up closing it (still busy)" if o["timed_out"] else ""
         rows.append((f"output {name}", f"{target}  {o['written']} written, {o['dropped']} dropped{unfinished}"))
+    if s.reconnects:
+        rows.append(("reconnects", f"{s.reconnects} (the source was lost and reopened)"))
     if s.stopped_early:
         rows.append(("stopped", "early, on request; outputs flushed and closed"))
     for name, value in rows:
@@ -388,6 +395,8 @@ def listen(
     as_json: Annotated[bool, typer.Option("--json", help="Print each message as one JSON line.")] = False,
     timeout: Annotated[float, typer.Option(help="Stop after this many seconds without a message; 0 = never.")] = 0.0,
     count: Annotated[int, typer.Option(help="Stop after this many messages; 0 = never.")] = 0,
+    curve_dir: Annotated[str, typer.Option(help="Key folder holding client.key_secret and the publisher's "
+                                                "server.key (see `irstream keys`).")] = "",
 ) -> None:
     """Subscribe to a run's ZeroMQ messages: a live table of tracks, or JSON lines."""
     from rich.live import Live
@@ -399,7 +408,7 @@ def listen(
     live = None if as_json else Live(_tracks_table(None), console=out, auto_refresh=False)
     with live or contextlib.nullcontext():
         try:
-            for _topic, payload in subscribe(endpoint, topic, timeout or None):
+            for _topic, payload in subscribe(endpoint, topic, timeout or None, curve_dir):
                 try:
                     msg = json.loads(payload)
                 except ValueError:
@@ -420,6 +429,20 @@ def listen(
             pass
     if not as_json:
         err.print(f"{seen} messages, {bad} skipped")
+
+
+@app.command()
+@user_errors
+def keys(
+    folder: Annotated[Path, typer.Argument(help="Folder to create the key pairs in.")],
+) -> None:
+    """Create CurveZMQ key pairs for an encrypted, authenticated feed (`run --curve-dir`, `listen --curve-dir`)."""
+    from irstream.publish import create_keys
+
+    paths = create_keys(folder)
+    out.print(f"publisher: {escape(str(paths['server_secret']))} (keep here) and {escape(str(folder / 'authorized_clients'))}/")
+    out.print(f"subscriber: copy {escape(str(paths['client_secret']))} and {escape(str(paths['server_public']))} "
+              "to the subscribing machine, and pass that folder as --curve-dir")
 
 
 def _tracks_table(msg: dict | None) -> Table:

@@ -17,7 +17,7 @@ from pathlib import Path
 from irstream.errors import UserError
 from irstream.motion import MotionConfig
 from irstream.preprocess import PreprocessConfig
-from irstream.sources import CameraConfig
+from irstream.sources import CameraConfig, ReconnectConfig
 from irstream.targets import TargetConfig
 from irstream.tracker import TrackerConfig
 
@@ -38,12 +38,16 @@ class SourceConfig:
         inference sets the pace) or "live" (the newest frame wins; latency stays bounded and
         every skipped frame is counted).
     fps: frame rate of image sequences, and of sources that report none, frames/s.
+    camera: [source.camera], how a camera is set up (irstream.sources.CameraConfig).
+    reconnect: [source.reconnect], how a lost camera or stream is reopened, with backoff
+        (irstream.sources.ReconnectConfig).
     """
 
     uri: str = ""
     mode: str = "auto"
     fps: float = 25.0
     camera: CameraConfig = field(default_factory=CameraConfig)
+    reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
 
     def __post_init__(self) -> None:
         if self.mode not in ("auto", "file", "live"):
@@ -90,6 +94,8 @@ class OutputConfig:
     topic: first frame of every ZeroMQ message.
     hwm_msgs: messages ZeroMQ queues per subscriber before dropping for it.
     wait_subscriber_s: wait this long for a first subscriber before starting, s.
+    curve_dir: a folder from `irstream keys`: publish encrypted (CurveZMQ), to authorised
+        subscribers only; "" = plain, which is what loopback alone is safe for.
     save: annotated video (.mp4, .mkv lossless, .avi).  frames_dir: annotated frames as PNGs.
     jsonl: one message per line.
     mot: confirmed tracks as MOTChallenge CSV.  preview: a window (needs a display).
@@ -102,6 +108,7 @@ class OutputConfig:
     topic: str = "irstream"
     hwm_msgs: int = 1000
     wait_subscriber_s: float = 0.0
+    curve_dir: str = ""
     save: str = ""
     frames_dir: str = ""
     jsonl: str = ""

@@ -78,6 +78,7 @@ class FrameReader:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.source.interrupt()  # a live source waiting to reconnect gives up at once
         with self.cond:
             self.cond.notify_all()
 
@@ -149,6 +150,8 @@ class RunSummary:
     frames_read: int = 0
     frames_processed: int = 0
     frames_dropped: int = 0
+    frames_frozen: int = 0
+    reconnects: int = 0
     detections: int = 0
     confirmed_tracks: int = 0
     wall_s: float = 0.0
@@ -183,7 +186,8 @@ class Pipeline:
         self.stop = stop or threading.Event()
         self.paused = paused or threading.Event()
         self.on_frame = on_frame
-        self.source = open_source(cfg.source.uri, fps=cfg.source.fps, camera=cfg.source.camera)
+        self.source = open_source(cfg.source.uri, fps=cfg.source.fps, camera=cfg.source.camera,
+                                  reconnect=cfg.source.reconnect)
         self.live = self.source.live if cfg.source.mode == "auto" else cfg.source.mode == "live"
         try:
             model, self.card = load_weights(cfg.model.weights_path)
@@ -203,7 +207,7 @@ class Pipeline:
         sinks = []
         if o.publish:
             sinks.append(("publish", ZmqPublisher(o.publish, o.topic, o.hwm_msgs, o.wait_subscriber_s,
-                                                  o.include_tentative), True))
+                                                  o.include_tentative, o.curve_dir), True))
         if o.save:
             sinks.append(("save", VideoSink(o.save, self.source.fps, self._annotator(), real_time=self.live), self.live))
         if o.frames_dir:
@@ -264,6 +268,10 @@ class Pipeline:
                     break
                 continue
             taken += 1
+            if frame.frozen:  # the same image again: no new scene for the model or the tracker
+                self.summary.frames_frozen += 1
+                reader.read_ms.pop(frame.index, None)
+                continue
             t0 = time.perf_counter()
             unit = self.preprocess(frame)
             t1 = time.perf_counter()
@@ -309,6 +317,7 @@ class Pipeline:
     def _collect(self, reader: FrameReader, workers: list[SinkWorker]) -> None:
         s = self.summary
         s.frames_read, s.frames_dropped = reader.read, reader.dropped
+        s.reconnects = getattr(self.source, "reconnects", 0)
         s.stopped_early = self.stop.is_set()
         for w in workers:
             s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms, "latency_ms": w.latency_ms,

@@ -5,9 +5,17 @@ socket is an XPUB, which sends like a PUB but also hears subscriptions, so a run
 first subscriber before its first frame (`wait_subscriber_s`) and a consumer started alongside
 misses nothing.  Sends never block: past the high-water mark ZeroMQ drops messages for a slow
 subscriber, and the pipeline goes on.
+
+Security: the default endpoint is loopback, reachable from this machine only.  With a key folder
+(`irstream keys DIR`, then `curve_dir`) the socket speaks CurveZMQ: traffic is encrypted, and
+only subscribers whose public key is in DIR/authorized_clients/ get through the handshake.
 """
 
 from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
 
 import zmq
 
@@ -20,6 +28,53 @@ DEFAULT_TOPIC = "irstream"
 #: Milliseconds a closing socket keeps trying to deliver queued messages; bounded so that an
 #: absent subscriber cannot hold the exit.
 LINGER_MS = 1000
+#: Hosts that keep a socket on this machine.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+AUTHORIZED_DIR = "authorized_clients"
+
+log = logging.getLogger(__name__)
+
+
+def create_keys(folder: str | Path) -> dict[str, Path]:
+    """A server and a client key pair in `folder` (ZeroMQ's text certificate format), and the
+    client's public key authorised.  The publisher needs server.key_secret and
+    authorized_clients/; a subscriber needs client.key_secret and server.key."""
+    import zmq.auth
+
+    folder = Path(folder)
+    if not zmq.has("curve"):
+        raise UserError("this pyzmq/libzmq has no CurveZMQ support; install pyzmq from PyPI (its wheels have it)")
+    for name in ("server", "client"):
+        if (folder / f"{name}.key_secret").exists():
+            raise UserError(f"{folder / f'{name}.key_secret'}: already exists; keys are never overwritten, "
+                            "pick another folder")
+    (folder / AUTHORIZED_DIR).mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in ("server", "client"):
+        paths[f"{name}_public"], paths[f"{name}_secret"] = map(Path, zmq.auth.create_certificates(folder, name))
+    paths["authorized"] = Path(shutil.copy(paths["client_public"], folder / AUTHORIZED_DIR / "client.key"))
+    return paths
+
+
+def _load_key(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such key file; create keys with `irstream keys {path.parent}`")
+    try:
+        public, private = zmq.auth.load_certificate(path)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{path}: not a ZeroMQ certificate ({exc}); create keys with `irstream keys`") from None
+    if secret and private is None:
+        raise UserError(f"{path}: holds no secret key; give the .key_secret file's folder")
+    return public, private
+
+
+def is_loopback(endpoint: str) -> bool:
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
+    return host in LOOPBACK_HOSTS
 
 
 class ZmqPublisher:
@@ -28,11 +83,14 @@ class ZmqPublisher:
     hwm_msgs: messages queued per subscriber before ZeroMQ drops for it; higher rides out
         longer subscriber stalls at the cost of memory and staleness.
     wait_subscriber_s: before the first frame, wait up to this long for a subscriber; 0 = no wait.
+    curve_dir: a folder from `irstream keys`: encrypt, and admit only authorised subscribers.
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, topic: str = DEFAULT_TOPIC, hwm_msgs: int = 1000,
-                 wait_subscriber_s: float = 0.0, include_tentative: bool = False) -> None:
+                 wait_subscriber_s: float = 0.0, include_tentative: bool = False, curve_dir: str = "") -> None:
         self.endpoint, self.topic = endpoint, topic.encode()
+        self.curve_dir = Path(curve_dir) if curve_dir else None
+        self._auth = None
         self.hwm_msgs, self.wait_subscriber_s = hwm_msgs, wait_subscriber_s
         self.include_tentative = include_tentative
         # Messages handed to ZeroMQ.  What it drops for a slow subscriber past the high-water
@@ -45,6 +103,11 @@ class ZmqPublisher:
         self._sock = self._ctx.socket(zmq.XPUB)
         self._sock.setsockopt(zmq.SNDHWM, self.hwm_msgs)
         self._sock.setsockopt(zmq.LINGER, LINGER_MS)
+        if self.curve_dir is not None:
+            self._secure()
+        elif not is_loopback(self.endpoint):
+            log.warning("%s: publishing unencrypted to anyone who can reach this address; "
+                        "use `irstream keys` and curve_dir to encrypt and authenticate", self.endpoint)
         try:
             self._sock.bind(self.endpoint)
         except zmq.ZMQError as exc:
@@ -54,6 +117,22 @@ class ZmqPublisher:
         if self.wait_subscriber_s > 0 and not self._sock.poll(int(self.wait_subscriber_s * 1000), zmq.POLLIN):
             return  # nobody came; publish anyway, to nobody
         self._drain_subscriptions()
+
+    def _secure(self) -> None:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        public, secret = _load_key(self.curve_dir / "server.key_secret", secret=True)
+        clients = self.curve_dir / AUTHORIZED_DIR
+        if not clients.is_dir() or not any(clients.glob("*.key")):
+            self.close()
+            raise UserError(f"{clients}: no authorised client keys (*.key); copy each subscriber's public key there")
+        # The authenticator answers the handshake from its own thread: a client whose public key
+        # is not in the folder is refused before it can subscribe.
+        self._auth = ThreadAuthenticator(self._ctx)
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=str(clients))
+        self._sock.curve_secretkey, self._sock.curve_publickey = secret, public
+        self._sock.curve_server = True
 
     def write(self, res: FrameResult) -> None:
         self._drain_subscriptions()
@@ -69,16 +148,25 @@ class ZmqPublisher:
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
+        if self._auth is not None:
+            self._auth.stop()
         if self._ctx is not None:
             self._ctx.term()
-        self._sock = self._ctx = None
+        self._sock = self._ctx = self._auth = None
 
 
-def subscribe(endpoint: str, topic: str = DEFAULT_TOPIC, timeout_s: float | None = None):
-    """Yield (topic, payload bytes) from a publisher; stop after `timeout_s` of silence."""
+def subscribe(endpoint: str, topic: str = DEFAULT_TOPIC, timeout_s: float | None = None, curve_dir: str = ""):
+    """Yield (topic, payload bytes) from a publisher; stop after `timeout_s` of silence.
+    curve_dir: a folder holding client.key_secret and the publisher's server.key."""
+    keys = None
+    if curve_dir:
+        keys = (_load_key(Path(curve_dir) / "client.key_secret", secret=True),
+                _load_key(Path(curve_dir) / "server.key", secret=False)[0])
     ctx = zmq.Context()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    if keys:
+        (sock.curve_publickey, sock.curve_secretkey), sock.curve_serverkey = keys
     try:
         sock.connect(endpoint)
     except zmq.ZMQError as exc:

@@ -26,6 +26,7 @@ import logging
 import math
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,33 @@ FILE_READ_RETRIES = 5
 #: Streams: how long FFmpeg may take to connect, and to deliver one frame.
 STREAM_OPEN_TIMEOUT_MS = 10_000
 STREAM_READ_TIMEOUT_MS = 5_000
+
+
+@dataclass(frozen=True)
+class ReconnectConfig:
+    """How a live source that stops delivering is brought back ([source.reconnect]).
+
+    After LIVE_READ_RETRIES quick retries fail, the device is released and opened again: the
+    first try after initial_s, then waits doubling up to max_s between tries, for as long as
+    it takes, or until give_up_s have passed without a frame (0 = never give up).
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 10.0
+    give_up_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.initial_s <= self.max_s):
+            raise ValueError(f"initial_s={self.initial_s}, max_s={self.max_s}: need 0 < initial_s <= max_s")
+        if self.give_up_s < 0:
+            raise ValueError(f"give_up_s={self.give_up_s}: must be >= 0 (0 = never)")
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial_s
+        while True:
+            yield delay
+            delay = min(2 * delay, self.max_s)
+
 
 # FFmpeg's raw pixel-format tag for little-endian 16-bit gray, as CAP_PROP_CODEC_PIXEL_FORMAT gives it.
 _GRAY16LE_TAG = int.from_bytes(b"Y1\x00\x10", "little")
@@ -135,6 +163,10 @@ class Source:
 
     def _release(self) -> None:
         """Free the device; called once, by close()."""
+
+    def interrupt(self) -> None:
+        """Ask a read that is waiting (a live source reconnecting) to give up at once; from any
+        thread.  The source then ends as if it had run out of frames."""
 
     def close(self) -> None:
         if not self._closed:
@@ -351,21 +383,33 @@ class CaptureSource(Source):
     """A live OpenCV capture: a camera, a stream URL or a GStreamer pipeline.
 
     Frames are stamped with their capture time (Unix seconds).  A failed read is retried
-    LIVE_READ_RETRIES times, `_recover` running between tries, before a UserError.  One
-    frame is read at open to check the device delivers; it is not yielded, as it would be
-    stale by the time the pipeline starts.
+    LIVE_READ_RETRIES times, LIVE_RETRY_SLEEP_S apart.  Then, given `reopen` (a function that
+    opens the device again), the source reconnects as `reconnect` says, counting `reconnects`;
+    without it, or once reconnect gives up, a UserError ends the run.  One frame is read at
+    open to check the device delivers; it is not yielded, as it would be stale by the time the
+    pipeline starts, and a device that fails then is an error at once, not a reconnect.
+
+    A frame identical to the one before (a camera frozen during its shutter calibration, or a
+    stream repeating its last frame) is yielded with frozen=True and counted in `frozen_frames`.
     """
 
     live = True
 
-    def __init__(self, spec: str, cap: cv2.VideoCapture, fps: float, what: str, raw_fourcc: str = ""):
+    def __init__(self, spec: str, cap: cv2.VideoCapture, fps: float, what: str, raw_fourcc: str = "",
+                 reopen=None, reconnect: ReconnectConfig | None = None):
         # raw_fourcc: the pixel format when OpenCV's conversion is off ("" when it is on).
         self.source_id, self._cap, self._what, self._raw = spec, cap, what, raw_fourcc.strip().upper()
+        self._reopen, self._policy = reopen, reconnect or ReconnectConfig()
+        self._interrupted = threading.Event()
+        self.reconnects = self.frozen_frames = 0
         reported = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(reported) if 0 < reported < 1000 else float(fps)
         self._size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         try:
-            img = self._image(self._read())
+            raw = self._try_reads()
+            if raw is None:
+                raise self._stopped()
+            img = self._image(raw)
         except BaseException:
             self.close()
             raise
@@ -387,42 +431,86 @@ class CaptureSource(Source):
                         f"{raw.dtype} array of shape {raw.shape}, not a {w}x{h} gray image; set convert_rgb = "
                         f"true, or fourcc to Y16 or GREY")
 
-    def _read(self) -> np.ndarray:
+    def _try_reads(self) -> np.ndarray | None:
+        """A frame, or None after LIVE_READ_RETRIES + 1 failed reads in a row (or an interrupt)."""
         for attempt in range(LIVE_READ_RETRIES + 1):
             ok, raw = self._cap.read()
             if ok and raw is not None and raw.size:
                 return raw
-            if self._closed:
-                break
-            if attempt < LIVE_READ_RETRIES:
-                self._recover(attempt)
-        raise UserError(f"{self.source_id}: {self._what} stopped delivering frames "
-                        f"({LIVE_READ_RETRIES + 1} reads failed in a row); check the connection and that no "
-                        f"other program holds it")
+            if self._closed or self._interrupted.wait(LIVE_RETRY_SLEEP_S if attempt < LIVE_READ_RETRIES else 0):
+                return None
+        return None
 
-    def _recover(self, attempt: int) -> None:
-        """Between failed reads: today a short pause.
+    def _stopped(self) -> UserError:
+        return UserError(f"{self.source_id}: {self._what} stopped delivering frames "
+                         f"({LIVE_READ_RETRIES + 1} reads failed in a row); check the connection and that no "
+                         f"other program holds it")
 
-        This is the place for reconnecting (release, reopen with backoff) when that comes;
-        `attempt` counts the failures so far, from 0.
-        """
-        time.sleep(LIVE_RETRY_SLEEP_S)
+    def _read(self) -> np.ndarray | None:
+        """The next frame; None once interrupted.  Reconnects while `reopen` allows."""
+        while True:
+            raw = self._try_reads()
+            if raw is not None or self._interrupted.is_set() or self._closed:
+                return raw
+            if self._reopen is None:
+                raise self._stopped()
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        lost_at = time.monotonic()
+        self._cap.release()
+        for tries, delay in enumerate(self._policy.delays(), start=1):
+            waited = time.monotonic() - lost_at
+            if self._policy.give_up_s and waited + delay > self._policy.give_up_s:
+                raise UserError(f"{self.source_id}: {self._what} gone, {tries - 1} reconnect(s) failed over "
+                                f"{waited:.0f} s (give_up_s {self._policy.give_up_s:g}); check the device and its "
+                                f"connection")
+            log.warning("%s: %s stopped delivering; reopening in %.1f s (try %d)", self.source_id, self._what,
+                        delay, tries)
+            if self._interrupted.wait(delay):
+                return
+            try:
+                cap = self._reopen()
+            except UserError as exc:
+                log.warning("%s", exc)
+                continue
+            self._cap = cap
+            self.reconnects += 1
+            log.warning("%s: reconnected after %.1f s", self.source_id, time.monotonic() - lost_at)
+            return
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
 
     def _frames(self) -> Iterator[Frame]:
-        index = 0
+        index, previous = 0, None
         while not self._closed:
             raw = self._read()
+            if raw is None:
+                return
             t = time.time()
+            frozen = previous is not None and raw.shape == previous.shape and np.array_equal(raw, previous)
+            self.frozen_frames += frozen
+            previous = raw
             img = self._image(raw)
-            yield Frame(img, index, t, self.source_id, _bit_depth(img))
+            yield Frame(img, index, t, self.source_id, _bit_depth(img), frozen=frozen)
             index += 1
 
     def _release(self) -> None:
         self._cap.release()
 
 
-def _open_camera(spec: str, target: int | str, camera: CameraConfig, fps: float) -> CaptureSource:
+def _open_camera(spec: str, target: int | str, camera: CameraConfig, fps: float,
+                 reconnect: ReconnectConfig | None) -> CaptureSource:
     name = f"camera {target}" if isinstance(target, int) else str(target)
+    cap = _camera_capture(target, camera, name)
+    raw_fourcc = "" if camera.wants_convert else _fourcc_str(cap.get(cv2.CAP_PROP_FOURCC)) or "?"
+    return CaptureSource(spec, cap, camera.fps or fps, "the camera", raw_fourcc=raw_fourcc,
+                         reopen=lambda: _camera_capture(target, camera, name), reconnect=reconnect)
+
+
+def _camera_capture(target: int | str, camera: CameraConfig, name: str) -> cv2.VideoCapture:
+    """The camera opened and set up as `camera` says; UserError when it cannot be."""
     api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
     with _quiet_opencv():
         cap = cv2.VideoCapture(target, api)
@@ -454,11 +542,15 @@ def _open_camera(spec: str, target: int | str, camera: CameraConfig, fps: float)
     except BaseException:
         cap.release()
         raise
-    raw_fourcc = "" if camera.wants_convert else _fourcc_str(cap.get(cv2.CAP_PROP_FOURCC)) or "?"
-    return CaptureSource(spec, cap, camera.fps or fps, "the camera", raw_fourcc=raw_fourcc)
+    return cap
 
 
-def _open_stream(spec: str, fps: float) -> CaptureSource:
+def _open_stream(spec: str, fps: float, reconnect: ReconnectConfig | None) -> CaptureSource:
+    return CaptureSource(_redact(spec), _stream_capture(spec), fps, "the stream",
+                         reopen=lambda: _stream_capture(spec), reconnect=reconnect)
+
+
+def _stream_capture(spec: str) -> cv2.VideoCapture:
     shown = _redact(spec)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC,
               STREAM_READ_TIMEOUT_MS]
@@ -468,10 +560,15 @@ def _open_stream(spec: str, fps: float) -> CaptureSource:
         cap.release()
         raise UserError(f"{shown}: cannot open the stream; check the address, credentials and that the server "
                         f"is up (try `ffprobe` on it)")
-    return CaptureSource(shown, cap, fps, "the stream")
+    return cap
 
 
-def _open_gstreamer(spec: str, fps: float) -> CaptureSource:
+def _open_gstreamer(spec: str, fps: float, reconnect: ReconnectConfig | None) -> CaptureSource:
+    return CaptureSource(spec, _gstreamer_capture(spec), fps, "the pipeline",
+                         reopen=lambda: _gstreamer_capture(spec), reconnect=reconnect)
+
+
+def _gstreamer_capture(spec: str) -> cv2.VideoCapture:
     if not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
         raise UserError(f"{spec}: this is a GStreamer pipeline, but this OpenCV ({cv2.__version__}) was built "
                         f"without GStreamer; give the camera, URL or file directly, or install an OpenCV built "
@@ -482,7 +579,7 @@ def _open_gstreamer(spec: str, fps: float) -> CaptureSource:
         cap.release()
         raise UserError(f"{spec}: GStreamer cannot start this pipeline; try it with `gst-launch-1.0` "
                         f"and end it in appsink")
-    return CaptureSource(spec, cap, fps, "the pipeline")
+    return cap
 
 
 # ---- synthetic -----------------------------------------------------------------------------
@@ -553,7 +650,8 @@ def _open_synthetic(spec: str, fps: float) -> SyntheticSource:
 
 # ---- choosing a source ---------------------------------------------------------------------
 
-def open_source(spec: str, *, fps: float = 25.0, camera: CameraConfig | None = None) -> Source:
+def open_source(spec: str, *, fps: float = 25.0, camera: CameraConfig | None = None,
+                reconnect: ReconnectConfig | None = None) -> Source:
     """Open what `spec` names, checked in this order:
 
     - "synth:sky?seed=1&frames=100": a SyntheticSource (see _open_synthetic for options);
@@ -565,6 +663,7 @@ def open_source(spec: str, *, fps: float = 25.0, camera: CameraConfig | None = N
     - a glob ("frames/*.png"): the image files it matches, in natural order.
 
     fps: the rate for image sequences, and for videos and cameras that report none.
+    reconnect: how cameras, streams and GStreamer pipelines come back after a loss.
     Raises UserError naming `spec` when it cannot be opened.
     """
     spec = str(spec)
@@ -576,21 +675,21 @@ def open_source(spec: str, *, fps: float = 25.0, camera: CameraConfig | None = N
     if text.startswith("synth:"):
         return _open_synthetic(text, fps)
     if " ! " in text:
-        return _open_gstreamer(text, fps)
+        return _open_gstreamer(text, fps, reconnect)
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
     if scheme:
         if scheme.group(1).lower() in STREAM_SCHEMES:
-            return _open_stream(text, fps)
+            return _open_stream(text, fps, reconnect)
         if scheme.group(1).lower() != "file":
             raise UserError(f"{_redact(text)}: unsupported URL scheme; use one of {', '.join(STREAM_SCHEMES)}")
         text = unquote(urlsplit(text).path)
     camera = camera or CameraConfig()
     if text.isdigit():
-        return _open_camera(spec, int(text), camera, fps)
+        return _open_camera(spec, int(text), camera, fps, reconnect)
     if text.startswith("/dev/"):
         if not Path(text).exists():
             raise UserError(f"{text}: no such device; check `v4l2-ctl --list-devices`")
-        return _open_camera(spec, text, camera, fps)
+        return _open_camera(spec, text, camera, fps, reconnect)
 
     path = Path(text).expanduser()
     if path.is_dir():

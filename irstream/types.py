@@ -78,6 +78,8 @@ class Frame:
     source_id:   what the frame came from (a path, a camera, a URL), as given by the user.
     bit_depth:   8 or 16, the storage depth; it decides how preprocessing scales the image.
     read_at:     time.perf_counter() when the frame was read, the start of its latency.
+    frozen:      a live source gave the same image again (a camera calibrating its shutter, a
+                 stream repeating itself): no new scene, so the pipeline skips and counts it.
     """
 
     image: np.ndarray
@@ -86,6 +88,7 @@ class Frame:
     source_id: str
     bit_depth: int
     read_at: float = field(default_factory=time.perf_counter)
+    frozen: bool = False
 
     def __post_init__(self) -> None:
         if self.image.ndim != 2:

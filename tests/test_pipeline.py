@@ -322,3 +322,21 @@ def test_first_ctrl_c_after_a_preview_quit_still_drains():
         stop.set()  # q in the preview
         signal.raise_signal(signal.SIGINT)
     assert seen == [signal.SIGINT]
+
+
+def test_a_camera_lost_and_frozen_mid_run_is_reopened_and_its_repeats_skipped(monkeypatch):
+    from irstream import pipeline, sources
+    from irstream.sources import CaptureSource, ReconnectConfig
+
+    from test_sources import _camera_world
+
+    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    world, reopen = _camera_world(unplug_at={8}, freeze_at={4, 5, 12}, replug_after_tries=1)
+    fake = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen,
+                         reconnect=ReconnectConfig(initial_s=0.01, max_s=0.02))
+    monkeypatch.setattr(pipeline, "open_source", lambda *a, **k: fake)
+    published = []
+    s = Pipeline(config("0", **{"source.mode": "file", "run.max_frames": 16}),
+                 on_frame=lambda res: published.append(res.frame)).run()
+    assert s.reconnects == 1 and s.frames_frozen == 3
+    assert s.frames_read == 16 and s.frames_processed == 13 and not any(f.frozen for f in published)

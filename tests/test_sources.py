@@ -307,7 +307,7 @@ class _FakeCamera:
 
 @pytest.mark.parametrize("layout", ["rows", "one_row"])
 def test_raw_y16_camera_frames_become_uint16(layout, monkeypatch):
-    monkeypatch.setattr(CaptureSource, "_recover", lambda self, attempt: None)
+    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
     frames = _noise(3, shape=(6, 8), dtype=np.uint16, seed=9)
     as_bytes = [f.astype("<u2").view(np.uint8) for f in frames]
     if layout == "one_row":
@@ -339,9 +339,7 @@ def test_live_capture_stamps_capture_time_and_gives_up_after_retries(tmp_path, m
     frames = _noise(4)
     path = _write_video(tmp_path / "cam.mkv", frames, "FFV1")
     monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
-    recovers = []
-    monkeypatch.setattr(CaptureSource, "_recover", lambda self, attempt: recovers.append(attempt))
-    src = CaptureSource("fake-cam", cv2.VideoCapture(str(path)), 25.0, "the camera")
+    src = CaptureSource("fake-cam", cv2.VideoCapture(str(path)), 25.0, "the camera")  # no reopen: no reconnect
     assert src.live and src.shape == (48, 64)
     got = []
     before = time.time()
@@ -352,8 +350,111 @@ def test_live_capture_stamps_capture_time_and_gives_up_after_retries(tmp_path, m
     assert len(got) == 3 and [f.index for f in got] == [0, 1, 2]
     np.testing.assert_array_equal(got[0].image, frames[1])
     assert all(before - 1 <= f.timestamp_s <= time.time() + 1 for f in got)
-    assert recovers == list(range(sources.LIVE_READ_RETRIES))
+    assert src._closed and src.reconnects == 0
+
+
+class _Camera:
+    """Stands in for a camera that can be unplugged: frames are numbered images, and
+    `plugged` decides whether reads and reopens succeed."""
+
+    def __init__(self, world):
+        self.world, self.props = world, {cv2.CAP_PROP_FRAME_WIDTH: 8, cv2.CAP_PROP_FRAME_HEIGHT: 6}
+
+    def read(self):
+        w = self.world
+        if not w["plugged"] or self is not w["current"]:
+            return False, None
+        w["n"] += 1
+        if w["n"] in w["unplug_at"]:
+            w["plugged"] = False
+        if w["n"] not in w["freeze_at"]:  # a frozen frame repeats the last one
+            w["last"] = w["n"]
+        return True, np.full((6, 8, 3), w["last"] % 256, np.uint8)
+
+    def get(self, prop):
+        return float(self.props.get(prop, 0))
+
+    def release(self):
+        pass
+
+
+def _camera_world(unplug_at=(), freeze_at=(), replug_after_tries=2):
+    world = {"plugged": True, "n": 0, "last": 0, "unplug_at": set(unplug_at), "freeze_at": set(freeze_at), "tries": 0}
+    world["current"] = _Camera(world)
+
+    def reopen():
+        world["tries"] += 1
+        if world["tries"] % (replug_after_tries + 1):
+            raise UserError("camera 0: cannot open (still unplugged)")
+        world["plugged"] = True
+        world["current"] = _Camera(world)
+        return world["current"]
+
+    return world, reopen
+
+
+def test_a_lost_camera_is_reopened_with_backoff_and_frames_go_on(monkeypatch, caplog):
+    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    world, reopen = _camera_world(unplug_at={5, 12})
+    policy = sources.ReconnectConfig(initial_s=0.01, max_s=0.04)
+    src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen, reconnect=policy)
+    frames = []
+    t0 = time.monotonic()
+    for f in src:
+        frames.append(f)
+        if len(frames) == 20:
+            break
+    src.close()
+    # Each loss took two failed reopens (waits 0.01, 0.02) before the third (0.04) worked.
+    assert src.reconnects == 2 and world["tries"] == 6
+    assert time.monotonic() - t0 >= 2 * (0.01 + 0.02 + 0.04)
+    assert [f.index for f in frames] == list(range(20))
+    assert "reopening in" in caplog.text and "reconnected after" in caplog.text
+
+
+def test_a_camera_that_stays_gone_gives_up_after_give_up_s(monkeypatch):
+    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    world, reopen = _camera_world(unplug_at={3}, replug_after_tries=10**6)
+    policy = sources.ReconnectConfig(initial_s=0.01, max_s=0.02, give_up_s=0.1)
+    src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen, reconnect=policy)
+    with pytest.raises(UserError, match=r"camera 0: the camera gone, \d+ reconnect\(s\) failed.*give_up_s 0.1"):
+        list(src)
     assert src._closed
+
+
+def test_interrupt_ends_a_reconnecting_source_at_once(monkeypatch):
+    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    world, reopen = _camera_world(unplug_at={2}, replug_after_tries=10**6)
+    src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen,
+                        reconnect=sources.ReconnectConfig(initial_s=30.0, max_s=30.0))
+    import threading
+
+    threading.Timer(0.2, src.interrupt).start()
+    t0 = time.monotonic()
+    assert len(list(src)) == 1  # frame 2 (frame 1 was read at open); then lost and waiting 30 s
+    assert time.monotonic() - t0 < 5
+
+
+def test_frozen_frames_are_flagged_and_counted(monkeypatch):
+    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    world, reopen = _camera_world(freeze_at={4, 5, 9})
+    src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen)
+    frames = []
+    for f in src:
+        frames.append(f)
+        if len(frames) == 10:
+            break
+    src.close()
+    assert [f.index + 2 for f in frames if f.frozen] == [4, 5, 9] and src.frozen_frames == 3
+
+
+def test_reconnect_config_is_checked():
+    with pytest.raises(ValueError, match="initial_s"):
+        sources.ReconnectConfig(initial_s=5, max_s=1)
+    with pytest.raises(ValueError, match="give_up_s"):
+        sources.ReconnectConfig(give_up_s=-1)
+    d = sources.ReconnectConfig(initial_s=1, max_s=5).delays()
+    assert [next(d) for _ in range(5)] == [1, 2, 4, 5, 5]
 
 
 # ---- synthetic -----------------------------------------------------------------------------
