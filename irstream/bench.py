@@ -182,7 +182,7 @@ def time_runtime(rt, bench: ModelBench, device) -> dict:
     if cuda:
         x = torch.rand(bench.batch, 1, *bench.shape, device=device)
         step = lambda: rt.forward(x)  # noqa: E731
-        sync = torch.cuda.synchronize
+        sync = lambda: torch.cuda.synchronize(device)  # noqa: E731
         torch.cuda.reset_peak_memory_stats(device)
     else:
         x = np.random.default_rng(0).random((bench.batch, 1, *bench.shape), dtype=np.float32)
@@ -224,7 +224,7 @@ def time_copies(bench: ModelBench, device) -> dict:
         for i in range(bench.warmup + bench.iters):
             t0 = time.perf_counter()
             dst.copy_(src, non_blocking=True)
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
             if i >= bench.warmup:
                 times.append(time.perf_counter() - t0)
         s = latency_stats(times)
@@ -335,7 +335,7 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None) -> dict
         endpoint = f"tcp://127.0.0.1:{port}"
         c = override(cfg, **{"model.runtime": runtime, "output.publish": endpoint,
                              "output.wait_subscriber_s": SUBSCRIBER_WAIT_S})
-        with _Subscriber(endpoint, c.output.topic) as sub:
+        with Subscriber(endpoint, c.output.topic) as sub:
             s = Pipeline(c, on_frame=on_frame).run()
         pub = s.outputs["publish"]
         stages = dict(s.stage_ms) | {"publish": pub["write_ms"], "read->publish": pub["latency_ms"]}
@@ -356,26 +356,28 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class _Subscriber:
-    """Counts the messages on an endpoint from a thread, until closed and drained."""
+class Subscriber:
+    """Counts the messages on an endpoint from a thread, until closed and drained.  With
+    pause_every_s it stops reading for pause_s that often, as a consumer that hangs would."""
 
     DRAIN_S = 1.0
 
-    def __init__(self, endpoint: str, topic: str) -> None:
+    def __init__(self, endpoint: str, topic: str, pause_every_s: float = 0.0, pause_s: float = 0.0) -> None:
         import threading
 
         import zmq
 
-        self.received = 0
+        self.received = self.pauses = 0
+        self._every, self._pause = pause_every_s, pause_s
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._sock.connect(endpoint)
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="subscriber")
 
-    def __enter__(self) -> "_Subscriber":
+    def __enter__(self) -> "Subscriber":
         self._thread.start()
         return self
 
@@ -387,7 +389,12 @@ class _Subscriber:
 
     def _run(self) -> None:
         idle_since = None
+        next_pause = time.monotonic() + self._every if self._every else float("inf")
         while True:
+            if time.monotonic() >= next_pause and not self._done.is_set():
+                self.pauses += 1
+                self._done.wait(self._pause)
+                next_pause = time.monotonic() + self._every
             if self._sock.poll(100):
                 self._sock.recv_multipart()
                 self.received += 1

@@ -353,7 +353,8 @@ def _print_summary(s, cfg, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"source": s.source, "device": s.device, "live": s.live, "frames_read": s.frames_read,
                           "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
-                          "frames_frozen": s.frames_frozen, "reconnects": s.reconnects,
+                          "frames_frozen": s.frames_frozen, "frames_corrupt": s.frames_corrupt,
+                          "frames_expected": s.frames_expected, "reconnects": s.reconnects, "stalls": s.stalls,
                           "fps": round(s.fps, 3), "detections": s.detections,
                           "confirmed_tracks": s.confirmed_tracks, "stopped_early": s.stopped_early,
                           "timing": _json_safe(timing), "latency": _json_safe(lat), "outputs": outputs}))
@@ -374,6 +375,11 @@ def _print_summary(s, cfg, as_json: bool) -> None:
         rows.append((f"output {name}", f"{target}  {o['written']} written, {o['dropped']} dropped{unfinished}"))
     if s.reconnects:
         rows.append(("reconnects", f"{s.reconnects} (the source was lost and reopened)"))
+    if s.stalls:
+        rows.append(("stalls", f"{s.stalls} (a stage held a frame over watchdog_s; see the log)"))
+    if s.frames_corrupt:
+        rows.append(("corrupt", f"{s.frames_corrupt} of the {s.frames_expected or '?'} frames the file announces "
+                                "could not be decoded and were skipped (damaged or truncated file)"))
     if s.stopped_early:
         rows.append(("stopped", "early, on request; outputs flushed and closed"))
     for name, value in rows:
@@ -691,6 +697,54 @@ def bench_pipeline_cmd(
     _bench_report("per-stage latency, ms (queued: decoded ahead, waiting; read->publish includes it)", per_stage, info, False)
 
 
+@bench_app.command("soak")
+@user_errors
+def bench_soak_cmd(
+    clips: Annotated[Optional[list[Path]], typer.Argument(help="Real clips to loop; default: ../shared/data/antiuav-clips.")] = None,
+    frames: Annotated[int, typer.Option(help="File phase: frames in the damaged file.")] = 10_000,
+    live_frames: Annotated[int, typer.Option(help="Live phase: frames processed from the flaky camera.")] = 2_000,
+    scale: Annotated[float, typer.Option(help="Resize the clips by this factor.")] = 0.5,
+    outage_every: Annotated[int, typer.Option(help="Live: frames between camera losses.")] = 500,
+    outage_s: Annotated[float, typer.Option(help="Live: seconds each loss lasts.")] = 2.0,
+    pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML; default: pipelines/default.toml.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Long run with injected faults: a damaged file, a subscriber that stalls, a camera that freezes and vanishes.
+
+    Exits 1 when a file-mode frame was lost or memory kept growing after the warm-up."""
+    import tempfile
+
+    from irstream.bench import machine
+    from irstream.config import load_pipeline, override
+    from irstream.soak import SoakConfig, SoakReport, file_phase, live_phase
+
+    clips = clips or sorted((REPO_ROOT.parent / "shared" / "data" / "antiuav-clips").glob("*.mp4"))
+    missing = [c for c in clips if not c.is_file()]
+    if not clips or missing:
+        raise UserError(f"{missing[0] if missing else 'antiuav-clips'}: no clip to soak with; give video files")
+    try:
+        cfg = SoakConfig(frames=frames, live_frames=live_frames, scale=scale, outage_every=outage_every, outage_s=outage_s)
+    except ValueError as exc:
+        raise UserError(f"soak options: {exc}") from None
+    pipe_cfg = override(load_pipeline(pipeline), **{"model.device": device})
+    report = SoakReport()
+    with _progress() as prog, tempfile.TemporaryDirectory() as tmp:
+        task = prog.add_task("file phase", total=frames)
+        report.phases["file"] = file_phase(pipe_cfg, clips, cfg, Path(tmp), on_frame=lambda _r: prog.advance(task))
+        task = prog.add_task("live phase", total=live_frames)
+        report.phases["live"] = live_phase(pipe_cfg, clips, cfg, on_frame=lambda _r: prog.advance(task))
+    info = machine()
+    if as_json:
+        print(json.dumps(_json_safe({"machine": info, "passed": report.passed, "phases": report.phases})))
+    else:
+        for name, r in report.phases.items():
+            _bench_report(f"soak, {name} phase: {'passed' if r['passed'] else 'FAILED'}", {k: {"value": v} for k, v in r.items()},
+                          info, False)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
 @app.command()
 @user_errors
 def export(
@@ -717,6 +771,13 @@ def export(
 
 
 def main() -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    # Warnings (a camera reconnecting, a stalled stage) go to stderr beside the progress bar.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False, markup=False)])
     app()
 
 

@@ -132,11 +132,14 @@ class RunConfig:
     """read_queue_frames: frames decoded ahead of inference in file runs (live runs keep 1).
     sink_queue_frames: results queued per output before it blocks (file) or drops (live).
     max_frames: stop after this many frames; 0 = until the source ends.
+    watchdog_s: a stage (waiting for a frame, the model, an output's full queue) that holds a
+        frame longer than this is reported (logged, and counted in the summary), s; 0 = off.
     """
 
     read_queue_frames: int = 8
     sink_queue_frames: int = 64
     max_frames: int = 0
+    watchdog_s: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("read_queue_frames", "sink_queue_frames"):
@@ -144,6 +147,8 @@ class RunConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
         if self.max_frames < 0:
             raise ValueError(f"max_frames={self.max_frames}: must be >= 0")
+        if not self.watchdog_s >= 0:
+            raise ValueError(f"watchdog_s={self.watchdog_s}: must be >= 0 (0 = off)")
 
 
 @dataclass(frozen=True)

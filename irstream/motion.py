@@ -42,9 +42,14 @@ class MotionConfig:
             raise ValueError(f"need 0 <= min_shift_px < max_shift_px, got {self.min_shift_px}, {self.max_shift_px}")
 
 
+#: Shrunk frames smaller than this on either side, px, are too small to correlate: no shift.
+MIN_CORRELATE_PX = 8
+
+
 class GlobalMotion:
     """`estimate(image)` -> (dx, dy), px: how far the scene moved since the previous frame
-    (a scene point at p before is at p + (dx, dy) now).  The first frame gives (0, 0)."""
+    (a scene point at p before is at p + (dx, dy) now).  The first frame gives (0, 0), and so
+    does a frame too small to tell or whose size changed."""
 
     def __init__(self, cfg: MotionConfig = MotionConfig()) -> None:
         self.cfg = cfg
@@ -52,7 +57,8 @@ class GlobalMotion:
         self._window: np.ndarray | None = None
 
     def estimate(self, image: np.ndarray) -> np.ndarray:
-        if not self.cfg.enabled:
+        if not self.cfg.enabled or min(image.shape[:2]) < MIN_CORRELATE_PX * self.cfg.downscale:
+            self._prev = None
             return np.zeros(2)
         small = self._shrink(image)
         prev, self._prev = self._prev, small

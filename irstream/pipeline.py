@@ -15,6 +15,7 @@ still processed, then every output finishes its queue and closes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -47,6 +48,7 @@ READER_JOIN_S = 5.0
 #: Per-frame stages.  read: the source's read call (for a live source this includes waiting
 #: for the next frame); inference: frame handed to the model until its map is back.
 SHOW_CURSOR = "\x1b[?25h"
+log = logging.getLogger(__name__)
 #: queued: read until taken for processing (in file runs, the frames decoded ahead wait here).
 STAGES = ("read", "queued", "preprocess", "inference", "targets", "motion", "tracker")
 
@@ -151,7 +153,10 @@ class RunSummary:
     frames_processed: int = 0
     frames_dropped: int = 0
     frames_frozen: int = 0
+    frames_corrupt: int = 0
+    frames_expected: int | None = None
     reconnects: int = 0
+    stalls: int = 0
     detections: int = 0
     confirmed_tracks: int = 0
     wall_s: float = 0.0
@@ -173,21 +178,68 @@ def percentiles(values, qs=(50, 99)) -> list[float]:
     return [float(np.percentile(values, q)) for q in qs] if len(values) else [float("nan")] * len(qs)
 
 
+class Watchdog:
+    """Reports a stage that holds the main loop longer than `limit_s`, from its own thread, so
+    that a hung read, model or output shows up instead of a silent hang.  The loop calls
+    `enter(stage)` as it moves on; each stall is logged once and counted in `stalls`."""
+
+    WHAT = {"read": "no frame has come from the source",
+            "inference": "a frame has not come through preprocessing, the model and the tracker",
+            "output": "an output's queue has stayed full (a stalled disk, window or subscriber)"}
+
+    def __init__(self, limit_s: float, source_id: str) -> None:
+        self.limit_s, self.source_id = limit_s, source_id
+        self.stalls = 0
+        self._stage: str | None = None
+        self._since = 0.0
+        self._reported = True
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+
+    def __enter__(self) -> "Watchdog":
+        if self.limit_s > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def enter(self, stage: str | None) -> None:
+        """The loop now waits on `stage` (None: on nothing that can stall, e.g. paused)."""
+        with self._lock:
+            self._stage, self._since, self._reported = stage, time.monotonic(), False
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(1.0, self.limit_s / 4)):
+            with self._lock:
+                stalled = (self._stage is not None and not self._reported
+                           and time.monotonic() - self._since > self.limit_s)
+                if stalled:
+                    self._reported = True
+                    self.stalls += 1
+                    stage = self._stage
+            if stalled:
+                log.warning("%s: watchdog: %s for %.0f s; still waiting", self.source_id, self.WHAT[stage],
+                            self.limit_s)
+
+
 class Pipeline:
     """One run of a PipelineConfig.  Build, then `run()` once.
 
     extra_sinks: (name, sink, drop_when_full) for outputs built by the caller, e.g. a preview.
     on_frame: called on the main thread after each frame (progress bars).
+    source: an opened source to run instead of opening cfg.source.uri (tests, the soak).
     """
 
     def __init__(self, cfg: PipelineConfig, extra_sinks=(), on_frame=None, stop: threading.Event | None = None,
-                 paused: threading.Event | None = None) -> None:
+                 paused: threading.Event | None = None, source: Source | None = None) -> None:
         self.cfg = cfg
         self.stop = stop or threading.Event()
         self.paused = paused or threading.Event()
         self.on_frame = on_frame
-        self.source = open_source(cfg.source.uri, fps=cfg.source.fps, camera=cfg.source.camera,
-                                  reconnect=cfg.source.reconnect)
+        self.source = source or open_source(cfg.source.uri, fps=cfg.source.fps, camera=cfg.source.camera,
+                                            reconnect=cfg.source.reconnect)
         self.live = self.source.live if cfg.source.mode == "auto" else cfg.source.mode == "live"
         try:
             model, self.card = load_weights(cfg.model.weights_path)
@@ -200,6 +252,7 @@ class Pipeline:
             self.source.close()
             raise
         self.summary = RunSummary(self.source.source_id, str(device), self.live)
+        self.watchdog = Watchdog(cfg.run.watchdog_s, self.source.source_id)
         self._confirmed: set[int] = set()
 
     def _output_sinks(self) -> list:
@@ -236,7 +289,8 @@ class Pipeline:
             self.summary.device += f" {self.segmenter.runtime_label}"
             t_start = time.perf_counter()  # the rate is of frames, not of opening outputs
             reader.start()
-            self._loop(reader, workers)
+            with self.watchdog:
+                self._loop(reader, workers)
         finally:
             reader.stop()
             # The source's frames come from the reader thread; closing it under a read in
@@ -255,11 +309,16 @@ class Pipeline:
     def _loop(self, reader: FrameReader, workers: list[SinkWorker]) -> None:
         limit = self.cfg.run.max_frames
         taken = 0
+        dog = self.watchdog
+        dog.enter("read")
         while not (limit and taken >= limit):
             if self.stop.is_set():
                 reader.stop()  # what is already buffered is still processed below
-            while self.paused.is_set() and not self.stop.is_set():
-                time.sleep(POLL_S)
+            if self.paused.is_set():
+                dog.enter(None)
+                while self.paused.is_set() and not self.stop.is_set():
+                    time.sleep(POLL_S)
+                dog.enter("read")
             frame = reader.get()
             if frame is None:
                 if reader.finished:  # the reader sets its error before it finishes
@@ -272,6 +331,7 @@ class Pipeline:
                 self.summary.frames_frozen += 1
                 reader.read_ms.pop(frame.index, None)
                 continue
+            dog.enter("inference")
             t0 = time.perf_counter()
             unit = self.preprocess(frame)
             t1 = time.perf_counter()
@@ -283,9 +343,12 @@ class Pipeline:
                 done += self.segmenter.flush()
             for k, prob in done:
                 self._finish(*k, prob, reader, workers)
+            dog.enter("read")
         reader.stop()
+        dog.enter("inference")
         for k, prob in self.segmenter.flush():
             self._finish(*k, prob, reader, workers)
+        dog.enter(None)
 
     def _finish(self, frame: Frame, unit: np.ndarray, valid: np.ndarray | None, queued_ms: float, pre_ms: float,
                 t_submit: float, prob: np.ndarray, reader: FrameReader, workers: list[SinkWorker]) -> None:
@@ -296,8 +359,10 @@ class Pipeline:
                    "inference": (t0 - t_submit) * 1e3}
         dets, tracks = self.tracking(prob, unit, frame.timestamp_s, timings)
         res = FrameResult(frame, unit, dets, tracks, timings)
+        self.watchdog.enter("output")
         for w in workers:
             w.put(res)
+        self.watchdog.enter("inference")
         s = self.summary
         s.frames_processed += 1
         s.detections += len(dets)
@@ -317,7 +382,10 @@ class Pipeline:
     def _collect(self, reader: FrameReader, workers: list[SinkWorker]) -> None:
         s = self.summary
         s.frames_read, s.frames_dropped = reader.read, reader.dropped
+        s.stalls = self.watchdog.stalls
         s.reconnects = getattr(self.source, "reconnects", 0)
+        s.frames_corrupt = getattr(self.source, "corrupt_frames", 0)
+        s.frames_expected = None if self.live else self.source.frame_count
         s.stopped_early = self.stop.is_set()
         for w in workers:
             s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms, "latency_ms": w.latency_ms,

@@ -16,6 +16,7 @@ masks agree with it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -47,7 +48,7 @@ class ProbabilityNet(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model(x)[0])
+        return torch.sigmoid(self.model.target_logits(x))
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -87,6 +88,8 @@ class TorchRuntime:
     calling the runtime works on numpy."""
 
     def __init__(self, model: LRRNet, device: torch.device, spec: RuntimeSpec = RuntimeSpec()) -> None:
+        if spec.backend != "torch":
+            raise ValueError(f"TorchRuntime runs backend 'torch', not {spec.backend!r}")
         if device.type != "cuda" and (spec.precision != "fp32" or spec.cuda_graphs):
             raise ValueError(f"{spec.label}: half precision and CUDA graphs need a CUDA device, not {device}")
         self.spec, self.device = spec, device
@@ -103,9 +106,11 @@ class TorchRuntime:
         """(B, 1, H, W) float32 on the device -> (B, H, W) float32 probabilities on the device.
         With CUDA graphs the result lives in the graph's own buffer until the next call."""
         h, w = x.shape[-2:]
-        x = pad_to_multiple(x, self.multiple).to(dtype=self.dtype, memory_format=self.layout)
-        y = self._replay(x) if self.spec.cuda_graphs else self._net(x)
-        return y[:, 0, :h, :w].float()
+        # cuda:N other than the current device: graph capture and its pools follow the current one.
+        with torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext():
+            x = pad_to_multiple(x, self.multiple).to(dtype=self.dtype, memory_format=self.layout)
+            y = self._replay(x) if self.spec.cuda_graphs else self._net(x)
+            return y[:, 0, :h, :w].float()
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(self.device)
@@ -131,7 +136,8 @@ class TorchRuntime:
                 self._net(static_in)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: a decoder or sink thread using CUDA meanwhile does not break the capture.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             static_out = self._net(static_in)
         return graph, static_in, static_out
 
@@ -189,7 +195,7 @@ def export_onnx(model: LRRNet, dest: Path | None = None, name: str = "lrrnet") -
     """The model as an ONNX graph with dynamic batch, height and width; written to dest when
     given.  Metadata names the format and the architecture, so a loader can check what it got."""
     import_onnxruntime()
-    net = ProbabilityNet(model).eval().cpu()
+    net = ProbabilityNet(copy.deepcopy(model)).eval().cpu()  # a copy: eval() and cpu() act in place
     m = model.cfg.size_multiple
     buf = io.BytesIO()
     axes = {0: "batch", 2: "height", 3: "width"}

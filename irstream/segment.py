@@ -85,7 +85,8 @@ def retain_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return all(libc.mallopt(k, v) == 1 for k, v in _RETAIN_BYTES.items())
+        ok = [libc.mallopt(k, v) == 1 for k, v in _RETAIN_BYTES.items()]  # every one, even after a refusal
+        return all(ok)
     except (OSError, AttributeError):
         return False
 
@@ -97,7 +98,7 @@ class StreamSegmenter:
     that are finished; `flush()` returns the rest.  On CPU every push returns its own result.
     On CUDA results come back one frame late: frames go through two pinned host buffers and
     two device buffers, and the host-to-device copy of frame t+1 and the device-to-host copy
-    of frame t-1 run on a separate copy stream while frame t computes.  Consumers do not care
+    of frame t-1 run on their own streams while frame t computes.  Consumers do not care
     which, they only see keys come back in order.
 
     runtime: "auto", "torch" or "onnxruntime" (CPU only).  "torch" is eager fp32, the reference.
@@ -212,12 +213,15 @@ def fastest(runtimes: list, batch: np.ndarray, runs: int):
 
 class _CudaDoubleBuffer:
     """Two slots, each a pinned host input, a device input, a device output and a pinned host
-    output, used in turn; CUDA events order the copy stream against the compute stream."""
+    output, used in turn.  Uploads, compute and downloads run on three streams ordered by CUDA
+    events, so the upload of frame t+1 and the download of frame t-1 run beside the compute of
+    frame t.  A slot is reused only after the host has waited for its previous download."""
 
     def __init__(self, runtime: TorchRuntime, device: torch.device, overlap: bool = True) -> None:
         self.runtime, self.device, self.overlap = runtime, device, overlap
-        self.copy_stream = torch.cuda.Stream(device)
+        self.upload_stream = torch.cuda.Stream(device)
         self.compute_stream = torch.cuda.Stream(device)
+        self.download_stream = torch.cuda.Stream(device)
         self.shape: tuple[int, int] | None = None
         self.pending: list[tuple[int, object]] = []  # (slot, key) in submission order
         self.turn = 0
@@ -231,9 +235,15 @@ class _CudaDoubleBuffer:
         self.host_out = [torch.empty((h, w), **pin) for _ in range(2)]
         self.dev_in = [torch.empty((1, 1, h, w), **dev) for _ in range(2)]
         self.dev_out = [torch.empty((h, w), **dev) for _ in range(2)]
+        # Made on the default stream, used on the others: the allocator must not hand their
+        # memory out again while those streams may still use it.
+        for t in self.dev_in + self.dev_out:
+            for stream in (self.upload_stream, self.compute_stream, self.download_stream):
+                t.record_stream(stream)
         self.uploaded = [torch.cuda.Event() for _ in range(2)]
         self.computed = [torch.cuda.Event() for _ in range(2)]
-        self.downloaded = [torch.cuda.Event() for _ in range(2)]
+        # blocking: the host sleeps on it instead of spinning a core the reader and outputs need.
+        self.downloaded = [torch.cuda.Event(blocking=True) for _ in range(2)]
         self.shape = shape
 
     def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
@@ -248,15 +258,15 @@ class _CudaDoubleBuffer:
         if any(s == slot for s, _ in self.pending):
             done += self._collect()
         self.host_in[slot][0, 0].numpy()[...] = image
-        with torch.cuda.stream(self.copy_stream):
+        with torch.cuda.stream(self.upload_stream):
             self.dev_in[slot].copy_(self.host_in[slot], non_blocking=True)
             self.uploaded[slot].record()
         self.compute_stream.wait_event(self.uploaded[slot])
         with torch.cuda.stream(self.compute_stream):
             self.dev_out[slot].copy_(self.runtime.forward(self.dev_in[slot])[0])
             self.computed[slot].record()
-        self.copy_stream.wait_event(self.computed[slot])
-        with torch.cuda.stream(self.copy_stream):
+        self.download_stream.wait_event(self.computed[slot])
+        with torch.cuda.stream(self.download_stream):
             self.host_out[slot].copy_(self.dev_out[slot], non_blocking=True)
             self.downloaded[slot].record()
         self.pending.append((slot, key))

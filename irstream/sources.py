@@ -214,6 +214,11 @@ class ImageSequenceSource(Source):
                                 f"{self.paths[0].name} is {self.bit_depth}-bit; save all frames at one depth")
             yield Frame(img, i, i / self.fps, self.source_id, self.bit_depth)
 
+    def _position(self) -> int:
+        """The frame just read's index in the file, from its timestamp (-1 when there is none)."""
+        msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        return round(msec * self.fps / 1000.0) if msec > 0 else -1
+
     def _release(self) -> None:
         self._first = None
 
@@ -242,9 +247,10 @@ class VideoFileSource(Source):
     16-bit gray video (FFV1 gray16le) is read raw, keeping all 16 bits; everything else is
     decoded to BGR and made gray.
 
-    A read that fails mid-file, while the container says frames remain, is retried (up to
-    FILE_READ_RETRIES in a row); each failed read counts in `corrupt_frames` and consumes an
-    index, so the indices of the frames after it stay their positions in the file.
+    A read that fails mid-file is retried, while the container says frames remain (or up to
+    FILE_READ_RETRIES in a row when it gives no count); each failed read counts in `corrupt_frames` and consumes an
+    index, so the indices of the frames after it stay their positions in the file.  A frame the
+    demuxer skips without a failed read shows as a jump in the timestamps, and counts too.
     """
 
     def __init__(self, spec: str, path: Path, fps: float):
@@ -298,20 +304,32 @@ class VideoFileSource(Source):
         while not self._closed:
             ok, raw = self._cap.read()
             if ok and raw is not None and raw.size:
+                # The demuxer can skip a damaged frame without a failed read; its timestamp
+                # still tells where in the file this frame sits.
+                failures = max(failures, self._position() - index)
                 if failures:
                     log.warning("%s: %d frame(s) before frame %d could not be decoded", self.source_id,
                                 failures, index + failures)
                 self.corrupt_frames += failures
                 return (index + failures, *self._image(raw, index + failures))
             failures += 1
-            frames_remain = self.frame_count is not None and index + failures < self.frame_count
-            if not frames_remain or failures > FILE_READ_RETRIES:
+            if self.frame_count is None:
+                if failures > FILE_READ_RETRIES:
+                    break
+            elif index + failures >= self.frame_count:
                 break
-        if self.frame_count is not None and index < self.frame_count - 1:
-            # Containers' counts can be estimates, so a shortfall is reported, not raised.
-            log.warning("%s: ended after %d frames; the container announced %d", self.source_id, index,
-                        self.frame_count)
+        if self.frame_count is not None and index < self.frame_count:
+            # Announced frames that would not decode, up to the end: counted like those mid-file.
+            # (Containers' counts can be estimates; a shortfall is reported, not raised.)
+            log.warning("%s: the last %d of the %d frames the container announces could not be decoded",
+                        self.source_id, self.frame_count - index, self.frame_count)
+            self.corrupt_frames += self.frame_count - index
         return None
+
+    def _position(self) -> int:
+        """The frame just read's index in the file, from its timestamp (-1 when there is none)."""
+        msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        return round(msec * self.fps / 1000.0) if msec > 0 else -1
 
     def _release(self) -> None:
         self._first = None

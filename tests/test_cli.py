@@ -105,3 +105,58 @@ def test_export_of_a_pickle_is_one_line(tmp_path):
     bad = tmp_path / "model.pt"
     torch.save({"w": torch.zeros(2)}, bad)
     _one_line_error(runner.invoke(app, ["export", str(tmp_path / "x.onnx"), "--weights", str(bad)]), "model.pt")
+
+
+def _bad_inputs(tmp):
+    from irstream.data.synthetic import write_clip
+
+    (tmp / "empty.mp4").write_bytes(b"")
+    (tmp / "garbage.mp4").write_bytes(b"this is not a video")
+    (tmp / "no_images").mkdir()
+    (tmp / "notes.txt").write_text("hello")
+    write_clip(tmp / "clip.mkv", 6, 0, (48, 64))
+    (tmp / "bad.toml").write_text("[source\nuri = 1")
+    (tmp / "unknown.toml").write_text("[tracker]\nconfirm_hitz = 3\n")
+    torch.save({"w": torch.zeros(2)}, tmp / "weights.pt")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["missing.mp4"], "missing.mp4: no such file"),
+    (["empty.mp4"], "empty.mp4: OpenCV cannot open this as a video"),
+    (["garbage.mp4"], "garbage.mp4: OpenCV cannot open this as a video"),
+    (["notes.txt"], "notes.txt: OpenCV cannot open"),
+    (["no_images"], "no_images: no images in this folder"),
+    (["no_images/*.png"], "matches no image files"),
+    (["97"], "camera 97: cannot open"),
+    (["rtsp://127.0.0.1:1/cam"], "rtsp://127.0.0.1:1/cam: cannot open the stream"),
+    (["ftp://host/x"], "unsupported URL scheme"),
+    (["clip.mkv", "--pipeline", "bad.toml"], "bad.toml: not valid TOML"),
+    (["clip.mkv", "--pipeline", "unknown.toml"], "unknown key 'confirm_hitz' in [tracker]"),
+    (["clip.mkv", "--weights", "weights.pt"], "weights.pt"),
+    (["clip.mkv", "--weights", "garbage.mp4"], "garbage.mp4: not a valid safetensors file"),
+    (["clip.mkv", "--runtime", "tensorrt"], "--runtime tensorrt"),
+    (["clip.mkv", "--publish", "tcp://203.0.113.9:5556"], "cannot bind"),
+    (["clip.mkv", "--curve-dir", "no_images", "--publish", "tcp://127.0.0.1:0"],
+     "no_images/server.key_secret: no such key file"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_bad_input_to_run_is_one_clear_line_and_exit_2(tmp_path, monkeypatch, args, needle):
+    _bad_inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", *args, "--device", "cpu"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    last = [ln for ln in result.output.splitlines() if ln.strip()][-1]
+    assert last.startswith("error:") and needle in " ".join(result.output.split()), result.output
+
+
+def test_truncated_video_is_run_to_its_end_and_the_missing_frames_counted(tmp_path):
+    from irstream.data.synthetic import write_clip
+
+    write_clip(tmp_path / "clip.mkv", 30, 0, (48, 64))
+    data = (tmp_path / "clip.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 3])
+    result = runner.invoke(app, ["run", str(tmp_path / "cut.mkv"), "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.output.splitlines()[-1])
+    assert s["frames_expected"] == 30 and 0 < s["frames_read"] < 30
+    assert s["frames_read"] + s["frames_corrupt"] == 30  # every announced frame accounted for
+    assert s["frames_read"] == s["frames_processed"]  # what could be decoded was all processed

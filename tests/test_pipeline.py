@@ -325,7 +325,7 @@ def test_first_ctrl_c_after_a_preview_quit_still_drains():
 
 
 def test_a_camera_lost_and_frozen_mid_run_is_reopened_and_its_repeats_skipped(monkeypatch):
-    from irstream import pipeline, sources
+    from irstream import sources
     from irstream.sources import CaptureSource, ReconnectConfig
 
     from test_sources import _camera_world
@@ -334,9 +334,48 @@ def test_a_camera_lost_and_frozen_mid_run_is_reopened_and_its_repeats_skipped(mo
     world, reopen = _camera_world(unplug_at={8}, freeze_at={4, 5, 12}, replug_after_tries=1)
     fake = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen,
                          reconnect=ReconnectConfig(initial_s=0.01, max_s=0.02))
-    monkeypatch.setattr(pipeline, "open_source", lambda *a, **k: fake)
     published = []
     s = Pipeline(config("0", **{"source.mode": "file", "run.max_frames": 16}),
-                 on_frame=lambda res: published.append(res.frame)).run()
+                 on_frame=lambda res: published.append(res.frame), source=fake).run()
     assert s.reconnects == 1 and s.frames_frozen == 3
     assert s.frames_read == 16 and s.frames_processed == 13 and not any(f.frozen for f in published)
+
+
+class _SlowSink:
+    """An output that hangs on its first write for `hang_s`, like a disk that stalls."""
+
+    def __init__(self, hang_s):
+        self.hang_s, self.written = hang_s, 0
+
+    def open(self):
+        pass
+
+    def write(self, res):
+        if self.written == 0:
+            time.sleep(self.hang_s)
+        self.written += 1
+
+    def close(self):
+        pass
+
+
+def test_watchdog_reports_a_stalled_output_and_the_file_run_loses_nothing(caplog):
+    sink = _SlowSink(1.5)
+    cfg = config(SMALL.format(n=12), **{"run.watchdog_s": 0.4, "run.sink_queue_frames": 1})
+    s = Pipeline(cfg, extra_sinks=[("slow", sink, False)]).run()
+    assert s.stalls >= 1 and "an output's queue has stayed full" in caplog.text
+    assert s.frames_processed == 12 and sink.written == 12
+
+
+def test_watchdog_reports_a_source_that_stops_delivering(caplog):
+    from irstream.sources import SyntheticSource
+
+    class Hangs(SyntheticSource):
+        def _frames(self):
+            for i, f in enumerate(super()._frames()):
+                if i == 3:
+                    time.sleep(1.2)
+                yield f
+
+    s = Pipeline(config("synth:", **{"run.watchdog_s": 0.4}), source=Hangs(n_frames=6, shape=(48, 64))).run()
+    assert s.stalls == 1 and "no frame has come from the source" in caplog.text and s.frames_processed == 6

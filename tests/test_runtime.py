@@ -108,3 +108,24 @@ def test_cuda_paths_keep_the_reference_masks(model, frames, spec):
     rt = TorchRuntime(model, cuda, spec)
     got = [rt.forward(torch.from_numpy(f[None, None]).to(cuda))[0].cpu().numpy() for f in frames]
     assert mask_iou(got, ref) >= 0.99
+
+
+def test_export_leaves_the_callers_model_alone(model):
+    pytest.importorskip("onnxruntime")
+    model.train()
+    try:
+        export_onnx(model)
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_target_logits_is_forwards_first_output(model, frames):
+    x = torch.from_numpy(frames[0][None, None, :88, :112].copy())
+    with torch.inference_mode():
+        np.testing.assert_array_equal(model.target_logits(x).numpy(), model(x)[0].numpy())
+
+
+def test_torch_runtime_refuses_another_backend(model):
+    with pytest.raises(ValueError, match="onnxruntime"):
+        TorchRuntime(model, CPU, RuntimeSpec(backend="onnxruntime"))

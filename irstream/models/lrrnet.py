@@ -176,6 +176,16 @@ class LRRNet(nn.Module):
         self.recon_head = _head(ch[0], g)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, f_b = self._subtract(x)
+        return self.target_head(y), self.recon_head(y + f_b)
+
+    def target_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """forward()'s first output alone: inference has no use for the reconstruction, whose
+        head is a full-resolution GroupNorm, ReLU and conv."""
+        return self.target_head(self._subtract(x)[0])
+
+    def _subtract(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, F_B): the target features and the background estimate."""
         f_i = self.stem_in(x)
         h = self.stem_unet(f_i)
         skips = [h]
@@ -190,8 +200,7 @@ class LRRNet(nn.Module):
             else:
                 h = layer(h)
         f_b = h
-        y = self.subtract(f_i - f_b)
-        return self.target_head(y), self.recon_head(y + f_b)
+        return self.subtract(f_i - f_b), f_b
 
 
 def count_parameters(model: nn.Module) -> int:
