@@ -131,16 +131,24 @@ def test_file_run_never_drops():
     assert summary.frames_processed == summary.frames_read == 12 and summary.frames_dropped == 0
 
 
-def test_ctrl_c_drains_and_closes(tmp_path):
+def _start_run(tmp_path, source="synth:sky?seed=6&frames=500&width=160&height=128"):
     video, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
-    cmd = [sys.executable, str(REPO / "cli.py"), "run", "synth:sky?seed=6&frames=500&width=160&height=128",
+    cmd = [sys.executable, str(REPO / "cli.py"), "run", source,
            "--device", "cpu", "--save", str(video), "--jsonl", str(jsonl), "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 3):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    return proc, video, jsonl
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_drains_and_closes(tmp_path, signum):
+    proc, video, jsonl = _start_run(tmp_path)
+    t0 = time.time()
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 30  # bounded: the frames in flight, then outputs closed
     assert proc.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["stopped_early"] and 3 <= summary["frames_processed"] < 500
@@ -148,6 +156,30 @@ def test_ctrl_c_drains_and_closes(tmp_path):
     lines = jsonl.read_text().splitlines()
     assert len(lines) == summary["frames_processed"] == summary["outputs"]["jsonl"]["written"]
     assert len(read_video(video)) == summary["frames_processed"]
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    # A video file of large frames: the reader fills its queue at once and draining it takes
+    # seconds.  The second Ctrl-C comes once the first has been answered ("stopping: ..."), as
+    # a person's would: two signals during one long native call reach Python as one.
+    from irstream.data.synthetic import write_clip
+
+    write_clip(tmp_path / "big.mkv", 40, 0, (512, 640))
+    proc, _video, _jsonl = _start_run(tmp_path, str(tmp_path / "big.mkv"))
+    answered = threading.Event()
+
+    def watch_stderr():
+        for line in proc.stderr:
+            if "stopping" in line:
+                answered.set()
+
+    threading.Thread(target=watch_stderr, daemon=True).start()
+    proc.send_signal(signal.SIGINT)
+    assert answered.wait(60)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    assert proc.returncode == 130 and time.time() - t0 < 5
 
 
 class ScriptedWindow:
