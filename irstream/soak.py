@@ -7,10 +7,10 @@ Two phases over real clips:
   reading for `pause_s` every `pause_every_s`.  Nothing may be lost: every frame of the file is
   either processed or counted corrupt, and every processed frame is published.
 - live: the same clips as a camera (FlakyCapture) that freezes for a few frames now and then
-  and vanishes for `outage_s` every `outage_every` frames; the source must reconnect each time.
+  and vanishes for `outage_s` every `outage_every` frames; the run must live through every loss.
 
 Resident memory is sampled throughout; the soak passes when it has stopped growing after the
-warm-up (see SoakReport.memory_ok) and the file phase lost nothing.
+warm-up (MemorySampler.report, GROWTH_LIMIT_MIB) and the file phase lost nothing.
 """
 
 from __future__ import annotations
