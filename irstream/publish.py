@@ -42,18 +42,27 @@ def create_keys(folder: str | Path) -> dict[str, Path]:
     import zmq.auth
 
     folder = Path(folder)
-    if not zmq.has("curve"):
-        raise UserError("this pyzmq/libzmq has no CurveZMQ support; install pyzmq from PyPI (its wheels have it)")
+    _need_curve()
     for name in ("server", "client"):
         if (folder / f"{name}.key_secret").exists():
             raise UserError(f"{folder / f'{name}.key_secret'}: already exists; keys are never overwritten, "
                             "pick another folder")
-    (folder / AUTHORIZED_DIR).mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name in ("server", "client"):
-        paths[f"{name}_public"], paths[f"{name}_secret"] = map(Path, zmq.auth.create_certificates(folder, name))
-    paths["authorized"] = Path(shutil.copy(paths["client_public"], folder / AUTHORIZED_DIR / "client.key"))
+    try:
+        (folder / AUTHORIZED_DIR).mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+        for name in ("server", "client"):
+            paths[f"{name}_public"], paths[f"{name}_secret"] = map(Path, zmq.auth.create_certificates(folder, name))
+            paths[f"{name}_secret"].chmod(0o600)  # pyzmq writes them readable by all
+        paths["authorized"] = Path(shutil.copy(paths["client_public"], folder / AUTHORIZED_DIR / "client.key"))
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot write keys here ({exc.strerror or exc})") from None
     return paths
+
+
+def _need_curve() -> None:
+    if not zmq.has("curve"):
+        raise UserError("this pyzmq/libzmq has no CurveZMQ support; install pyzmq from PyPI (its wheels have it)")
 
 
 def _load_key(path: Path, secret: bool) -> tuple[bytes, bytes | None]:
@@ -104,7 +113,11 @@ class ZmqPublisher:
         self._sock.setsockopt(zmq.SNDHWM, self.hwm_msgs)
         self._sock.setsockopt(zmq.LINGER, LINGER_MS)
         if self.curve_dir is not None:
-            self._secure()
+            try:
+                self._secure()
+            except BaseException:
+                self.close()
+                raise
         elif not is_loopback(self.endpoint):
             log.warning("%s: publishing unencrypted to anyone who can reach this address; "
                         "use `irstream keys` and curve_dir to encrypt and authenticate", self.endpoint)
@@ -119,12 +132,18 @@ class ZmqPublisher:
         self._drain_subscriptions()
 
     def _secure(self) -> None:
+        import zmq.auth
         from zmq.auth.thread import ThreadAuthenticator
 
+        _need_curve()
         public, secret = _load_key(self.curve_dir / "server.key_secret", secret=True)
         clients = self.curve_dir / AUTHORIZED_DIR
-        if not clients.is_dir() or not any(clients.glob("*.key")):
-            self.close()
+        try:
+            # pyzmq's own loader would log a bad file and admit nobody, silently; load them here.
+            allowed = zmq.auth.load_certificates(clients) if clients.is_dir() else {}
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{clients}: a key file there is not a ZeroMQ certificate ({exc})") from None
+        if not allowed:
             raise UserError(f"{clients}: no authorised client keys (*.key); copy each subscriber's public key there")
         # The authenticator answers the handshake from its own thread: a client whose public key
         # is not in the folder is refused before it can subscribe.
@@ -165,14 +184,22 @@ def subscribe(endpoint: str, topic: str = DEFAULT_TOPIC, timeout_s: float | None
     ctx = zmq.Context()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
-    if keys:
-        (sock.curve_publickey, sock.curve_secretkey), sock.curve_serverkey = keys
     try:
-        sock.connect(endpoint)
-    except zmq.ZMQError as exc:
+        if keys:
+            _need_curve()
+            try:
+                (sock.curve_publickey, sock.curve_secretkey), sock.curve_serverkey = keys
+            except zmq.ZMQError as exc:
+                raise UserError(f"{curve_dir}: keys ZeroMQ does not accept ({exc}); create them with "
+                                "`irstream keys`") from None
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            raise UserError(f"{endpoint}: not a ZeroMQ endpoint ({exc}); e.g. tcp://127.0.0.1:5556") from None
+    except BaseException:
         sock.close()
         ctx.term()
-        raise UserError(f"{endpoint}: not a ZeroMQ endpoint ({exc}); e.g. tcp://127.0.0.1:5556") from None
+        raise
     sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
     try:
         while True:

@@ -52,8 +52,11 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp
 #: More retries ride out longer hiccups but delay the error when a camera is really gone.
 LIVE_READ_RETRIES = 5
 LIVE_RETRY_SLEEP_S = 0.2
-#: Video files: failed reads in a row tolerated while the container says frames remain.
+#: Video files: failed reads in a row tolerated when the container gives no frame count.
 FILE_READ_RETRIES = 5
+#: A timestamp gap counts as skipped frames from (2 - this) periods on: 1.75 periods is one
+#: late frame of a jittery source, 2 is one frame missing.
+SKIP_SLACK_PERIODS = 0.25
 #: Streams: how long FFmpeg may take to connect, and to deliver one frame.
 STREAM_OPEN_TIMEOUT_MS = 10_000
 STREAM_READ_TIMEOUT_MS = 5_000
@@ -73,10 +76,10 @@ class ReconnectConfig:
     give_up_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (0 < self.initial_s <= self.max_s):
-            raise ValueError(f"initial_s={self.initial_s}, max_s={self.max_s}: need 0 < initial_s <= max_s")
-        if self.give_up_s < 0:
-            raise ValueError(f"give_up_s={self.give_up_s}: must be >= 0 (0 = never)")
+        if not (0 < self.initial_s <= self.max_s < math.inf):
+            raise ValueError(f"initial_s={self.initial_s}, max_s={self.max_s}: need 0 < initial_s <= max_s, finite")
+        if not 0 <= self.give_up_s < math.inf:
+            raise ValueError(f"give_up_s={self.give_up_s}: must be >= 0 and finite (0 = never)")
 
     def delays(self) -> Iterator[float]:
         delay = self.initial_s
@@ -214,11 +217,6 @@ class ImageSequenceSource(Source):
                                 f"{self.paths[0].name} is {self.bit_depth}-bit; save all frames at one depth")
             yield Frame(img, i, i / self.fps, self.source_id, self.bit_depth)
 
-    def _position(self) -> int:
-        """The frame just read's index in the file, from its timestamp (-1 when there is none)."""
-        msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
-        return round(msec * self.fps / 1000.0) if msec > 0 else -1
-
     def _release(self) -> None:
         self._first = None
 
@@ -267,7 +265,9 @@ class VideoFileSource(Source):
         if int(cap.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)) == _GRAY16LE_TAG:
             cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)  # hand over gray16le as (H, W) uint16, all bits kept
         container_fps = cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(container_fps) if 0 < container_fps < 1000 else float(fps)
+        self._container_fps = 0 < container_fps < 1000
+        self.fps = float(container_fps) if self._container_fps else float(fps)
+        self._prev_msec: float | None = None
         n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(n) if n > 0 else None
         try:
@@ -276,6 +276,7 @@ class VideoFileSource(Source):
                 raise UserError(f"{spec}: the video opens but no frame decodes (empty or damaged); "
                                 f"check it with `ffprobe {spec}`")
             self._first = self._image(raw, 0)
+            self._skipped()  # the first frame's timestamp, for the first gap
         except BaseException:
             self.close()
             raise
@@ -304,9 +305,9 @@ class VideoFileSource(Source):
         while not self._closed:
             ok, raw = self._cap.read()
             if ok and raw is not None and raw.size:
-                # The demuxer can skip a damaged frame without a failed read; its timestamp
-                # still tells where in the file this frame sits.
-                failures = max(failures, self._position() - index)
+                # The demuxer can skip a damaged frame without a failed read; the gap in the
+                # timestamps still shows it.
+                failures = max(failures, self._skipped())
                 if failures:
                     log.warning("%s: %d frame(s) before frame %d could not be decoded", self.source_id,
                                 failures, index + failures)
@@ -321,15 +322,21 @@ class VideoFileSource(Source):
         if self.frame_count is not None and index < self.frame_count:
             # Announced frames that would not decode, up to the end: counted like those mid-file.
             # (Containers' counts can be estimates; a shortfall is reported, not raised.)
-            log.warning("%s: the last %d of the %d frames the container announces could not be decoded",
-                        self.source_id, self.frame_count - index, self.frame_count)
+            log.warning("%s: the last %d of the %d frames the container announces could not be decoded "
+                        "(or its count was an estimate)", self.source_id, self.frame_count - index, self.frame_count)
             self.corrupt_frames += self.frame_count - index
         return None
 
-    def _position(self) -> int:
-        """The frame just read's index in the file, from its timestamp (-1 when there is none)."""
+    def _skipped(self) -> int:
+        """Frames missing between the last frame and this one, from their timestamps: gaps of
+        about two periods or more only, so that a jittery or variable frame rate adds nothing.
+        0 when the container gives no timestamps or no frame rate of its own."""
         msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
-        return round(msec * self.fps / 1000.0) if msec > 0 else -1
+        prev, self._prev_msec = self._prev_msec, msec
+        if not self._container_fps or msec <= 0 or prev is None:
+            return 0
+        periods = (msec - prev) * self.fps / 1000.0
+        return max(0, math.floor(periods + SKIP_SLACK_PERIODS) - 1)
 
     def _release(self) -> None:
         self._first = None
@@ -420,6 +427,11 @@ class CaptureSource(Source):
         self._reopen, self._policy = reopen, reconnect or ReconnectConfig()
         self._interrupted = threading.Event()
         self.reconnects = self.frozen_frames = 0
+        # Set while the device is lost: when, and the backoff still to come.  Kept across
+        # reopens until a frame arrives, so a device that opens but delivers nothing backs off
+        # and gives up like one that does not open.
+        self._lost_at: float | None = None
+        self._delays = None
         reported = cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(reported) if 0 < reported < 1000 else float(fps)
         self._size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
@@ -468,6 +480,10 @@ class CaptureSource(Source):
         """The next frame; None once interrupted.  Reconnects while `reopen` allows."""
         while True:
             raw = self._try_reads()
+            if raw is not None and self._lost_at is not None:
+                self.reconnects += 1
+                log.warning("%s: back after %.1f s", self.source_id, time.monotonic() - self._lost_at)
+                self._lost_at = self._delays = None
             if raw is not None or self._interrupted.is_set() or self._closed:
                 return raw
             if self._reopen is None:
@@ -475,16 +491,17 @@ class CaptureSource(Source):
             self._reconnect()
 
     def _reconnect(self) -> None:
-        lost_at = time.monotonic()
+        """Release the device and open it again, after the next backoff delay and as often as
+        it takes to open; UserError once give_up_s have passed since the last frame."""
+        if self._lost_at is None:
+            self._lost_at, self._delays = time.monotonic(), self._policy.delays()
         self._cap.release()
-        for tries, delay in enumerate(self._policy.delays(), start=1):
-            waited = time.monotonic() - lost_at
+        for delay in self._delays:
+            waited = time.monotonic() - self._lost_at
             if self._policy.give_up_s and waited + delay > self._policy.give_up_s:
-                raise UserError(f"{self.source_id}: {self._what} gone, {tries - 1} reconnect(s) failed over "
-                                f"{waited:.0f} s (give_up_s {self._policy.give_up_s:g}); check the device and its "
-                                f"connection")
-            log.warning("%s: %s stopped delivering; reopening in %.1f s (try %d)", self.source_id, self._what,
-                        delay, tries)
+                raise UserError(f"{self.source_id}: {self._what} gone for {waited:.0f} s, reconnecting failed "
+                                f"(give_up_s {self._policy.give_up_s:g}); check the device and its connection")
+            log.warning("%s: %s stopped delivering; reopening in %.1f s", self.source_id, self._what, delay)
             if self._interrupted.wait(delay):
                 return
             try:
@@ -492,9 +509,11 @@ class CaptureSource(Source):
             except UserError as exc:
                 log.warning("%s", exc)
                 continue
+            if self._closed:  # closed while it opened: nobody will read it
+                cap.release()
+                return
             self._cap = cap
-            self.reconnects += 1
-            log.warning("%s: reconnected after %.1f s", self.source_id, time.monotonic() - lost_at)
+            self._size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
             return
 
     def interrupt(self) -> None:
@@ -515,6 +534,7 @@ class CaptureSource(Source):
             index += 1
 
     def _release(self) -> None:
+        self._interrupted.set()  # a reconnect in progress ends instead of opening the device again
         self._cap.release()
 
 

@@ -124,3 +124,22 @@ def test_a_stopped_subscriber_never_slows_the_publisher():
 def test_loopback_endpoints():
     assert is_loopback("tcp://127.0.0.1:5556") and is_loopback("ipc:///tmp/x")
     assert not is_loopback("tcp://*:5556") and not is_loopback("tcp://0.0.0.0:5556")
+
+
+@needs_curve
+def test_secret_keys_are_private_and_a_bad_authorised_key_is_refused(tmp_path):
+    keys = tmp_path / "keys"
+    paths = create_keys(keys)
+    assert paths["server_secret"].stat().st_mode & 0o077 == 0 and paths["client_secret"].stat().st_mode & 0o077 == 0
+    (keys / "authorized_clients" / "broken.key").write_text("not a certificate\n")
+    with pytest.raises(UserError, match="not a ZeroMQ certificate"):
+        ZmqPublisher(f"tcp://127.0.0.1:{free_port()}", curve_dir=str(keys)).open()
+
+
+@needs_curve
+def test_listen_with_a_malformed_key_is_one_line(tmp_path):
+    keys = tmp_path / "keys"
+    create_keys(keys)
+    (keys / "server.key").write_text('metadata\ncurve\n    public-key = "tooshort"\n')
+    result = runner.invoke(app, ["listen", "tcp://127.0.0.1:1", "--curve-dir", str(keys), "--timeout", "0.1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "irstream keys" in result.output

@@ -101,6 +101,48 @@ def test_damaged_video_keeps_going_and_counts_corrupt_frames(tmp_path):
     np.testing.assert_array_equal(got[-1].image, frames[19])
 
 
+class _FakeVideo:
+    """Stands in for cv2.VideoCapture on a file: `times_ms` are the frames' timestamps."""
+
+    def __init__(self, times_ms, fps=25.0):
+        self.times, self.fps, self.i = list(times_ms), fps, 0
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        if self.i >= len(self.times):
+            return False, None
+        self.i += 1
+        return True, np.full((4, 6, 3), self.i % 256, np.uint8)
+
+    def get(self, prop):
+        return {cv2.CAP_PROP_FPS: self.fps, cv2.CAP_PROP_FRAME_COUNT: len(self.times),
+                cv2.CAP_PROP_POS_MSEC: self.times[self.i - 1] if self.i else 0.0}.get(prop, 0.0)
+
+    def set(self, *a):
+        return True
+
+    def release(self):
+        pass
+
+
+@pytest.mark.parametrize("times, corrupt, last_index", [
+    ([40 * i for i in range(20)], 0, 19),
+    # Jitter and a variable frame rate: gaps of 1.5 periods are late frames, not missing ones.
+    ([0, 40, 100, 140, 200, 240, 300, 340, 380, 440], 0, 9),
+    # Two frames the demuxer skipped without a failed read: a gap of 3 periods.
+    ([0, 40, 80, 200, 240], 2, 6),
+], ids=["steady", "jitter", "skipped"])
+def test_frames_skipped_by_the_demuxer_are_counted_from_timestamps(tmp_path, monkeypatch, times, corrupt, last_index):
+    path = tmp_path / "v.mp4"
+    path.write_bytes(b"x")
+    monkeypatch.setattr(sources.cv2, "VideoCapture", lambda *a: _FakeVideo(times))
+    with open_source(str(path)) as src:
+        got = list(src)
+    assert src.corrupt_frames == corrupt and got[-1].index == last_index and len(got) == len(times)
+
+
 # ---- image sequences -----------------------------------------------------------------------
 
 def test_png_folder_in_natural_order_ignoring_other_files(tmp_path):
@@ -409,7 +451,7 @@ def test_a_lost_camera_is_reopened_with_backoff_and_frames_go_on(monkeypatch, ca
     assert src.reconnects == 2 and world["tries"] == 6
     assert time.monotonic() - t0 >= 2 * (0.01 + 0.02 + 0.04)
     assert [f.index for f in frames] == list(range(20))
-    assert "reopening in" in caplog.text and "reconnected after" in caplog.text
+    assert "reopening in" in caplog.text and "back after" in caplog.text
 
 
 def test_a_camera_that_stays_gone_gives_up_after_give_up_s(monkeypatch):
@@ -417,9 +459,26 @@ def test_a_camera_that_stays_gone_gives_up_after_give_up_s(monkeypatch):
     world, reopen = _camera_world(unplug_at={3}, replug_after_tries=10**6)
     policy = sources.ReconnectConfig(initial_s=0.01, max_s=0.02, give_up_s=0.1)
     src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen, reconnect=policy)
-    with pytest.raises(UserError, match=r"camera 0: the camera gone, \d+ reconnect\(s\) failed.*give_up_s 0.1"):
+    with pytest.raises(UserError, match=r"camera 0: the camera gone for \d+ s, reconnecting failed \(give_up_s 0.1\)"):
         list(src)
     assert src._closed
+
+
+def test_a_camera_that_opens_but_delivers_nothing_backs_off_and_gives_up(monkeypatch):
+    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    world, _ = _camera_world(unplug_at={3})
+    opened = []
+
+    def reopen():  # opens every time, never delivers
+        opened.append(time.monotonic())
+        return _Camera(world)
+
+    policy = sources.ReconnectConfig(initial_s=0.02, max_s=0.08, give_up_s=0.5)
+    src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen, reconnect=policy)
+    with pytest.raises(UserError, match="reconnecting failed"):
+        list(src)
+    gaps = np.diff(opened)
+    assert src.reconnects == 0 and 3 <= len(opened) <= 10 and gaps[-1] > gaps[0]  # backoff grew
 
 
 def test_interrupt_ends_a_reconnecting_source_at_once(monkeypatch):
