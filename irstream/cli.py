@@ -618,7 +618,8 @@ def bench_model_cmd(
     """Model-only speed of the reference path (eager fp32) and each optimised path, same run.
 
     Each path's masks are compared with the reference's on real frames (mask_iou)."""
-    from irstream.bench import ModelBench, bench_model, cpu_paths, cuda_paths, machine, real_frames
+    from irstream.bench import (ModelBench, bench_model, bench_stream, cpu_paths, cuda_paths, machine, real_frames,
+                                time_copies)
     from irstream.runtime import onnxruntime_available
     from irstream.segment import resolve_device
 
@@ -635,8 +636,6 @@ def bench_model_cmd(
         rows = bench_model(net, dev, bench, frames, paths,
                            on_path=lambda label: prog.update(task, description=label, advance=0))
         prog.update(task, completed=len(paths))
-    from irstream.bench import bench_stream, time_copies
-
     extra = {"weights": what, "height": height, "width": width, "batch": batch, "iters": iters,
              "device": str(dev), "mask_check_frames": f"{len(frames)} from {origin}", "copies": time_copies(bench, dev)}
     if dev.type == "cuda":
@@ -645,7 +644,7 @@ def bench_model_cmd(
         extra["stream"] = {f"overlap {'on' if o else 'off'}": bench_stream(net, dev, frames, repeats, o) for o in (False, True)}
     title = f"model {what}, {height}x{width}, batch {batch}, {dev}; masks checked on {len(frames)} frames of {origin}"
     cols = {"p50_ms": "p50 ms", "p99_ms": "p99 ms", "fps": "frames/s", "speedup": "x ref", "mask_iou": "mask IoU",
-            "gpu_mem_mib": "GPU MiB"}
+            "agrees": "agrees", "gpu_mem_mib": "GPU MiB"}
     _bench_report(title, rows, info, as_json, extra, cols if dev.type == "cuda" else dict(list(cols.items())[:-1]))
     if not as_json and dev.type == "cuda":
         _bench_report("stream of real frames through the double buffer (pinned copies + auto runtime)", extra["stream"],

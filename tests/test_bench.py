@@ -53,7 +53,7 @@ def test_bench_model_compares_paths_against_the_reference_on_real_frames():
     assert "reference" in ref and rows[ref]["speedup"] == 1.0 and rows[ref]["mask_iou"] == 1.0
     assert any("cl" in k for k in rows) and len(rows) >= 3
     for row in rows.values():
-        assert row["mask_iou"] >= 0.99 and row["fps"] > 0 and row["p99_ms"] >= row["p50_ms"]
+        assert row["mask_iou"] >= 0.99 and row["agrees"] and row["fps"] > 0 and row["p99_ms"] >= row["p50_ms"]
 
 
 def test_bench_pipeline_delivers_every_frame_to_the_subscriber():
