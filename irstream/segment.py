@@ -63,8 +63,9 @@ class Segmenter:
     def logits(self, image: np.ndarray) -> np.ndarray:
         """(H, W) float32 in [0, 1] -> (H, W) float32 logits; a target where > 0."""
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
-        logits, _ = forward_any_size(self.model, x)
-        return logits[0, 0].float().cpu().numpy()
+        h, w = x.shape[-2:]
+        logits = self.model.target_logits(pad_to_multiple(x, self.model.cfg.size_multiple))
+        return logits[0, 0, :h, :w].float().cpu().numpy()
 
 
 #: glibc mallopt parameters and the values set by retain_freed_memory.  The forward pass frees

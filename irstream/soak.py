@@ -106,19 +106,15 @@ class MemorySampler:
 
 
 def clip_frames(clips: list[Path], scale: float):
-    """Gray frames of the clips, resized, looped for ever."""
+    """Gray frames of the clips, read as any run reads them (irstream.sources), resized, looped
+    for ever."""
+    from irstream.sources import open_source
+
     while True:
         for clip in clips:
-            cap = cv2.VideoCapture(str(clip))
-            try:
-                while True:
-                    ok, img = cap.read()
-                    if not ok:
-                        break
-                    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
-                    yield cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            finally:
-                cap.release()
+            with open_source(str(clip)) as src:
+                for frame in src:
+                    yield cv2.resize(frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
 
 def write_soak_file(clips: list[Path], dest: Path, frames: int, scale: float, spots: int, seed: int = 0,
