@@ -1,6 +1,7 @@
 """The command line, in-process (typer's CliRunner) and as `python cli.py`."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -80,6 +81,7 @@ def test_eval_on_missing_dataset_is_one_line(tmp_path):
     _one_line_error(result, "nowhere")
 
 
+@pytest.mark.slow
 @needs_sirst
 @needs_weights
 def test_eval_prints_the_numbers_on_the_card():
@@ -88,17 +90,27 @@ def test_eval_prints_the_numbers_on_the_card():
                                  "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
     got = json.loads(result.output)
-    for k in ("iou", "niou", "pd", "fa"):
-        assert round(got[k], 4) == pytest.approx(card["metrics"]["test"][k], abs=1e-4)
+    # Not to the last digit: oneDNN picks its convolution kernels by CPU (AVX2, AVX-512, AMX,
+    # NEON) and sums in a different order, so a pixel whose logit is within ~1e-5 of 0 can flip
+    # from one machine to the next.  A few flipped pixels move IoU/nIoU by hundredths of a
+    # point and Fa by a few percent; a target found or lost moves Pd by one target (~0.9 points
+    # on 109 targets).  A wrong card or a different model moves them far more.
+    want = card["metrics"]["test"]
+    assert got["iou"] == pytest.approx(want["iou"], abs=0.5) and got["niou"] == pytest.approx(want["niou"], abs=0.5)
+    assert got["pd"] == pytest.approx(want["pd"], abs=1.0) and got["fa"] == pytest.approx(want["fa"], rel=0.05, abs=0.5)
 
 
+@pytest.mark.slow
 @needs_weights
 def test_export_writes_an_onnx_file_that_agrees_with_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     dest = tmp_path / "light.onnx"
     result = runner.invoke(app, ["export", str(dest)])
     assert result.exit_code == 0, result.output
-    assert dest.stat().st_size > 1_000_000 and "mask IoU 1.0000" in " ".join(result.output.split())
+    # ONNX Runtime and torch sum convolutions in different orders (and differently per CPU), so
+    # a pixel at the threshold may flip: agreement is mask IoU >= 0.99 (bench's MASK_IOU_MIN).
+    found = re.search(r"mask IoU ([0-9.]+)", " ".join(result.output.split()))
+    assert dest.stat().st_size > 1_000_000 and found and float(found.group(1)) >= 0.99
 
 
 def test_export_of_a_pickle_is_one_line(tmp_path):

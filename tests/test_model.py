@@ -29,6 +29,7 @@ def test_layer_inventory():
     assert len(norms) == 49 and all(n.num_groups == 16 for n in norms)
 
 
+@pytest.mark.slow
 def test_cost_at_512_within_one_percent():
     model = build_model("lrrnet").eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

@@ -142,6 +142,7 @@ def _start_run(tmp_path, source="synth:sky?seed=6&frames=500&width=160&height=12
     return proc, video, jsonl
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_ctrl_c_drains_and_closes(tmp_path, signum):
     proc, video, jsonl = _start_run(tmp_path)
@@ -158,6 +159,7 @@ def test_ctrl_c_drains_and_closes(tmp_path, signum):
     assert len(read_video(video)) == summary["frames_processed"]
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_quits_at_once(tmp_path):
     # A video file of large frames: the reader fills its queue at once and draining it takes
     # seconds.  The second Ctrl-C comes once the first has been answered ("stopping: ..."), as
@@ -256,6 +258,7 @@ def test_ignore_rects_suppress_detections(tmp_path):
     assert all(json.loads(x)["detections"] == [] for x in (tmp_path / "o.jsonl").read_text().splitlines())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (DAUB / "sequence1").is_dir(), reason="../shared/data/daub is not present")
 def test_daub_sequence1_target_is_tracked(tmp_path):
     labels = np.loadtxt(DAUB / "sequence1" / "labels.csv", delimiter=",", skiprows=1)
@@ -272,6 +275,7 @@ def test_daub_sequence1_target_is_tracked(tmp_path):
     assert on_target >= 0.9 * len(labels)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/data/antiuav-clips is not present")
 def test_real_clip_saves_playable_video(tmp_path):
     clip = sorted(CLIPS.glob("*.mp4"))[0]

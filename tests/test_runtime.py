@@ -123,7 +123,9 @@ def test_export_leaves_the_callers_model_alone(model):
 def test_target_logits_is_forwards_first_output(model, frames):
     x = torch.from_numpy(frames[0][None, None, :88, :112].copy())
     with torch.inference_mode():
-        np.testing.assert_array_equal(model.target_logits(x).numpy(), model(x)[0].numpy())
+        # The same kernels on the same input, but two calls may take different oneDNN paths (the
+        # forward also runs the reconstruction head): equal to float32 rounding, not bit for bit.
+        np.testing.assert_allclose(model.target_logits(x).numpy(), model(x)[0].numpy(), rtol=0, atol=1e-4)
 
 
 def test_torch_runtime_refuses_another_backend(model):

@@ -1,8 +1,17 @@
-"""The shipped sample clips in sample_videos/ are exactly what their documented commands make.
+"""The shipped sample clips in sample_videos/ are what their documented commands make.
 
 Each clip is regenerated into tmp_path with the same function the command calls, then compared
-pixel for pixel (decoded frames, not file bytes: the encoder may stamp its version in the file)
-and line for line (ground truth).  The parameters below must match sample_videos/README.md.
+frame by frame (decoded frames, not file bytes: the encoder may stamp its version in the file)
+and line for line (ground truth, which must be identical).  The parameters below must match
+sample_videos/README.md.
+
+Pixels are compared within one count, not bit for bit.  The generator's float arithmetic goes
+through numpy's SIMD kernels (exp, sin, power), which pick different instructions on different
+CPUs (AVX2, AVX-512, NEON) and may round the last bit differently; a value that lands on a .5
+boundary then quantises one count apart (seen on an AVX-512 Xeon: 7481 against 7480 in 5 frames
+of the 16-bit sequence).  A real change of the generator moves far more than that: a different
+seed, noise level or target moves thousands of pixels by many counts, so the two bounds below
+(at most one count anywhere, and at most one pixel in a thousand off at all) keep the test's power.
 """
 
 from pathlib import Path
@@ -14,6 +23,18 @@ import pytest
 from irstream.data.synthetic import write_clip, write_sequence
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_videos"
+
+#: Largest difference between a shipped and a regenerated pixel (counts), and the largest share
+#: of pixels of one frame allowed to differ at all (see the module docstring).
+MAX_PIXEL_DIFF = 1
+MAX_DIFFERING_SHARE = 1e-3
+
+
+def assert_same_frame(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    diff = np.abs(a.astype(np.int64) - b.astype(np.int64))
+    differing = int((diff > 0).sum())
+    assert diff.max() <= MAX_PIXEL_DIFF, f"{what}: a pixel differs by {int(diff.max())} counts"
+    assert differing <= MAX_DIFFERING_SHARE * a.size, f"{what}: {differing} pixels differ"
 
 # name -> keyword arguments of write_clip (8-bit FFV1 .mkv) or write_sequence (16-bit TIFF folder)
 CLIPS = {
@@ -58,7 +79,7 @@ def shipped(name: str) -> tuple[list[np.ndarray], str]:
 
 
 @pytest.mark.parametrize("name", sorted(CLIPS))
-def test_clip_regenerates_bit_for_bit(name, tmp_path):
+def test_clip_regenerates(name, tmp_path):
     frames, gt = shipped(name)
     out = tmp_path / name
     write_clip(out, **CLIPS[name])
@@ -66,19 +87,19 @@ def test_clip_regenerates_bit_for_bit(name, tmp_path):
     assert len(frames) == len(again) == CLIPS[name]["n_frames"]
     for t, (a, b) in enumerate(zip(frames, again)):
         assert a.dtype == np.uint8 and a.shape == CLIPS[name]["shape"]
-        assert np.array_equal(a, b), f"{name} frame {t + 1}: {int((a != b).sum())} pixels differ"
+        assert_same_frame(a, b, f"{name} frame {t + 1}")
     assert out.with_suffix(".gt.txt").read_text() == gt
 
 
 @pytest.mark.parametrize("name", sorted(SEQUENCES))
-def test_sequence_regenerates_bit_for_bit(name, tmp_path):
+def test_sequence_regenerates(name, tmp_path):
     frames, gt = shipped(name)
     write_sequence(tmp_path / name, **SEQUENCES[name])
     again = read_tiffs(tmp_path / name)
     assert len(frames) == len(again) == SEQUENCES[name]["n_frames"]
     for t, (a, b) in enumerate(zip(frames, again)):
         assert a.dtype == np.uint16 and a.shape == SEQUENCES[name]["shape"]
-        assert np.array_equal(a, b), f"{name} frame {t + 1}: {int((a != b).sum())} pixels differ"
+        assert_same_frame(a, b, f"{name} frame {t + 1}")
     assert (tmp_path / name / "gt" / "gt.txt").read_text() == gt
 
 
@@ -115,6 +136,16 @@ def test_one_pixel_targets_survive(name):
         patch[y - y0, x - x0] = np.iinfo(np.int64).min  # the target's own pixel out of the ring
         ring = patch[patch > np.iinfo(np.int64).min]
         assert img[y, x] > np.median(ring), f"{name} frame {f}: 1-pixel target at ({x}, {y}) is gone"
+
+
+def test_a_changed_generator_is_caught(tmp_path):
+    """The tolerance is not so loose that another seed of the same clip would pass."""
+    name = "sea_16bit"
+    frames, _ = shipped(name)
+    write_sequence(tmp_path / name, **{**SEQUENCES[name], "seed": SEQUENCES[name]["seed"] + 1})
+    other = read_tiffs(tmp_path / name)
+    with pytest.raises(AssertionError):
+        assert_same_frame(frames[0], other[0], "another seed")
 
 
 def test_write_clip_refuses_what_it_cannot_write(tmp_path):

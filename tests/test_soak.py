@@ -15,6 +15,7 @@ CFG = SoakConfig(frames=60, live_frames=25, scale=0.25, corrupt_spots=4, pause_e
                  outage_every=20, outage_s=1.5, freeze_every=9, freeze_frames=2)
 
 
+@pytest.mark.slow
 @needs_clips
 def test_damaged_file_with_a_stalling_subscriber_loses_nothing(tmp_path):
     r = file_phase(override(load_pipeline(), **{"model.device": "cpu"}), CLIPS[:1], CFG, tmp_path)

@@ -103,6 +103,7 @@ def test_global_motion_measures_a_known_shift_of_a_real_frame():
     np.testing.assert_allclose(gm.estimate(moved), [7.0, -4.0], atol=0.5)
 
 
+@pytest.mark.slow
 def test_eval_track_cli_on_a_sample_video(tmp_path):
     plot = tmp_path / "curves.png"
     res = CliRunner().invoke(app, ["eval-track", str(REPO / "sample_videos" / "ground_clutter.mkv"), "--device", "cpu",
