@@ -17,6 +17,10 @@ BOX_MARGIN_PX = 3
 PALETTE_BGR = ((80, 255, 80), (255, 160, 60), (60, 60, 255), (255, 80, 255), (80, 255, 255), (255, 255, 80),
                (160, 120, 255), (60, 200, 160))
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: Ignored pixels (ignore regions, learnt burned-in text) are tinted with this colour, keeping
+#: IGNORED_KEEP of the image so the text stays readable.
+IGNORED_BGR = (160, 60, 0)
+IGNORED_KEEP = 0.6
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
@@ -50,6 +54,9 @@ class TrackAnnotator:
 
     def annotate(self, res: FrameResult, hud: str = "") -> np.ndarray:
         canvas = to_bgr8(res.image)
+        if res.ignored is not None and res.ignored.any():
+            shade = canvas[res.ignored].astype(np.float32)
+            canvas[res.ignored] = (IGNORED_KEEP * shade + (1.0 - IGNORED_KEEP) * np.array(IGNORED_BGR)).astype(np.uint8)
         if self.show_detections:
             draw_detections(canvas, res.detections, labels=False)
         tracks = res.tracks if self.show_tentative else res.tracks.published()

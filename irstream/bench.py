@@ -408,3 +408,51 @@ class Subscriber:
                 idle_since = idle_since or time.perf_counter()
                 if time.perf_counter() - idle_since > self.DRAIN_S:
                     return
+
+
+# ---------------------------------------------------------------------------------------------
+# Training step
+
+
+#: The CPU training settings `bench train` compares; each is (channels_last, autocast dtype, compile).
+TRAIN_SETTINGS: dict[str, tuple[bool, str, bool]] = {
+    "fp32 eager": (False, "", False),
+    "fp32 channels-last": (True, "", False),
+    "bf16 autocast": (False, "bf16", False),
+    "bf16 autocast + channels-last": (True, "bf16", False),
+    "fp32 torch.compile": (False, "", True),
+}
+
+
+def bench_train_step(model_name: str, setting: str, batch: int = 8, crop_px: int = 128, steps: int = 8,
+                     warmup: int = 2, seed: int = 0) -> dict:
+    """Time whole optimiser steps (forward, SoftIoU + MSE loss, backward, Adam) of one setting.
+
+    The batch is random noise with a few bright blobs as targets: the cost of a step does not
+    depend on what the pixels show.  Returns per-step latency and samples/s.
+    """
+    import torch
+
+    from irstream.models import build_model
+    from irstream.train import StepRunner
+
+    torch.manual_seed(seed)
+    channels_last, amp, compiled = TRAIN_SETTINGS[setting]
+    model = build_model(model_name).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    runner = StepRunner(model, opt, rec_weight=0.1, channels_last=channels_last, amp=amp, compile=compiled)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 1, crop_px, crop_px, generator=gen) * 0.3
+    y = torch.zeros_like(x)
+    y[:, :, crop_px // 2 - 2:crop_px // 2 + 2, crop_px // 2 - 2:crop_px // 2 + 2] = 1.0
+    x = x + 0.5 * y
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        runner.step(x, y)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    stats = latency_stats(times)
+    return {"setting": setting, "batch": batch, "crop_px": crop_px, "steps": steps,
+            "step_p50_ms": stats["p50_ms"], "step_p99_ms": stats["p99_ms"],
+            "samples_per_s": batch * 1e3 / stats["mean_ms"]}

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import math
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -41,13 +42,74 @@ def user_errors(fn):
 
 
 def _progress():
+    """A rich progress bar on a terminal; elsewhere (a log file, CI) a plain line now and then,
+    so that a long run never looks stuck."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    if not err.is_terminal:
+        return LineProgress(err)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
 
 
+class LineProgress:
+    """The part of rich's Progress the commands use, printing one line every PERIOD_S seconds."""
+
+    PERIOD_S = 10.0
+
+    def __init__(self, console) -> None:
+        self.console, self.tasks, self._last = console, {}, 0.0
+
+    def __enter__(self):
+        self._t0 = self._last = time.monotonic()
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:  # an error says its own one line
+            for task in self.tasks:
+                self._print(task)
+
+    def add_task(self, description: str, total=None, completed: int = 0, **_) -> int:
+        self.tasks[len(self.tasks)] = {"description": description, "total": total, "completed": completed}
+        return len(self.tasks) - 1
+
+    def update(self, task: int, advance: int = 0, **fields) -> None:
+        t = self.tasks[task]
+        t.update({k: v for k, v in fields.items() if k in ("description", "total", "completed")})
+        t["completed"] += advance
+        if time.monotonic() - self._last >= self.PERIOD_S:
+            self._last = time.monotonic()
+            self._print(task)
+
+    def advance(self, task: int, advance: int = 1) -> None:
+        self.update(task, advance=advance)
+
+    def _print(self, task: int) -> None:
+        t = self.tasks[task]
+        of = f"/{t['total']}" if t["total"] else ""
+        self.console.print(f"{t['description']}: {t['completed']}{of} ({time.monotonic() - self._t0:.0f} s)",
+                           markup=False, highlight=False)
+
+
+THREADS_HELP = "CPU threads for the model; 0 = all usable cores but one."
+#: The flag that sets each pipeline key, for error messages about a flag's value.
+FLAGS = {"source.uri": "SOURCE", "source.mode": "--mode", "output.preview": "--preview", "output.save": "--save",
+         "output.frames_dir": "--frames-dir", "output.jsonl": "--jsonl", "output.mot": "--mot",
+         "output.publish": "--publish", "output.curve_dir": "--curve-dir", "model.device": "--device",
+         "model.runtime": "--runtime", "model.weights": "--weights", "model.upscale": "--upscale",
+         "targets.score_threshold": "--threshold", "run.max_frames": "--max-frames",
+         "output.wait_subscriber_s": "--wait-subscriber", "run.threads": "--threads"}
+
+
 def _metrics_table(title: str, rows: dict[str, dict]) -> Table:
+    if all("clean_share" in m for m in rows.values()):
+        t = Table(title=title, caption="target-free images: every detection is a false alarm")
+        for col in ("set", "threshold", "images with none (%)", "detections / image", "images"):
+            t.add_column(col, justify="right" if col != "set" else "left")
+        for name, m in rows.items():
+            t.add_row(name, f"{m.get('threshold', 0.5):.3g}", f"{100 * m['clean_share']:.1f}",
+                      f"{m['dets_per_image']:.2f}", str(m["images"]))
+        return t
     t = Table(title=title)
     for col in ("set", "IoU (%)", "nIoU (%)", "Pd (%)", "Fa (x1e-6)", "images", "targets"):
         t.add_column(col, justify="right" if col != "set" else "left")
@@ -98,6 +160,15 @@ def train(
     threads: Annotated[int, typer.Option(help="CPU threads for torch; 0 = torch's default.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these irstream weights (same model).")] = None,
+    mix: Annotated[Optional[list[str]], typer.Option(help="Real-data source and weight, repeatable: sirst-v1:0.3, nudt-sirst, backgrounds, daub, antiuav (see irstream/data/mix.py).")] = None,
+    data_root: Annotated[Path, typer.Option(help="Folder holding the --mix sources.")] = DEFAULT_SIRST.parent,
+    hard_share: Annotated[float, typer.Option(help="Share of crops centred on the model's own mined false alarms (--mix runs).")] = 0.0,
+    mine_every: Annotated[int, typer.Option(help="Mine false alarms every N steps; 0 = never.")] = 0,
+    mine_images: Annotated[int, typer.Option(help="Training images run per mining pass.")] = 300,
+    steps_per_epoch: Annotated[int, typer.Option(help="Steps between validations; 0 = one pass over the data.")] = 0,
+    intensity_jitter: Annotated[float, typer.Option(help="Random gain 1 +- J and offset +- J/2 per crop.")] = 0.0,
+    channels_last: Annotated[bool, typer.Option(help="Channels-last memory (faster on most CPUs; see bench train).")] = False,
+    amp: Annotated[str, typer.Option(help="'' (fp32) or bf16 autocast.")] = "",
 ) -> None:
     """Train LRRNet (the paper's recipe by default), keep the best epoch on the validation split."""
     from irstream.models import MODEL_CFGS
@@ -110,12 +181,15 @@ def train(
                           extra_data=[str(p) for p in extra_data or []], epochs=epochs, batch=batch, lr=lr,
                           rec_weight=rec_weight, crop_px=crop, resize_px=resize, target_crop_share=target_crop_share,
                           flips=flips, synthetic_share=synthetic_share, half_scale_share=half_scale_share, val_every=val_every, max_minutes=max_minutes,
-                          seed=seed, threads=threads, init_weights=str(init or ""))
+                          seed=seed, threads=threads, init_weights=str(init or ""), mix=list(mix or []),
+                          data_root=str(data_root), hard_share=hard_share, mine_every=mine_every,
+                          mine_images=mine_images, steps_per_epoch=steps_per_epoch,
+                          intensity_jitter=intensity_jitter, channels_last=channels_last, amp=amp)
     except ValueError as exc:
         raise UserError(f"train options: {exc}") from None
     with _progress() as prog:
         state = run_train(cfg, out_dir, resume=resume, progress=prog)
-    out.print(f"best epoch {state['best_epoch']} (val IoU {state['best_iou']:.2f}) -> {out_dir / 'best.safetensors'}")
+    out.print(f"best epoch {state['best_epoch']} (val score {state['best_score']:.3f}) -> {out_dir / 'best.safetensors'}")
     if test_split:
         _report_test(out_dir / "best.safetensors", data, test_split)
 
@@ -140,12 +214,37 @@ def eval_cmd(
     split: str = "test",
     weights: Annotated[Path, typer.Option(help="A .safetensors file written by irstream.")] = DEFAULT_WEIGHTS,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold; default: the weights' operating point (their card), 0.5 without one.")] = None,
+    record: Annotated[bool, typer.Option(help="Write the result onto the weights' card, with this command.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    threads: Annotated[int, typer.Option(help=THREADS_HELP)] = 0,
 ) -> None:
-    """IoU, nIoU, Pd and Fa of a model on a dataset split (the field's conventions)."""
-    from irstream.evaluate import evaluate_weights
+    """IoU, nIoU, Pd and Fa of a model on a dataset split (the field's conventions); on a
+    target-free set (no masks/ folder) the share of images with no detection."""
+    from irstream.data.sirst import read_split
+    from irstream.evaluate import evaluate_model
+    from irstream.segment import set_threads
+    from irstream.weights import card_path, load_weights, read_card
 
-    res = evaluate_weights(weights, data, split, device=device)
+    set_threads(threads)
+
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise UserError(f"--threshold {threshold}: must be within (0, 1)")
+    model, card = load_weights(weights)
+    if not (data / "images").is_dir():
+        raise UserError(f"--data {data}: not a dataset folder (no images/ in it)")
+    n_images = len(read_split(data, split))
+    with _progress() as prog:
+        task = prog.add_task(f"{data.name}/{split}", total=n_images)
+        res = evaluate_model(model, card, data, split, device=device, threshold=threshold,
+                             on_image=lambda: prog.advance(task))
+    if record:
+        card = read_card(weights)
+        card.setdefault("metrics", {})[f"{data.name}/{split}"] = {
+            **{k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()},
+            "measured_by": f"irstream eval --data {data} --split {split} --weights {weights}"
+                           + (f" --threshold {threshold}" if threshold is not None else "")}
+        card_path(weights).write_text(json.dumps(card, indent=2) + "\n")
     if as_json:
         print(json.dumps({"weights": str(weights), "data": str(data), "split": split, **res}))
     else:
@@ -154,22 +253,88 @@ def eval_cmd(
 
 @app.command()
 @user_errors
+def calibrate(
+    weights: Annotated[Path, typer.Option(help="A .safetensors file written by irstream.")] = DEFAULT_WEIGHTS,
+    data_root: Annotated[Path, typer.Option(help="Folder with sirst-v1, sirst-v2-backgrounds and antiuav-clips.")] = DEFAULT_SIRST.parent,
+    pd: Annotated[float, typer.Option(help="Pd the operating point must keep on the pooled validation targets.")] = 0.95,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    record: Annotated[bool, typer.Option(help="Write the operating point onto the weights' card.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    threads: Annotated[int, typer.Option(help=THREADS_HELP)] = 0,
+) -> None:
+    """Choose the score threshold on validation data (never test) for a stated Pd; see irstream/calibrate.py."""
+    from irstream.calibrate import choose, count_images, sweep
+    from irstream.segment import resolve_device
+    from irstream.segment import set_threads
+    from irstream.weights import card_path, load_weights, read_card
+
+    set_threads(threads)
+
+    if not 0.0 < pd <= 1.0:
+        raise UserError(f"--pd {pd}: must be within (0, 1]")
+    for sub in ("sirst-v1", "sirst-v2-backgrounds", "antiuav-clips"):
+        if not (data_root / sub).is_dir():
+            raise UserError(f"--data-root {data_root}: no {sub}/ in it; calibration needs all three validation sets")
+    model, _ = load_weights(weights)
+    dev = resolve_device(device)
+    with _progress() as prog:
+        task = prog.add_task("validation images", total=count_images(data_root))
+        op = choose(sweep(model.to(dev), data_root, dev, on_image=lambda: prog.advance(task)), pd)
+    op["measured_by"] = f"irstream calibrate --weights {weights} --pd {pd}"
+    if record:
+        card = read_card(weights)
+        card["operating_point"] = op
+        card_path(weights).write_text(json.dumps(card, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(op))
+        return
+    t = Table(title=f"operating point of {weights.name}: threshold {op['score_threshold']:g}", caption=op["rule"])
+    names = list(op["validation_sets"])
+    for col in ("threshold", "pooled Pd %", "FA / image", *(f"{n} Pd % / FA" for n in names)):
+        t.add_column(escape(col), justify="right")
+    for row in op["sweep"]:
+        mark = " *" if row["threshold"] == op["score_threshold"] else ""
+        def pd(v):
+            return "-" if v is None else f"{100 * v:.1f}"
+
+        t.add_row(f"{row['threshold']:g}{mark}", pd(row["pd"]), f"{row['fa_per_image']:.2f}",
+                  *(f"{pd(row[n]['pd'])} / {row[n]['fa_per_image']:.2f}" for n in names))
+    out.print(t)
+
+
+def _rect(text: str) -> tuple[int, int, int, int]:
+    try:
+        x0, y0, x1, y1 = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--ignore-rect {text}: expected four integers x0,y0,x1,y1") from None
+    if x1 <= x0 or y1 <= y0:
+        raise UserError(f"--ignore-rect {text}: need x1 > x0 and y1 > y0")
+    return x0, y0, x1, y1
+
+
+@app.command()
+@user_errors
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Image files (PNG, TIFF, BMP; 8- or 16-bit).")],
     weights: Annotated[Path, typer.Option(help="A .safetensors file written by irstream.")] = DEFAULT_WEIGHTS,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threshold: Annotated[float, typer.Option(help="Target probability threshold (0.5 = logit > 0).")] = 0.5,
+    threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold; default: the weights' calibrated operating point (their card), 0.5 without one.")] = None,
     min_area: Annotated[int, typer.Option(help="Smallest target, pixels.")] = 1,
     max_area: Annotated[int, typer.Option(help="Largest target, pixels.")] = 400,
     mask_dir: Annotated[Optional[Path], typer.Option(help="Write <name>_mask.png here.")] = None,
     overlay_dir: Annotated[Optional[Path], typer.Option(help="Write <name>_overlay.png here.")] = None,
+    ignore_rect: Annotated[Optional[list[str]], typer.Option(help="x0,y0,x1,y1 px (end-exclusive) where no target is "
+                                                                  "reported, e.g. burned-in text; repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per image instead of tables.")] = False,
+    threads: Annotated[int, typer.Option(help=THREADS_HELP)] = 0,
 ) -> None:
     """Find targets in still images: centroid, box, area, scores."""
     from irstream.detect import detect_image, write_mask, write_overlay
-    from irstream.segment import Segmenter, resolve_device
-    from irstream.targets import TargetConfig
+    from irstream.segment import Segmenter, resolve_device, set_threads
+    from irstream.targets import TargetConfig, resolve_targets
     from irstream.weights import load_weights
+
+    set_threads(threads)
 
     try:
         tcfg = TargetConfig(score_threshold=threshold, min_area_px=min_area, max_area_px=max_area)
@@ -178,13 +343,15 @@ def detect(
     missing = [p for p in images if not p.is_file()]
     if missing:
         raise UserError(f"{missing[0]}: no such image file")
-    model, _ = load_weights(weights)
+    rects = [_rect(r) for r in ignore_rect or []]
+    model, card = load_weights(weights)
+    tcfg = resolve_targets(tcfg, card)
     seg = Segmenter(model, resolve_device(device))
     for path in images:
-        res = detect_image(seg, path, tcfg)
+        res = detect_image(seg, path, tcfg, rects)
         extra = {}
         if mask_dir:
-            extra["mask"] = str(write_mask(res, mask_dir, threshold))
+            extra["mask"] = str(write_mask(res, mask_dir, tcfg.score_threshold))
         if overlay_dir:
             extra["overlay"] = str(write_overlay(res, overlay_dir))
         if as_json:
@@ -223,6 +390,9 @@ def run(
     upscale: Annotated[Optional[int], typer.Option(help="Run the model on the frame enlarged by this factor (tiny targets).")] = None,
     mode: Annotated[Optional[str], typer.Option(help="auto, file (never drop) or live (newest frame wins).")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    wait_subscriber: Annotated[Optional[float], typer.Option(help="Hold the first frame up to this many seconds until a "
+                                                                  "ZeroMQ subscriber connects, so it gets every message.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
 ) -> None:
     """Detect and track targets in a video, image sequence, camera or stream."""
@@ -231,12 +401,13 @@ def run(
     from irstream.config import load_pipeline, override
     from irstream.pipeline import Pipeline, graceful_interrupt
 
-    cfg = override(load_pipeline(pipeline), **{
+    cfg = override(load_pipeline(pipeline), FLAGS, **{
         "source.uri": source, "source.mode": mode, "output.preview": preview, "output.save": save,
         "output.frames_dir": frames_dir,
         "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "output.curve_dir": curve_dir, "model.device": device,
         "model.runtime": runtime,
-        "model.weights": weights, "model.upscale": upscale, "targets.score_threshold": threshold, "run.max_frames": max_frames})
+        "model.weights": weights, "model.upscale": upscale, "targets.score_threshold": threshold, "run.max_frames": max_frames,
+        "output.wait_subscriber_s": wait_subscriber, "run.threads": threads})
     if not cfg.source.uri:
         raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")
     stop, paused = threading.Event(), threading.Event()
@@ -245,7 +416,10 @@ def run(
         task = prog.add_task("frames", total=None)
         pipe = Pipeline(cfg, extra_sinks=extra, stop=stop, paused=paused,
                         on_frame=lambda res: prog.advance(task))
-        prog.update(task, total=None if pipe.live else pipe.source.frame_count, description=pipe.source.source_id[-40:])
+        total = None if pipe.live else pipe.source.frame_count
+        if total and cfg.run.max_frames:
+            total = min(total, cfg.run.max_frames)
+        prog.update(task, total=total, description=pipe.source.source_id[-40:])
 
         def on_signal(_signum):
             err.print("stopping: finishing the frames in flight and closing outputs (Ctrl-C again to quit now)")
@@ -263,22 +437,25 @@ def eval_track(
     pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML whose model, targets, motion and tracker are "
                                                           "evaluated; default: pipelines/default.toml.")] = None,
     match_px: Annotated[float, typer.Option(help="A detection or track within this distance of a label is a hit, px.")] = 3.0,
-    plot: Annotated[Path, typer.Option(help="Write the Pd against false-alarm curves here (PNG).")] = Path("eval_track.png"),
+    plot: Annotated[Optional[Path], typer.Option(help="Also write the Pd against false-alarm curves here (PNG).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Keep the model's maps here, so that later runs with other "
                                                            "tracker settings skip the model.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     upscale: Annotated[Optional[int], typer.Option(help="Run the model on frames enlarged by this factor.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold of the tracked run.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP + " Default: the pipeline's \\[run] threads.")] = None,
 ) -> None:
     """Score single-frame detections and published tracks against ground truth, side by side."""
     from irstream.config import load_pipeline, override
+    from irstream.segment import set_threads
     from irstream.track_eval import evaluate_sequence, find_sequences, plot_curves, pooled, sequence_maps, summary_row
 
     if not match_px > 0:
         raise UserError(f"--match-px {match_px}: must be > 0")
-    cfg = override(load_pipeline(pipeline), **{"model.device": device, "model.upscale": upscale,
-                                               "targets.score_threshold": threshold})
+    cfg = override(load_pipeline(pipeline), FLAGS, **{"model.device": device, "model.upscale": upscale,
+                                                      "targets.score_threshold": threshold, "run.threads": threads})
+    set_threads(cfg.run.threads)
     for p in paths:
         if not p.exists():
             raise UserError(f"{p}: no such file or folder")
@@ -291,14 +468,21 @@ def eval_track(
             maps = sequence_maps(s, cfg, cache_dir, on_frame=lambda: prog.advance(task))
             results.append(evaluate_sequence(s, maps, cfg, match_px))
             prog.update(task, completed=sum(r.frames for r in results))  # maps from the cache advance nothing
-    rows = [summary_row(r) for r in results] + ([summary_row(pooled(results))] if len(results) > 1 else [])
-    plot_curves(results, plot)
+    everything = results + ([pooled(results)] if len(results) > 1 else [])
+    rows = [summary_row(r) for r in everything]
+    if plot is not None:
+        plot_curves(results, plot)
     if as_json:
-        print(json.dumps({"match_px": match_px, "plot": str(plot), "sequences": [_json_safe(r) for r in rows]}))
+        for row, r in zip(rows, everything):
+            row["detector_sweep"] = [{"threshold": t, "pd": c.pd, "fa_per_frame": c.fa_per_frame}
+                                     for t, c in sorted(r.sweep.items())]
+        print(json.dumps({"match_px": match_px, "plot": str(plot) if plot else None,
+                          "sequences": [_json_safe(r) for r in rows]}))
         return
     for table in _track_tables(rows, match_px):
         out.print(table)
-    out.print(f"curves: {escape(str(plot))}")
+    if plot is not None:
+        out.print(f"curves: {escape(str(plot))}")
 
 
 def _track_tables(rows: list[dict], match_px: float) -> tuple[Table, Table]:
@@ -336,10 +520,13 @@ def _preview_sink(stop, paused) -> list:
     return [("preview", PreviewSink(stop, paused), True)]
 
 
-def _json_safe(d: dict) -> dict:
+def _json_safe(d):
     """JSON has no NaN (percentiles of no frames) or inf (a Pd never reached): null instead."""
-    return {k: _json_safe(v) if isinstance(v, dict) else (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in d.items()}
+    if isinstance(d, dict):
+        return {k: _json_safe(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_json_safe(v) for v in d]
+    return None if isinstance(d, float) and not math.isfinite(d) else d
 
 
 def _print_summary(s, cfg, as_json: bool) -> None:
@@ -356,7 +543,9 @@ def _print_summary(s, cfg, as_json: bool) -> None:
                           "frames_frozen": s.frames_frozen, "frames_corrupt": s.frames_corrupt,
                           "frames_expected": s.frames_expected, "reconnects": s.reconnects, "stalls": s.stalls,
                           "fps": round(s.fps, 3), "detections": s.detections,
-                          "confirmed_tracks": s.confirmed_tracks, "stopped_early": s.stopped_early,
+                          "confirmed_tracks": s.confirmed_tracks,
+                          "published_tracks_per_frame": s.published_track_frames / max(1, s.frames_processed),
+                          "stopped_early": s.stopped_early,
                           "timing": _json_safe(timing), "latency": _json_safe(lat), "outputs": outputs}))
         return
     t = Table(title=escape(f"run: {s.source}"), show_header=False)
@@ -367,10 +556,11 @@ def _print_summary(s, cfg, as_json: bool) -> None:
                        + (f", {s.frames_frozen} frozen (skipped)" if s.frames_frozen else "")),
             ("rate", f"{s.fps:.1f} frames/s over {s.wall_s:.1f} s"),
             ("detections", f"{s.detections} ({s.detections / max(1, s.frames_processed):.2f} per frame)"),
-            ("confirmed tracks", str(s.confirmed_tracks)),
+            ("tracks ever confirmed", f"{s.confirmed_tracks} ids; {s.published_track_frames / max(1, s.frames_processed):.2f} "
+                                      "published per frame on average"),
             ("latency read->tracks", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")]
     for name, o in outputs.items():
-        target = getattr(cfg.output, name, "")
+        target = "window" if name == "preview" else getattr(cfg.output, name, "")
         unfinished = ", gave up closing it (still busy)" if o["timed_out"] else ""
         rows.append((f"output {name}", f"{target}  {o['written']} written, {o['dropped']} dropped{unfinished}"))
     if s.reconnects:
@@ -408,13 +598,16 @@ def listen(
     from rich.live import Live
 
     from irstream.message import validate
-    from irstream.publish import subscribe
+    from irstream.publish import Connection, subscribe
 
+    if count < 0 or timeout < 0:
+        raise UserError(f"--count {count} --timeout {timeout}: both must be >= 0 (0 = never stop)")
     seen = bad = 0
+    conn = Connection()
     live = None if as_json else Live(_tracks_table(None), console=out, auto_refresh=False)
     with live or contextlib.nullcontext():
         try:
-            for _topic, payload in subscribe(endpoint, topic, timeout or None, curve_dir):
+            for _topic, payload in subscribe(endpoint, topic, timeout or None, curve_dir, conn):
                 try:
                     msg = json.loads(payload)
                 except ValueError:
@@ -435,6 +628,16 @@ def listen(
             pass
     if not as_json:
         err.print(f"{seen} messages, {bad} skipped")
+    if count and seen >= count:
+        return
+    if not conn.connected:
+        raise UserError(f"{endpoint}: no publisher came within {timeout:g} s; start the run with "
+                        f"--publish {endpoint} (and --wait-subscriber S to hold its first frame for this listener)")
+    if timeout and seen:
+        err.print(escape(f"{endpoint}: the publisher {'went away' if conn.gone else 'went quiet'} after {seen} messages "
+                         f"({timeout:g} s without one)"))
+    elif timeout:
+        err.print(escape(f"{endpoint}: a publisher is there but sent nothing on topic '{topic}' for {timeout:g} s"))
 
 
 @app.command()
@@ -565,7 +768,7 @@ def bench_tracker_cmd(
     frames: Annotated[int, typer.Option(help="Frames timed, after the warm-up.")] = 1000,
     warmup: Annotated[int, typer.Option(help="Frames run first, untimed, to fill the tracker.")] = 100,
     cores: Annotated[int, typer.Option(help="Run on this many CPU cores (the goal is stated for one).")] = 1,
-    pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML whose [tracker] is timed.")] = None,
+    pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML whose \\[tracker] section is timed.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Tracker update time per frame with many targets (scripted scene, 1280x1024, 25 frames/s)."""
@@ -583,6 +786,58 @@ def bench_tracker_cmd(
     info |= {"cores_used": len(used)}
     row = {k: r[k] for k in ("tracks_mean", "tracks_max", "p50_ms", "p99_ms", "fps")}
     _bench_report(f"tracker, {targets} targets, {frames} frames", {"update": row}, info, as_json, {"tracker": r})
+
+
+@bench_app.command("train")
+@user_errors
+def bench_train_cmd(
+    model: Annotated[str, typer.Option(help="Registered model name (see `irstream models`).")] = "lrrnet_light",
+    batch: Annotated[int, typer.Option(help="Crops per step.")] = 8,
+    crop: Annotated[int, typer.Option(help="Crop side, px (a multiple of 8).")] = 128,
+    steps: Annotated[int, typer.Option(help="Steps timed per setting, after 2 warm-up steps.")] = 8,
+    threads: Annotated[Optional[list[int]], typer.Option(help="torch thread counts to try (repeatable); default: 1 and all usable cores.")] = None,
+    compile: Annotated[bool, typer.Option(help="Also time torch.compile (slow to warm up).")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Training speed (samples/s) of each CPU setting: fp32 eager, channels-last, bf16 autocast,
+    torch.compile, thread counts.  Measured in one run, so the ratios compare like with like."""
+    import torch
+
+    from irstream.bench import TRAIN_SETTINGS, _usable_cores, bench_train_step, machine
+    from irstream.models import MODEL_CFGS
+
+    if model not in MODEL_CFGS:
+        raise UserError(f"--model {model}: unknown; known: {', '.join(sorted(MODEL_CFGS))}")
+    if batch < 1 or steps < 1 or crop < 8 or crop % 8:
+        raise UserError("--batch and --steps must be >= 1, --crop a multiple of 8")
+    counts = sorted(set(threads or [1, len(_usable_cores())]))
+    settings = [s for s in TRAIN_SETTINGS if compile or not TRAIN_SETTINGS[s][2]]
+    info, rows = machine(), {}
+    info["bf16_hardware"] = _cpu_bf16()
+    with _progress() as prog:
+        task = prog.add_task("train steps", total=len(counts) * len(settings))
+        for n in counts:
+            torch.set_num_threads(n)
+            for name in settings:
+                r = bench_train_step(model, name, batch=batch, crop_px=crop, steps=steps)
+                rows[f"{name}, {n} thread{'s' * (n > 1)}"] = r
+                prog.advance(task)
+    ref = next(iter(rows.values()))["samples_per_s"]
+    for r in rows.values():
+        r["speedup"] = r["samples_per_s"] / ref
+    _bench_report(f"training step, {model}, batch {batch} of {crop}x{crop}", rows, info, as_json,
+                  columns={"step_p50_ms": "step p50 ms", "step_p99_ms": "step p99 ms",
+                           "samples_per_s": "samples/s", "speedup": "x first"})
+
+
+def _cpu_bf16() -> str:
+    """Which bf16 instructions the CPU has (Linux); bf16 autocast pays off with AMX, rarely without."""
+    try:
+        flags = open("/proc/cpuinfo").read().split()
+    except OSError:
+        return "unknown"
+    have = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return ", ".join(have) or "none"
 
 
 def _bench_model_weights(weights: Optional[Path], model: Optional[str]):
@@ -679,7 +934,7 @@ def bench_pipeline_cmd(
         if source is None:
             source = str(Path(tmp) / "bench.mkv")
             write_clip(source, frames, 0, _shape(height, width))
-        cfg = override(load_pipeline(pipeline), **{"source.uri": source, "source.mode": "file", "model.device": device,
+        cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "source.mode": "file", "model.device": device,
                                                    "model.weights": weights, "run.max_frames": frames})
         with _progress() as prog:
             task = prog.add_task("frames", total=frames * len(runtime))
@@ -726,7 +981,7 @@ def bench_soak_cmd(
         cfg = SoakConfig(frames=frames, live_frames=live_frames, scale=scale, outage_every=outage_every, outage_s=outage_s)
     except ValueError as exc:
         raise UserError(f"soak options: {exc}") from None
-    pipe_cfg = override(load_pipeline(pipeline), **{"model.device": device})
+    pipe_cfg = override(load_pipeline(pipeline), FLAGS, **{"model.device": device})
     report = SoakReport()
     with _progress() as prog, tempfile.TemporaryDirectory() as tmp:
         task = prog.add_task("file phase", total=frames)
@@ -749,10 +1004,14 @@ def bench_soak_cmd(
 def export(
     dest: Annotated[Path, typer.Argument(help="The .onnx file to write.")],
     weights: Annotated[Path, typer.Option(help="A .safetensors file written by irstream.")] = DEFAULT_WEIGHTS,
+    threads: Annotated[int, typer.Option(help=THREADS_HELP)] = 0,
 ) -> None:
     """Export weights to ONNX (dynamic batch, height and width) and check it against torch."""
     import numpy as np
     import torch
+    from irstream.segment import set_threads
+
+    set_threads(threads)
 
     from irstream.bench import mask_iou, real_frames
     from irstream.runtime import OnnxRuntime, TorchRuntime, export_onnx, import_onnxruntime

@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from irstream.errors import UserError
 from irstream.motion import MotionConfig
+from irstream.osd import OsdConfig
 from irstream.preprocess import PreprocessConfig
 from irstream.sources import CameraConfig, ReconnectConfig
 from irstream.targets import TargetConfig
@@ -134,12 +136,16 @@ class RunConfig:
     max_frames: stop after this many frames; 0 = until the source ends.
     watchdog_s: a stage (waiting for a frame, the model, an output's full queue) that holds a
         frame longer than this is reported (logged, and counted in the summary), s; 0 = off.
+    threads: CPU threads the model may use; 0 = all usable cores but one (see
+        irstream.segment.default_threads), which leaves a core to decoding, tracking and the
+        outputs, and keeps a machine shared with other work from oversubscription.
     """
 
     read_queue_frames: int = 8
     sink_queue_frames: int = 64
     max_frames: int = 0
     watchdog_s: float = 10.0
+    threads: int = 0
 
     def __post_init__(self) -> None:
         for name in ("read_queue_frames", "sink_queue_frames"):
@@ -149,6 +155,8 @@ class RunConfig:
             raise ValueError(f"max_frames={self.max_frames}: must be >= 0")
         if not self.watchdog_s >= 0:
             raise ValueError(f"watchdog_s={self.watchdog_s}: must be >= 0 (0 = off)")
+        if self.threads < 0:
+            raise ValueError(f"threads={self.threads}: must be >= 0 (0 = all usable cores but one)")
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,7 @@ class PipelineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     targets: TargetConfig = field(default_factory=TargetConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
+    osd: OsdConfig = field(default_factory=OsdConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -182,8 +191,10 @@ def from_dict(data: dict, where: str = "pipeline") -> PipelineConfig:
         raise UserError(f"{where}: {exc}") from None
 
 
-def override(cfg: PipelineConfig, **dotted) -> PipelineConfig:
-    """Replace values by dotted name, e.g. override(cfg, **{"model.device": "cpu"}); None keeps."""
+def override(cfg: PipelineConfig, flags: dict[str, str] | None = None, **dotted) -> PipelineConfig:
+    """Replace values by dotted name, e.g. override(cfg, **{"model.device": "cpu"}); None keeps.
+    flags: the command-line flag each dotted name came from, for error messages (a value
+    without one is named by its config key)."""
     for key, value in dotted.items():
         if value is None:
             continue
@@ -191,7 +202,8 @@ def override(cfg: PipelineConfig, **dotted) -> PipelineConfig:
         try:
             part = dataclasses.replace(getattr(cfg, section), **{name: value})
         except (TypeError, ValueError) as exc:
-            raise UserError(f"--{name.replace('_', '-')} {value}: {exc}") from None
+            where = (flags or {}).get(key, f"[{section}] {name} =")
+            raise UserError(f"{where} {value}: {exc}") from None
         cfg = dataclasses.replace(cfg, **{section: part})
     return cfg
 
@@ -231,6 +243,8 @@ def _coerce(value, hint, name: str):
         if len(value) != len(args):
             raise ValueError(f"{name} = {value!r}: expected {len(args)} values")
         return tuple(_coerce(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (typing.Union, types.UnionType):  # "float | None": TOML has no None, so the value is the float
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     simple = hint if isinstance(hint, type) else None

@@ -24,9 +24,13 @@ class ImageResult:
     detections: Detections
 
 
-def detect_image(segmenter: Segmenter, path: Path, cfg: TargetConfig) -> ImageResult:
+def detect_image(segmenter: Segmenter, path: Path, cfg: TargetConfig, ignore_rects=()) -> ImageResult:
+    """ignore_rects: (x0, y0, x1, y1) px, end-exclusive, where no target is reported (burned-in
+    text, a logo), as the pipeline's [preprocess] ignore_rects."""
     image = to_unit(read_gray(path))
     score = sigmoid(segmenter.logits(image))
+    for x0, y0, x1, y1 in ignore_rects:
+        score[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = 0.0
     return ImageResult(path, image, score, extract_targets(score, image, cfg))
 
 

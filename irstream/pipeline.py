@@ -30,11 +30,12 @@ from irstream.config import PipelineConfig
 from irstream.errors import UserError
 from irstream.preprocess import Preprocessor
 from irstream.publish import ZmqPublisher
-from irstream.segment import StreamSegmenter, resolve_device
+from irstream.segment import StreamSegmenter, resolve_device, set_threads
 from irstream.annotate import TrackAnnotator
 from irstream.sinks import TIMING_WINDOW_FRAMES, FramesSink, JsonlSink, MotSink, SinkWorker, VideoSink
 from irstream.sources import Source, open_source
-from irstream.targets import extract_targets
+from irstream.osd import OsdMask
+from irstream.targets import extract_targets, resolve_targets
 from irstream.motion import GlobalMotion
 from irstream.tracker import Tracker
 from irstream.types import CONFIRMED, Frame, FrameResult
@@ -50,7 +51,8 @@ READER_JOIN_S = 5.0
 SHOW_CURSOR = "\x1b[?25h"
 log = logging.getLogger(__name__)
 #: queued: read until taken for processing (in file runs, the frames decoded ahead wait here).
-STAGES = ("read", "queued", "preprocess", "inference", "targets", "motion", "tracker")
+#: processing: from the start of preprocessing to the tracks, what one frame costs.
+STAGES = ("read", "queued", "preprocess", "inference", "targets", "motion", "tracker", "processing")
 
 
 class FrameReader:
@@ -158,7 +160,8 @@ class RunSummary:
     reconnects: int = 0
     stalls: int = 0
     detections: int = 0
-    confirmed_tracks: int = 0
+    confirmed_tracks: int = 0  # ids ever confirmed
+    published_track_frames: int = 0  # published tracks summed over frames
     wall_s: float = 0.0
     stopped_early: bool = False
     stage_ms: dict[str, deque] = field(default_factory=lambda: {s: _window() for s in STAGES})
@@ -242,11 +245,12 @@ class Pipeline:
                                             reconnect=cfg.source.reconnect)
         self.live = self.source.live if cfg.source.mode == "auto" else cfg.source.mode == "live"
         try:
+            set_threads(cfg.run.threads)
             model, self.card = load_weights(cfg.model.weights_path)
             device = resolve_device(cfg.model.device)
             self.segmenter = StreamSegmenter(model, device, cfg.model.upscale, cfg.model.runtime)
             self.preprocess = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
-            self.tracking = TrackingStage(cfg)
+            self.tracking = TrackingStage(cfg, self.card)
             self.sinks = self._output_sinks() + list(extra_sinks)
         except BaseException:
             self.source.close()
@@ -282,10 +286,12 @@ class Pipeline:
         reader = FrameReader(self.source, self.cfg.run.read_queue_frames, self.live, limit)
         t_start = time.perf_counter()
         try:
-            for name, sink, drop in self.sinks:
-                workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
+            # Warm up first: a subscriber that waits on the publisher's open should get frame 0
+            # as soon as it connects, not after the model's first (slow) forward passes.
             if self.source.shape:
                 self.segmenter.warm_up(self.source.shape)
+            for name, sink, drop in self.sinks:
+                workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
             self.summary.device += f" {self.segmenter.runtime_label}"
             t_start = time.perf_counter()  # the rate is of frames, not of opening outputs
             reader.start()
@@ -358,7 +364,10 @@ class Pipeline:
         timings = {"read": reader.read_ms.pop(frame.index, float("nan")), "queued": queued_ms, "preprocess": pre_ms,
                    "inference": (t0 - t_submit) * 1e3}
         dets, tracks = self.tracking(prob, unit, frame.timestamp_s, timings)
-        res = FrameResult(frame, unit, dets, tracks, timings)
+        # From the start of preprocessing to here: what the frame cost, without the time it
+        # waited in the read queue (which in a file run is most of read->output).
+        timings["processing"] = pre_ms + (time.perf_counter() - t_submit) * 1e3
+        res = FrameResult(frame, unit, dets, tracks, timings, ignored=self._ignored(valid), live=self.live)
         self.watchdog.enter("output")
         for w in workers:
             w.put(res)
@@ -373,8 +382,16 @@ class Pipeline:
         if self.on_frame:
             self.on_frame(res)
 
+    def _ignored(self, valid: np.ndarray | None) -> np.ndarray | None:
+        """Pixels no target is reported from: the configured ignore regions and learnt text."""
+        text = self.tracking.osd.mask
+        if valid is None:
+            return text
+        return ~valid if text is None else (~valid | text)
+
     def _count_confirmed(self, tracks) -> None:
         """Count each track once, when first confirmed; only live ids are remembered."""
+        self.summary.published_track_frames += len(tracks.published())
         now = set(tracks.track_id[tracks.state == CONFIRMED].tolist())
         self.summary.confirmed_tracks += len(now - self._confirmed)
         self._confirmed = (self._confirmed | now) & set(tracks.track_id.tolist())
@@ -396,19 +413,24 @@ class TrackingStage:
     """The per-frame work after the model: targets from the map, the scene's motion, the
     tracker.  Runs and `irstream eval-track` share it, so what is evaluated is what runs."""
 
-    def __init__(self, cfg: PipelineConfig) -> None:
-        self.targets_cfg = cfg.targets
+    def __init__(self, cfg: PipelineConfig, card: dict) -> None:
+        self.targets_cfg = resolve_targets(cfg.targets, card)
         self.motion = GlobalMotion(cfg.motion)
         self.tracker = Tracker(cfg.tracker)
+        self.osd = OsdMask(cfg.osd)
 
     def __call__(self, prob: np.ndarray, unit: np.ndarray, timestamp_s: float, timings: dict | None = None):
-        """(detections, tracks) of one frame; adds each part's time, ms, to `timings`."""
+        """(detections, tracks) of one frame; adds each part's time, ms, to `timings`.  The
+        burned-in text mask learnt so far is `self.osd.mask` (None until learnt)."""
         t0 = time.perf_counter()
+        text = self.osd.update(unit)
+        if text is not None:
+            prob = np.where(text, 0.0, prob)
         dets = extract_targets(prob, unit, self.targets_cfg)
         t1 = time.perf_counter()
         shift = self.motion.estimate(unit)
         t2 = time.perf_counter()
-        tracks = self.tracker.update(dets, timestamp_s, shift)
+        tracks = self.tracker.update(dets, timestamp_s, shift, unit.shape)
         t3 = time.perf_counter()
         if timings is not None:
             timings.update(targets=(t1 - t0) * 1e3, motion=(t2 - t1) * 1e3, tracker=(t3 - t2) * 1e3)

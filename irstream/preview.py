@@ -38,11 +38,17 @@ def display_available() -> bool:
     return done.returncode == 0
 
 
+#: OpenCV's Qt backend logs font and platform chatter ("QFont::fromString", "Cannot find
+#: font directory") that means nothing to a user; Qt reads this variable when it starts.
+QUIET_QT = "qt.qpa.*=false;qt.text.font.*=false;*.debug=false"
+
+
 class CvWindow:
     """An OpenCV HighGUI window."""
 
     def __init__(self, title: str = "irstream") -> None:
         self.title = title
+        os.environ.setdefault("QT_LOGGING_RULES", QUIET_QT)
         cv2.namedWindow(title, cv2.WINDOW_NORMAL)
 
     def show(self, image) -> int:

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
+import zmq.utils.monitor
 
 from irstream.errors import UserError
 from irstream.message import build_message, encode
@@ -121,14 +124,22 @@ class ZmqPublisher:
         elif not is_loopback(self.endpoint):
             log.warning("%s: publishing unencrypted to anyone who can reach this address; "
                         "use `irstream keys` and curve_dir to encrypt and authenticate", self.endpoint)
+        if "://" not in self.endpoint:
+            self.close()
+            raise UserError(f"--publish {self.endpoint}: an endpoint names its transport, "
+                            f"e.g. tcp://{self.endpoint}")
         try:
             self._sock.bind(self.endpoint)
         except zmq.ZMQError as exc:
             self.close()
             raise UserError(f"--publish {self.endpoint}: cannot bind ({exc}); pick a free port, "
                             "e.g. tcp://127.0.0.1:5557") from None
-        if self.wait_subscriber_s > 0 and not self._sock.poll(int(self.wait_subscriber_s * 1000), zmq.POLLIN):
-            return  # nobody came; publish anyway, to nobody
+        if self.wait_subscriber_s > 0:
+            log.warning("%s: waiting up to %g s for a subscriber before the first frame", self.endpoint,
+                        self.wait_subscriber_s)
+            if not self._sock.poll(int(self.wait_subscriber_s * 1000), zmq.POLLIN):
+                log.warning("%s: no subscriber came; publishing anyway", self.endpoint)
+                return
         self._drain_subscriptions()
 
     def _secure(self) -> None:
@@ -174,9 +185,27 @@ class ZmqPublisher:
         self._sock = self._ctx = self._auth = None
 
 
-def subscribe(endpoint: str, topic: str = DEFAULT_TOPIC, timeout_s: float | None = None, curve_dir: str = ""):
+@dataclass
+class Connection:
+    """What a subscriber saw of its publisher: connected at least once, and whether the last
+    thing it heard was the connection going away."""
+
+    connected: bool = False
+    gone: bool = False
+
+    def on_event(self, event: int) -> None:
+        if event == zmq.EVENT_CONNECTED:
+            self.connected, self.gone = True, False
+        elif event == zmq.EVENT_DISCONNECTED and self.connected:
+            self.gone = True
+
+
+def subscribe(endpoint: str, topic: str = DEFAULT_TOPIC, timeout_s: float | None = None, curve_dir: str = "",
+              connection: Connection | None = None):
     """Yield (topic, payload bytes) from a publisher; stop after `timeout_s` of silence.
-    curve_dir: a folder holding client.key_secret and the publisher's server.key."""
+    curve_dir: a folder holding client.key_secret and the publisher's server.key.
+    connection: filled in as the publisher connects and goes away (to tell a publisher that
+    never came from one that left)."""
     keys = None
     if curve_dir:
         keys = (_load_key(Path(curve_dir) / "client.key_secret", secret=True),
@@ -201,13 +230,27 @@ def subscribe(endpoint: str, topic: str = DEFAULT_TOPIC, timeout_s: float | None
         ctx.term()
         raise
     sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    conn = connection if connection is not None else Connection()
     try:
+        deadline = time.monotonic() + timeout_s if timeout_s else None
         while True:
-            if not sock.poll(int(timeout_s * 1000) if timeout_s else None):
+            wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            ready = dict(poller.poll(wait_ms))
+            if monitor in ready:
+                conn.on_event(zmq.utils.monitor.recv_monitor_message(monitor)["event"])
+            if sock in ready:
+                parts = sock.recv_multipart()
+                deadline = time.monotonic() + timeout_s if timeout_s else None
+                yield parts[0], parts[-1]
+            elif not ready:
                 return
-            parts = sock.recv_multipart()
-            yield parts[0], parts[-1]
     finally:
+        sock.disable_monitor()
+        monitor.close()
         sock.close()
         ctx.term()
 

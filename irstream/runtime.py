@@ -51,6 +51,23 @@ class ProbabilityNet(nn.Module):
         return torch.sigmoid(self.model.target_logits(x))
 
 
+class AnySizeNet(nn.Module):
+    """ProbabilityNet for frames of any height and width: pads to the model's size multiple
+    (replicating the edge) and crops back, inside the graph.  What `irstream export` writes, so
+    the .onnx runs on any frame size without irstream around it."""
+
+    def __init__(self, model: LRRNet) -> None:
+        super().__init__()
+        self.net, self.multiple = ProbabilityNet(model), model.cfg.size_multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        # Written with shape arithmetic (not Python ints) so the exporter records it in the graph.
+        ph = (self.multiple - h % self.multiple) % self.multiple
+        pw = (self.multiple - w % self.multiple) % self.multiple
+        return self.net(F.pad(x, (0, pw, 0, ph), mode="replicate"))[:, :, :h, :w]
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad (B, C, H, W) on the bottom and right so H and W are multiples of `multiple`."""
     h, w = x.shape[-2:]
@@ -161,16 +178,11 @@ class OnnxRuntime:
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("format") != ONNX_FORMAT:
             raise UserError(f"{graph}: not an irstream ONNX export; write one with `irstream export`")
-        self.multiple = int(json.loads(meta["config"]).get("size_multiple", 8))
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        h, w = frames.shape[-2:]
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        x = np.ascontiguousarray(frames, dtype=np.float32)
-        if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
-        return self.session.run(None, {self.input: x})[0][:, 0, :h, :w]
+        """(B, 1, H, W) frames of any size -> (B, H, W) probabilities (the graph pads and crops)."""
+        return self.session.run(None, {self.input: np.ascontiguousarray(frames, dtype=np.float32)})[0][:, 0]
 
 
 def import_onnxruntime():
@@ -192,22 +204,27 @@ def onnxruntime_available() -> bool:
 
 
 def export_onnx(model: LRRNet, dest: Path | None = None, name: str = "lrrnet") -> bytes:
-    """The model as an ONNX graph with dynamic batch, height and width; written to dest when
-    given.  Metadata names the format and the architecture, so a loader can check what it got."""
+    """The model as an ONNX graph: (batch, 1, H, W) frames in [0, 1] -> (batch, 1, H, W) target
+    probabilities, any batch, height and width (the padding to the model's size multiple is in
+    the graph); written to dest when given.  Metadata names the format, the architecture and
+    this contract, so a loader can check what it got."""
     import_onnxruntime()
-    net = ProbabilityNet(copy.deepcopy(model)).eval().cpu()  # a copy: eval() and cpu() act in place
+    net = AnySizeNet(copy.deepcopy(model)).eval().cpu()  # a copy: eval() and cpu() act in place
     m = model.cfg.size_multiple
     buf = io.BytesIO()
     axes = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         # The TorchScript-based exporter is deprecated in favour of the dynamo one, which needs
-        # onnxscript; this one needs nothing beyond onnx and is exact for these operators.
+        # onnxscript; this one needs nothing beyond onnx and is exact for these operators.  An
+        # odd example size makes the tracer keep the padding arithmetic general.
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.rand(1, 1, 4 * m, 4 * m),), buf, input_names=["frames"],
+        torch.onnx.export(net, (torch.rand(1, 1, 4 * m + 3, 4 * m + 5),), buf, input_names=["frames"],
                           output_names=["probability"], opset_version=ONNX_OPSET, dynamo=False,
                           dynamic_axes={"frames": axes, "probability": axes})
-    data = _with_metadata(buf.getvalue(), {"format": ONNX_FORMAT, "model": name,
-                                           "config": json.dumps(model.cfg.to_dict() | {"size_multiple": m})})
+    data = _with_metadata(buf.getvalue(), {
+        "format": ONNX_FORMAT, "model": name, "config": json.dumps(model.cfg.to_dict() | {"size_multiple": m}),
+        "input": "frames: float32 (batch, 1, height, width), gray in [0, 1] (8-bit pixels / input_scale), any size",
+        "output": "probability: float32 (batch, 1, height, width), target probability per pixel"})
     if dest is not None:
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         Path(dest).write_bytes(data)

@@ -246,7 +246,10 @@ class FramesSink:
 
 
 class HudClock:
-    """The HUD's numbers: frame, processing rate (smoothed over about 10 frames), latency."""
+    """The HUD's numbers, each labelled: frame, processing rate (smoothed over about 10 frames),
+    latency, detections and published tracks.  The latency of a file run is the processing
+    time (preprocess to output): read-to-output there is mostly frames queued ahead of the
+    model.  A live run shows read-to-output, what a consumer of the feed waits."""
 
     def __init__(self) -> None:
         self._last: float | None = None
@@ -259,9 +262,12 @@ class HudClock:
             self._fps = inst if self._fps == 0 else 0.9 * self._fps + 0.1 * inst
         self._last = now
         f = res.frame
-        lat = (now - f.read_at) * 1e3
+        if res.live:
+            latency = f"read->out {(now - f.read_at) * 1e3:5.0f} ms"
+        else:
+            latency = f"processing {res.timings_ms.get('processing', float('nan')):5.0f} ms"
         n = len(res.tracks.published())
-        return f"#{f.index} {self._fps:5.1f} fps {lat:6.1f} ms  det {len(res.detections)} trk {n}"
+        return f"frame {f.index}  {self._fps:4.1f} fps  {latency}  detections {len(res.detections)}  tracks {n}"
 
 
 def _open_for_writing(path: Path, flag: str):

@@ -4,10 +4,14 @@ A sequence is a source plus, per frame, the ground-truth target points (id, x, y
 - DAUB: a folder of frames with `labels.csv` (`frame,x,y`, frame 1-based, x and y 0-based
   pixel centres, one target per frame);
 - MOTChallenge: a video or folder with `<name>.gt.txt` beside it or `gt/gt.txt` inside it
-  (`frame,id,left,top,width,height,...`, frame 1-based; the point is the box centre).
+  (`frame,id,left,top,width,height,...`, frame 1-based; the point is the box centre);
+- a video whose labels irstream ships (irstream/data/labels/antiuav-clips/<name>.txt, found by
+  the video's name), scored over the labelled frames (<name>.frames) only.
 
-Matching is by centroid distance: a prediction within `match_px` of a ground-truth point (3 px,
-the field's convention) is a hit; each frame is matched one-to-one by least total distance.
+Matching is by distance: a prediction within `match_px` of a ground-truth point (3 px, the
+field's convention) is a hit; for a box label, the distance is to the box (0 inside it), so a
+detection anywhere on a 30x20 px drone hits it.  Each frame is matched one-to-one by least
+total distance.
 Pd = hits / ground-truth points; false alarms per frame = unmatched predictions / frames.
 
 Tracking metrics come from TrackEval (HOTA, CLEAR, Identity), fed a point similarity
@@ -31,10 +35,21 @@ DAUB_LABELS = "labels.csv"
 
 @dataclass
 class Truth:
-    """Ground truth of one frame: ids (n,) and points xy (n, 2), px."""
+    """Ground truth of one frame: ids (n,) and points xy (n, 2), px; for box labels also the
+    boxes (n, 4) as left, top, right, bottom pixel edges (inclusive)."""
 
     ids: np.ndarray
     xy: np.ndarray
+    boxes: np.ndarray | None = None
+
+    def distances(self, pred_xy: np.ndarray) -> np.ndarray:
+        """(pred, truth) distances, px: to the point, or to the box (0 inside) for box labels."""
+        if self.boxes is None or not len(self.boxes):
+            return np.linalg.norm(pred_xy[:, None, :] - self.xy[None, :, :], axis=2)
+        b = self.boxes[None, :, :]
+        dx = np.maximum(np.maximum(b[..., 0] - pred_xy[:, None, 0], pred_xy[:, None, 0] - b[..., 2]), 0.0)
+        dy = np.maximum(np.maximum(b[..., 1] - pred_xy[:, None, 1], pred_xy[:, None, 1] - b[..., 3]), 0.0)
+        return np.hypot(dx, dy)
 
 
 @dataclass
@@ -69,11 +84,17 @@ def find_sequences(paths: list[str | Path]) -> list[EvalSequence]:
 
 
 def _sequence(p: Path) -> EvalSequence | None:
+    from irstream.data.mix import LABELS_DIR
+
     if p.is_dir() and (p / DAUB_LABELS).is_file():
         return EvalSequence(p.name, str(p), load_daub_labels(p / DAUB_LABELS, _count_frames(p)))
     mot = p.with_name(p.stem + ".gt.txt") if p.is_file() else p / "gt" / "gt.txt"
     if mot.is_file():
         return EvalSequence(p.stem if p.is_file() else p.name, str(p), load_mot_gt(mot, _count_frames(p)))
+    shipped = LABELS_DIR / f"{p.stem}.txt"
+    if p.is_file() and shipped.is_file():
+        n = int((LABELS_DIR / f"{p.stem}.frames").read_text().split()[0])
+        return EvalSequence(p.stem, str(p), load_mot_gt(shipped, min(n, _count_frames(p)), boxes=True))
     return None
 
 
@@ -100,30 +121,37 @@ def load_daub_labels(path: Path, n_frames: int) -> list[Truth]:
     return truth
 
 
-def load_mot_gt(path: Path, n_frames: int) -> list[Truth]:
+def load_mot_gt(path: Path, n_frames: int, boxes: bool = False) -> list[Truth]:
+    """Per frame, the boxes' centres as points; with boxes=True the boxes too (matched by
+    distance to the box, for targets much larger than match_px)."""
     rows: dict[int, list] = {}
     for line in path.read_text().splitlines():
-        if not line.strip():
+        if not line.strip() or line.startswith("#"):
             continue
         f, tid, left, top, w, h = (float(v) for v in line.split(",")[:6])
-        # The box's pixels are left .. left + w - 1, so its centre is left + (w - 1) / 2.
-        rows.setdefault(int(f) - 1, []).append((int(tid), left + (w - 1) / 2, top + (h - 1) / 2))
+        rows.setdefault(int(f) - 1, []).append((int(tid), left, top, w, h))
     truth = []
     for k in range(n_frames):
         r = rows.get(k, [])
-        truth.append(Truth(np.array([t for t, _, _ in r], np.int64), np.array([(x, y) for _, x, y in r]).reshape(-1, 2)))
+        ids = np.array([t for t, *_ in r], np.int64)
+        # The box's pixels are left .. left + w - 1, so its centre is left + (w - 1) / 2.
+        xy = np.array([(x + (w - 1) / 2, y + (h - 1) / 2) for _, x, y, w, h in r]).reshape(-1, 2)
+        edges = np.array([(x, y, x + w - 1, y + h - 1) for _, x, y, w, h in r], float).reshape(-1, 4)
+        truth.append(Truth(ids, xy, edges if boxes else None))
     return truth
 
 
 # ---- matching and single-frame counts ---------------------------------------------------------
 
 
-def match_points(pred_xy: np.ndarray, gt_xy: np.ndarray, max_px: float = MATCH_PX) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one (pred rows, gt rows) within max_px: as many pairs as can be made, then the
-    least total distance (the tracker's assignment)."""
-    if not len(pred_xy) or not len(gt_xy):
+def match_points(pred_xy: np.ndarray, gt: np.ndarray | Truth, max_px: float = MATCH_PX) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one (pred rows, gt rows) within max_px of the ground-truth points (an (n, 2)
+    array) or of a frame's Truth (boxes included): as many pairs as can be made, then the least
+    total distance (the tracker's assignment)."""
+    truth = gt if isinstance(gt, Truth) else Truth(np.zeros(len(gt), np.int64), np.asarray(gt).reshape(-1, 2))
+    if not len(pred_xy) or not len(truth.xy):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    d = np.linalg.norm(pred_xy[:, None, :] - gt_xy[None, :, :], axis=2)
+    d = truth.distances(np.asarray(pred_xy, float).reshape(-1, 2))
     return assign(np.where(d <= max_px, d, np.inf))
 
 
@@ -138,7 +166,7 @@ class Counts:
 
     def add(self, pred_xy: np.ndarray, truth: Truth, max_px: float) -> np.ndarray:
         """Count one frame; returns the matched prediction rows."""
-        p, _ = match_points(pred_xy, truth.xy, max_px)
+        p, _ = match_points(pred_xy, truth, max_px)
         self.hits += len(p)
         self.truths += len(truth.xy)
         self.false_alarms += len(pred_xy) - len(p)
@@ -192,11 +220,11 @@ class TrackLog:
         self.xy.append(np.asarray(xy, np.float64).reshape(-1, 2))
 
 
-def point_similarity(pred_xy: np.ndarray, gt_xy: np.ndarray, max_px: float) -> np.ndarray:
-    """(gt, pred) similarities in [0, 1]; 0.5 at exactly max_px."""
-    if not len(pred_xy) or not len(gt_xy):
-        return np.zeros((len(gt_xy), len(pred_xy)))
-    d = np.linalg.norm(gt_xy[:, None, :] - pred_xy[None, :, :], axis=2)
+def point_similarity(pred_xy: np.ndarray, truth: Truth, max_px: float) -> np.ndarray:
+    """(gt, pred) similarities in [0, 1]; 0.5 at exactly max_px from the point (or box)."""
+    if not len(pred_xy) or not len(truth.xy):
+        return np.zeros((len(truth.xy), len(pred_xy)))
+    d = truth.distances(np.asarray(pred_xy, float).reshape(-1, 2)).T
     return np.clip(1.0 - d / (2.0 * max_px), 0.0, 1.0)
 
 
@@ -212,7 +240,7 @@ def mot_metrics(truth: list[Truth], log: TrackLog, max_px: float = MATCH_PX) -> 
         "num_gt_ids": int(max((i.max() + 1 for i in gt_ids if len(i)), default=0)),
         "num_tracker_ids": int(max((i.max() + 1 for i in tr_ids if len(i)), default=0)),
         "gt_ids": gt_ids, "tracker_ids": tr_ids,
-        "similarity_scores": [point_similarity(p, t.xy, max_px) for p, t in zip(log.xy, truth)],
+        "similarity_scores": [point_similarity(p, t, max_px) for p, t in zip(log.xy, truth)],
     }
     quiet = {"PRINT_CONFIG": False, "THRESHOLD": 0.5}
     hota = HOTA().eval_sequence(data)
@@ -236,7 +264,7 @@ def frames_to_confirm(truth: list[Truth], log: TrackLog, max_px: float = MATCH_P
     for k, (t, xy) in enumerate(zip(truth, log.xy)):
         for tid in t.ids.tolist():
             first.setdefault(tid, k)
-        _, g = match_points(xy, t.xy, max_px)
+        _, g = match_points(xy, t, max_px)
         for tid in t.ids[g].tolist():
             found.setdefault(tid, k)
     return [float(found[i] - first[i]) if i in found else float("inf") for i in first]
@@ -253,7 +281,7 @@ def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg) ->
     for f in files:
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(f"{upscale}:{preprocess_cfg!r}".encode())
+    h.update(f"{upscale}:{preprocess_cfg!r}:{seq.frames}".encode())
     return h.hexdigest()[:16]
 
 
@@ -303,7 +331,9 @@ def _compute_maps(seq: EvalSequence, cfg, on_frame) -> SequenceMaps:
                 on_frame()
 
     with open_source(seq.uri, fps=cfg.source.fps) as src:
-        for frame in src:
+        for k, frame in enumerate(src):
+            if k == seq.frames:  # labels cover the first frames only (shipped clip labels)
+                break
             unit = pre(frame)
             stamps.append(frame.timestamp_s)
             keep(seg.push((unit, pre.valid), unit))
@@ -337,8 +367,9 @@ def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: floa
 
     from irstream.pipeline import TrackingStage
     from irstream.targets import extract_targets
+    from irstream.weights import read_card
 
-    stage = TrackingStage(cfg)
+    stage = TrackingStage(cfg, read_card(cfg.model.weights_path))
     det, trk, log = Counts(), Counts(), TrackLog()
     sweep = {t: Counts() for t in thresholds}
     sweep_cfgs = {t: dataclasses.replace(cfg.targets, score_threshold=t) for t in thresholds}

@@ -17,6 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
 from irstream import kalman
+from irstream.clutter import ClutterMap
 from irstream.types import COASTING, CONFIRMED, TENTATIVE, Detections, Tracks
 
 #: Peak scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before their logit, so a saturated
@@ -71,6 +72,21 @@ class TrackerConfig:
         miss_llr_nats more negative) confirms fewer clutter tracks; it also confirms dim or
         flickering targets later or never.
 
+    clutter_cell_px, clutter_time_constant_s, clutter_floor, clutter_max_penalty_nats: the
+        clutter map (irstream.clutter): the scene in cells of clutter_cell_px px, each learning
+        how many detections per frame no confirmed track explains, with memory
+        clutter_time_constant_s s.  A detection that would start or feed a tentative track in a
+        cell of rate r gets log(r / clutter_floor) nats less (at most clutter_max_penalty_nats);
+        clutter_floor is the rate of clean sky, false detections per cell per frame.  Confirmed
+        tracks are never charged.  clutter_cell_px = 0 turns the map off.  A longer memory or a
+        lower floor suppresses recurring clutter harder; it also delays a target that hovers,
+        unconfirmed, where clutter was.
+
+    motion_gain_nats, motion_ref_px: evidence for moving against the scene.  Each hit of a
+        tentative track adds motion_gain_nats x min(1, d / motion_ref_px), d its travel
+        against the scene since it started, px.  Clutter locked to the scene gains nothing; a
+        target that hovers still confirms on its scores alone, only later.
+
     max_coast_frames: consecutive missed frames a confirmed track is kept for, predicted only
         (state COASTING), frames; the next miss deletes it.  0 deletes a track at
         its first miss.  Raising it carries ids through occlusions and missed detections; it
@@ -99,6 +115,12 @@ class TrackerConfig:
     confirm_llr_nats: float = 3.0
     max_llr_nats: float = 10.0
     static_clutter_shift_px: float = 0.0
+    clutter_cell_px: float = 8.0
+    clutter_time_constant_s: float = 4.0
+    clutter_floor: float = 0.01
+    clutter_max_penalty_nats: float = 6.0
+    motion_gain_nats: float = 1.0
+    motion_ref_px: float = 3.0
     max_coast_frames: int = 10
     min_start_score: float = 0.5
     default_dt_s: float = 1.0 / 25.0
@@ -117,7 +139,10 @@ class TrackerConfig:
         _check(self, "hit_llr_nats", Real, math.isfinite, "a finite number")
         _check(self, "miss_llr_nats", Real, lambda v: math.isfinite(v) and v <= 0, "a finite number <= 0")
         _check(self, "confirm_llr_nats", Real, math.isfinite, "a finite number")
-        _check(self, "static_clutter_shift_px", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+        for name in ("static_clutter_shift_px", "clutter_cell_px", "clutter_max_penalty_nats", "motion_gain_nats"):
+            _check(self, name, Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+        for name in ("clutter_time_constant_s", "clutter_floor", "motion_ref_px"):
+            _check(self, name, Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
         _check(self, "max_llr_nats", Real, lambda v: math.isfinite(v) and v >= self.confirm_llr_nats,
                f"a finite number >= confirm_llr_nats ({self.confirm_llr_nats!r})")
 
@@ -216,8 +241,11 @@ class Tracker:
         self._x, self._P = kalman.initial_state(np.zeros((0, 2)), 1.0, 1.0)
         self._next_id = 1
         self._last_t: float | None = None
+        c = self.cfg
+        self._clutter = ClutterMap(c.clutter_cell_px, c.clutter_time_constant_s, c.clutter_floor,
+                                   c.clutter_max_penalty_nats) if c.clutter_cell_px > 0 else None
 
-    def update(self, detections: Detections, timestamp_s: float, scene_shift_xy=None) -> Tracks:
+    def update(self, detections: Detections, timestamp_s: float, scene_shift_xy=None, image_shape=None) -> Tracks:
         """Advance to one frame and return every live track (tentative ones included).
 
         Call once per frame, in time order, on frames with no detections too (pass
@@ -230,9 +258,15 @@ class Tracker:
         (irstream.motion).  A target may move with the scene or hold its place in the image (a
         camera that follows it), so each track is matched under both hypotheses and takes the
         closer; a missed track keeps the hypothesis it last matched under.
+
+        image_shape: (H, W) of the frame, px; a track whose position leaves the picture is ended
+        rather than published outside it.
         """
-        F, Q = kalman.cv_model(self._step_s(timestamp_s), self.cfg.accel_noise_px_s2)
+        dt = self._step_s(timestamp_s)
+        F, Q = kalman.cv_model(dt, self.cfg.accel_noise_px_s2)
         shift = np.zeros(2) if scene_shift_xy is None else np.asarray(scene_shift_xy, np.float64)
+        if self._clutter is not None:
+            self._clutter.advance(dt, shift)
         before = self._x[:, :2].copy()
         self._x, self._P = kalman.predict(self._x, self._P, F, Q)
         for t in self._tracks:
@@ -253,10 +287,26 @@ class Tracker:
             if t.state != TENTATIVE and self._static_clutter(t):
                 t.state = TENTATIVE  # unpublished; _alive keeps it, so clutter does not restart
         keep = [self._alive(t) for t in self._tracks]
+        if image_shape is not None:
+            h, w = image_shape[:2]
+            inside = (self._x[:, 0] >= 0) & (self._x[:, 0] <= w - 1) & (self._x[:, 1] >= 0) & (self._x[:, 1] <= h - 1)
+            keep = [k and bool(i) for k, i in zip(keep, inside)]
         self._tracks = [t for t, k in zip(self._tracks, keep) if k]
         self._x, self._P = self._x[keep], self._P[keep]
         self._start(detections, unmatched)
+        self._learn_clutter(detections)
         return self._snapshot()
+
+    def _learn_clutter(self, det: Detections) -> None:
+        """Detections that no established track explains feed the clutter map."""
+        if self._clutter is None:
+            return
+        explained = {t.detection for t in self._tracks if t.state != TENTATIVE and t.detection >= 0}
+        rows = [i for i in range(len(det)) if i not in explained]
+        self._clutter.add(det.centroid_xy[rows])
+
+    def _clutter_nats(self, xy: np.ndarray) -> np.ndarray:
+        return np.zeros(len(xy)) if self._clutter is None else self._clutter.penalty_nats(xy)
 
     def _correct(self, det: Detections) -> None:
         """Kalman update of every matched track with its detection's centroid."""
@@ -305,7 +355,10 @@ class Tracker:
         t.misses = 0
         t.score = float(det.peak_score[i])
         t.bbox = det.bbox_xyxy[i].copy()
-        t.llr = min(t.llr + self._hit_llr(t.score), self.cfg.max_llr_nats)
+        gain = self._hit_llr(t.score)
+        if t.state == TENTATIVE:
+            gain += self._motion_nats(t) - float(self._clutter_nats(det.centroid_xy[i:i + 1])[0])
+        t.llr = min(t.llr + gain, self.cfg.max_llr_nats)
         # A tentative track still alive is within its window (see _alive), so M hits confirm it.
         if t.state == COASTING or (self._evidenced(t) and not self._static_clutter(t)):
             t.state = CONFIRMED
@@ -319,6 +372,10 @@ class Tracker:
         of a camera that follows it or moves across the scene on its own."""
         limit = self.cfg.static_clutter_shift_px
         return limit > 0 and t.shift_seen_px >= limit and math.hypot(*t.scene_travel_xy) < 0.5 * t.shift_seen_px
+
+    def _motion_nats(self, t: _Track) -> float:
+        travel = math.hypot(*t.scene_travel_xy)
+        return self.cfg.motion_gain_nats * min(1.0, travel / self.cfg.motion_ref_px)
 
     def _hit_llr(self, score: float) -> float:
         p = min(max(score, SCORE_EPS), 1.0 - SCORE_EPS)
@@ -342,9 +399,10 @@ class Tracker:
         rows = rows[det.peak_score[rows] >= self.cfg.min_start_score]
         x, P = kalman.initial_state(det.centroid_xy[rows], self.cfg.meas_noise_px, self.cfg.init_velocity_std_px_s)
         self._x, self._P = np.concatenate([self._x, x]), np.concatenate([self._P, P])
-        for i in rows:
+        penalty = self._clutter_nats(det.centroid_xy[rows])
+        for i, pen in zip(rows, penalty):
             score = float(det.peak_score[i])
-            llr = min(self._hit_llr(score), self.cfg.max_llr_nats)
+            llr = min(self._hit_llr(score) - float(pen), self.cfg.max_llr_nats)
             sure = self.cfg.confirm_hits == 1 and llr >= self.cfg.confirm_llr_nats
             state = CONFIRMED if sure else TENTATIVE
             self._tracks.append(_Track(self._next_id, det.bbox_xyxy[i].copy(), score,

@@ -42,6 +42,15 @@ class TrainConfig:
         also learns targets of 1 to 3 px (the real sequences' far aircraft), which SIRST has few of.
     init_weights: start from these irstream weights (fine-tuning) instead of from scratch;
         they must be of the same model.
+    mix: train on named real sources with weights (irstream.data.mix), e.g.
+        ["sirst-v1:0.3", "backgrounds:0.25"], read under data_root; validation then scores
+        SIRST v1 val IoU together with the share of target-free val backgrounds left clean.
+    hard_share: fraction of crops centred on one of the model's own false alarms, mined every
+        mine_every steps over mine_images training images (mix runs only).
+    steps_per_epoch: optimiser steps between validations and checkpoints; 0 = one pass.
+    intensity_jitter: crops get gain 1 +- j and offset +- j/2 (clipped to [0, 1]), so the model
+        does not learn one sensor's gray levels.
+    channels_last, amp: speed settings of the step (see `irstream bench train`).
     poly_power: lr = lr0 * (1 - progress) ** poly_power, progress in iterations, or in
         wall time when max_minutes is set (so a time-budgeted run still decays to zero).
     """
@@ -67,13 +76,29 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0
     init_weights: str = ""
+    # Real-data mix (irstream.data.mix): "source:weight" entries; empty = data + extra_data above.
+    mix: list[str] = field(default_factory=list)
+    data_root: str = "../shared/data"
+    hard_share: float = 0.0
+    mine_every: int = 0
+    mine_images: int = 300
+    steps_per_epoch: int = 0
+    intensity_jitter: float = 0.0
+    channels_last: bool = False
+    amp: str = ""
 
     def __post_init__(self) -> None:
         if self.crop_px % 8 or self.resize_px % 8:
             raise ValueError("crop_px and resize_px must be multiples of 8 (the model's size multiple)")
-        for name in ("target_crop_share", "synthetic_share", "half_scale_share"):
+        for name in ("target_crop_share", "synthetic_share", "half_scale_share", "hard_share", "intensity_jitter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be within [0, 1]")
+        if self.amp not in ("", "bf16"):
+            raise ValueError(f"amp={self.amp!r}: must be '' (fp32) or 'bf16'")
+        if self.mix:
+            from irstream.data.mix import parse_mix
+
+            parse_mix(self.mix)
 
 
 def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -88,6 +113,33 @@ def lrrnet_loss(logits, recon, image, target, rec_weight: float) -> tuple[torch.
     seg = soft_iou_loss(logits, target)
     rec = torch.nn.functional.mse_loss(recon, image)
     return seg + rec_weight * rec, {"seg": seg.item(), "rec": rec.item()}
+
+
+class StepRunner:
+    """One optimiser step under a speed setting: channels-last memory, bf16 autocast, torch.compile.
+
+    The settings change how the arithmetic runs, not what is learnt; `irstream bench train`
+    measures which is fastest on a machine.
+    """
+
+    def __init__(self, model, opt, rec_weight: float, channels_last: bool = False, amp: str = "",
+                 compile: bool = False):
+        self.model, self.opt, self.rec_weight = model, opt, rec_weight
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.amp_dtype = {"": None, "bf16": torch.bfloat16}[amp]
+        self.forward = torch.compile(model) if compile else model
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+        x = x.contiguous(memory_format=self.memory_format)
+        with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+            logits, recon = self.forward(x)
+        loss, parts = lrrnet_loss(logits.float(), recon.float(), x, y, self.rec_weight)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), **parts}
 
 
 # ---- batches -------------------------------------------------------------------------------
@@ -157,18 +209,152 @@ def make_batch(samples: list[Sample], idx: np.ndarray, cfg: TrainConfig, rng: np
     return x, y
 
 
+# ---- real-data mix -------------------------------------------------------------------------
+
+def _jitter(img: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    gain, offset = 1.0 + rng.uniform(-amount, amount), rng.uniform(-amount / 2, amount / 2)
+    return np.clip(img * np.float32(gain) + np.float32(offset), 0.0, 1.0)
+
+
+def make_mix_batch(mix, cfg: TrainConfig, rng: np.random.Generator):
+    """A batch from the mix: source by weight; crop on a target, on a mined false alarm, or anywhere."""
+    from irstream.data.mix import crop_at
+
+    side, imgs, masks = cfg.crop_px, [], []
+    for _ in range(cfg.batch):
+        name, i = mix.pick(rng)
+        s = mix.sources[name][i]
+        half = rng.random() < cfg.half_scale_share
+        size = 2 * side if half else side
+        r, centre = rng.random(), None
+        if r < cfg.target_crop_share and s.mask.any():
+            ys, xs = np.nonzero(s.mask)
+            k = rng.integers(ys.size)
+            centre = (int(ys[k]), int(xs[k]))
+        elif r < cfg.target_crop_share + cfg.hard_share and (name, i) in mix.hard:
+            pts = mix.hard[(name, i)]
+            centre = tuple(int(v) for v in pts[rng.integers(len(pts))])
+        img, mask = crop_at(s.image, s.mask, size, centre, rng, size // 4)
+        if half:
+            img = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+            mask = mask.reshape(side, 2, side, 2).any(axis=(1, 3))
+        if cfg.flips:
+            img, mask = flip_pair(img, mask, rng)
+        if cfg.intensity_jitter:
+            img = _jitter(img, cfg.intensity_jitter, rng)
+        imgs.append(np.ascontiguousarray(img, dtype=np.float32))
+        masks.append(np.ascontiguousarray(mask))
+    x = torch.from_numpy(np.stack(imgs)[:, None])
+    y = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
+    return x, y
+
+
+#: A predicted component counts as a false alarm for mining when it lies this far (px) from any truth pixel.
+MINE_CLEARANCE_PX = 3
+#: At most this many false alarms are kept per image (the highest-scoring).
+MINE_PER_IMAGE = 8
+
+
+@torch.inference_mode()
+def mine_hard_negatives(model: LRRNet, mix, count: int, rng: np.random.Generator, device) -> dict:
+    """Run the model over `count` training images (drawn as training draws them) and store the
+    centres of its false alarms in mix.hard.  Returns what it found."""
+    was_training = model.training
+    model.eval()
+    seen, with_fa, fa_total = set(), 0, 0
+    for _ in range(count):
+        key = mix.pick(rng)
+        if key in seen:
+            continue
+        seen.add(key)
+        s = mix.sources[key[0]][key[1]]
+        logits = forward_any_size(model, torch.from_numpy(s.image)[None, None].to(device))[0][0, 0].cpu().numpy()
+        near_truth = cv2.dilate(s.mask.astype(np.uint8), np.ones((2 * MINE_CLEARANCE_PX + 1,) * 2, np.uint8)) > 0
+        n, labels, _, cents = cv2.connectedComponentsWithStats((logits > 0).astype(np.uint8), connectivity=8)
+        pts = []
+        for c in range(1, n):
+            comp = labels == c
+            if not (comp & near_truth).any():
+                pts.append((float(logits[comp].max()), int(round(cents[c][1])), int(round(cents[c][0]))))
+        if pts:
+            pts.sort(reverse=True)
+            mix.hard[key] = np.array([p[1:] for p in pts[:MINE_PER_IMAGE]], dtype=np.int64)
+            with_fa += 1
+            fa_total += len(pts)
+        else:
+            mix.hard.pop(key, None)
+    model.train(was_training)
+    return {"images": len(seen), "images_with_fa": with_fa, "fa_components": fa_total,
+            "hard_images": len(mix.hard)}
+
+
+#: Clip validation takes every n-th labelled frame of the validation clips.
+CLIP_VAL_STEP = 20
+#: In the checkpoint score, each false detection per clip frame costs this much of the drone's Pd.
+CLIP_FA_COST = 0.2
+
+
+@torch.inference_mode()
+def clip_detections(model: LRRNet, frames: list, device, threshold: float = 0.5, match_px: float = 3.0) -> dict:
+    """On labelled clip frames [(name, image, boxes)]: the share of drones hit (a component whose
+    centroid is within match_px of the box) and unmatched components per frame."""
+    was_training = model.training
+    model.eval()
+    hits = truths = false = 0
+    for _, img, boxes in frames:
+        logits = forward_any_size(model, torch.from_numpy(img)[None, None].to(device))[0][0, 0].cpu().numpy()
+        n, _, _, cents = cv2.connectedComponentsWithStats((logits > logit(threshold)).astype(np.uint8), connectivity=8)
+        free = np.ones(n - 1, dtype=bool)
+        for x, y, w, h in boxes:
+            d = np.hypot(np.maximum(np.maximum(x - cents[1:, 0], cents[1:, 0] - (x + w - 1)), 0),
+                         np.maximum(np.maximum(y - cents[1:, 1], cents[1:, 1] - (y + h - 1)), 0))
+            near = np.flatnonzero(free & (d <= match_px))
+            truths += 1
+            if near.size:
+                hits += 1
+                free[near] = False  # every component on the drone counts for it, none as a false alarm
+        false += int(free.sum())
+    model.train(was_training)
+    frames_n = max(1, len(frames))
+    return {"pd": hits / truths if truths else 0.0, "fa_per_frame": false / frames_n, "frames": len(frames)}
+
+
+def logit(p: float) -> float:
+    """The logit at which sigmoid reaches p: thresholding logits there equals thresholding p."""
+    return float(np.log(p / (1.0 - p)))
+
+
+@torch.inference_mode()
+def background_false_alarms(model: LRRNet, samples: list[Sample], device, threshold: float = 0.5,
+                            on_image=None) -> dict:
+    """On target-free images: share of images with no detection, detections per image."""
+    was_training = model.training
+    model.eval()
+    counts = []
+    for s in samples:
+        logits = forward_any_size(model, torch.from_numpy(s.image)[None, None].to(device))[0][0, 0].cpu().numpy()
+        counts.append(cv2.connectedComponents((logits > logit(threshold)).astype(np.uint8), connectivity=8)[0] - 1)
+        if on_image:
+            on_image()
+    model.train(was_training)
+    counts = np.asarray(counts)
+    return {"clean_share": float((counts == 0).mean()) if counts.size else 0.0,
+            "dets_per_image": float(counts.mean()) if counts.size else 0.0, "images": int(counts.size)}
+
+
 # ---- evaluation ----------------------------------------------------------------------------
 
 @torch.inference_mode()
-def evaluate(model: LRRNet, samples: list[Sample], device: torch.device, on_image=None) -> dict:
-    """Metrics of `model` on whole images (no resizing): a pixel is a target where its logit > 0."""
+def evaluate(model: LRRNet, samples: list[Sample], device: torch.device, on_image=None, threshold: float = 0.5) -> dict:
+    """Metrics of `model` on whole images (no resizing): a pixel is a target where its
+    probability > threshold (0.5: logit > 0, the field's convention)."""
     was_training = model.training
     model.eval()
     m = SegMetrics()
     for s in samples:
         x = torch.from_numpy(s.image)[None, None].to(device)
         logits, _ = forward_any_size(model, x)
-        m.update(logits[0, 0].cpu().numpy() > 0, s.mask)
+        m.update(logits[0, 0].cpu().numpy() > logit(threshold), s.mask)
         if on_image:
             on_image()
     model.train(was_training)
@@ -209,21 +395,19 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    train_set = load_split(cfg.data, cfg.train_split)
-    for extra in cfg.extra_data:
-        train_set += load_split(extra, "train")
-    val_set = load_split(cfg.data, cfg.val_split)
+    data = _TrainData(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = _initial_model(cfg).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
-    state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "best_iou": -1.0, "best_epoch": 0, "config": asdict(cfg)}
+    state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "best_score": -1.0, "best_epoch": 0, "config": asdict(cfg),
+             "mining": []}
     if resume and (run / "last.safetensors").is_file():
-        state = _load_checkpoint(run, model, opt)
-    steps_per_epoch = max(1, len(train_set) // cfg.batch)
+        state = {**state, **_load_checkpoint(run, model, opt), "config": asdict(cfg)}
+    runner = StepRunner(model, opt, cfg.rec_weight, channels_last=cfg.channels_last, amp=cfg.amp)
+    steps_per_epoch = cfg.steps_per_epoch or data.steps_per_epoch(cfg.batch)
     total_steps = cfg.epochs * steps_per_epoch
     rng = np.random.default_rng([cfg.seed, state["epoch"]])
-    log = run / "metrics.csv"
     t_start = time.monotonic() - state["elapsed_s"]
 
     def progress_fraction() -> float:
@@ -235,20 +419,17 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
     bar_total = None if cfg.max_minutes else total_steps
     task = progress.add_task("train", total=bar_total, completed=state["step"]) if progress else None
     while state["epoch"] < cfg.epochs and progress_fraction() < 1.0:
-        order = rng.permutation(len(train_set))
+        if data.mix is not None and cfg.mine_every and (state["step"] % cfg.mine_every < steps_per_epoch
+                                                        or not data.mix.hard):
+            found = mine_hard_negatives(model, data.mix, cfg.mine_images, rng, device)
+            state["mining"].append({"step": state["step"], **found})
         losses = []
-        for b in range(steps_per_epoch):
+        for batch in data.batches(steps_per_epoch, rng):
             lr = cfg.lr * (1.0 - progress_fraction()) ** cfg.poly_power
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, y = make_batch(train_set, order[b * cfg.batch:(b + 1) * cfg.batch], cfg, rng)
-            x, y = x.to(device), y.to(device)
-            logits, recon = model(x)
-            loss, parts = lrrnet_loss(logits, recon, x, y, cfg.rec_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append([loss.item(), parts["seg"], parts["rec"]])
+            parts = runner.step(*(t.to(device) for t in batch))
+            losses.append([parts["loss"], parts["seg"], parts["rec"]])
             state["step"] += 1
             if progress:
                 progress.update(task, advance=1, description=f"epoch {state['epoch'] + 1} loss {losses[-1][0]:.3f}")
@@ -260,14 +441,94 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
                "rec_loss": float(np.mean([l[2] for l in losses])), "elapsed_s": round(state["elapsed_s"], 1)}
         last = state["epoch"] >= cfg.epochs or progress_fraction() >= 1.0
         if state["epoch"] % cfg.val_every == 0 or last:
-            val = evaluate(model, val_set, device)
-            row.update({f"val_{k}": v for k, v in val.items() if k in ("iou", "niou", "pd", "fa")})
-            if val["iou"] > state["best_iou"]:
-                state["best_iou"], state["best_epoch"] = val["iou"], state["epoch"]
-                save_weights(model, run / "best.safetensors", cfg.model, _card(cfg, state, val))
-        _append_csv(log, row)
+            val = data.validate(model, device)
+            row.update(val)
+            if val["val_score"] > state["best_score"]:
+                state["best_score"], state["best_epoch"] = val["val_score"], state["epoch"]
+                save_weights(model, run / "best.safetensors", cfg.model, _card(cfg, state, val, data))
+        _append_csv(run / "metrics.csv", row)
+        plot_training(run / "metrics.csv", run / "curves.png")
         _save_checkpoint(run, model, opt, state)
     return state
+
+
+def plot_training(metrics_csv: Path, png: Path) -> None:
+    """Loss and every validation figure against training minutes, one panel each (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    with metrics_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    panels = [("loss", "training loss"), ("val_iou", "SIRST v1 val IoU %"), ("val_fa", "SIRST v1 val Fa x1e-6"),
+              ("val_bg_clean", "backgrounds val: share clean"), ("val_clip_pd", "val clips: drone Pd"),
+              ("val_clip_fa", "val clips: false det. / frame"), ("val_score", "checkpoint score")]
+    panels = [(k, t) for k, t in panels if any(r.get(k) for r in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        pts = [(float(r["elapsed_s"]) / 60.0, float(r[key])) for r in rows if r.get(key)]
+        ax.plot(*zip(*pts), "o-", ms=2)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("minutes")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+class _TrainData:
+    """What one run trains and validates on: a SIRST-style split (with extras), or the real mix."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg, self.mix = cfg, None
+        if cfg.mix:
+            from irstream.data.mix import Mix, load_backgrounds, parse_mix
+
+            from irstream.data.mix import ANTIUAV_VAL, clip_frames
+
+            root = Path(cfg.data_root)
+            self.mix = Mix.load(parse_mix(cfg.mix), root)
+            self.backgrounds_val = load_backgrounds(root / "sirst-v2-backgrounds", "val")
+            self.clips_val = list(clip_frames(root / "antiuav-clips", ANTIUAV_VAL, CLIP_VAL_STEP)) \
+                if "antiuav" in self.mix.weights else []
+        else:
+            self.train_set = load_split(cfg.data, cfg.train_split)
+            for extra in cfg.extra_data:
+                self.train_set += load_split(extra, "train")
+        self.val_set = load_split(cfg.data, cfg.val_split)
+
+    def steps_per_epoch(self, batch: int) -> int:
+        n = sum(self.mix.sizes().values()) if self.mix else len(self.train_set)
+        return max(1, n // batch)
+
+    def batches(self, steps: int, rng: np.random.Generator):
+        if self.mix is not None:
+            for _ in range(steps):
+                yield make_mix_batch(self.mix, self.cfg, rng)
+            return
+        order = rng.permutation(len(self.train_set))
+        for b in range(steps):
+            idx = order[(b * self.cfg.batch) % len(order):][:self.cfg.batch]
+            yield make_batch(self.train_set, idx, self.cfg, rng)
+
+    def validate(self, model: LRRNet, device) -> dict:
+        """Validation figures; val_score is what checkpoints are chosen on (higher is better):
+        SIRST val IoU / 100; in mix runs plus the share of clean target-free val images, and with
+        the clips in the mix plus the drone's Pd on the validation clips minus CLIP_FA_COST per
+        false detection per frame."""
+        val = evaluate(model, self.val_set, device)
+        row = {f"val_{k}": v for k, v in val.items() if k in ("iou", "niou", "pd", "fa")}
+        row["val_score"] = val["iou"] / 100.0
+        if self.mix is not None:
+            bg = background_false_alarms(model, self.backgrounds_val, device)
+            row.update({"val_bg_clean": bg["clean_share"], "val_bg_dets": bg["dets_per_image"]})
+            row["val_score"] += bg["clean_share"]
+        if self.mix is not None and self.clips_val:
+            clips = clip_detections(model, self.clips_val, device)
+            row.update({"val_clip_pd": clips["pd"], "val_clip_fa": clips["fa_per_frame"]})
+            row["val_score"] += clips["pd"] - CLIP_FA_COST * min(clips["fa_per_frame"], 1.0 / CLIP_FA_COST)
+        return row
 
 
 def _initial_model(cfg: TrainConfig) -> LRRNet:
@@ -281,7 +542,8 @@ def _initial_model(cfg: TrainConfig) -> LRRNet:
 
 def _append_csv(path: Path, row: dict) -> None:
     fields = ["epoch", "step", "lr", "loss", "seg_loss", "rec_loss", "elapsed_s",
-              "val_iou", "val_niou", "val_pd", "val_fa"]
+              "val_iou", "val_niou", "val_pd", "val_fa", "val_bg_clean", "val_bg_dets", "val_clip_pd", "val_clip_fa",
+              "val_score"]
     new = not path.exists()
     with path.open("a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -290,18 +552,27 @@ def _append_csv(path: Path, row: dict) -> None:
         w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def _card(cfg: TrainConfig, state: dict, val: dict) -> dict:
+def _card(cfg: TrainConfig, state: dict, val: dict, data: _TrainData) -> dict:
+    if data.mix is not None:
+        sources = {n: {"weight": round(w, 4), "images": data.mix.sizes()[n]} for n, w in data.mix.weights.items()}
+        selected = ("SIRST v1 val IoU / 100 + share of sirst-v2-backgrounds val images with no detection"
+                    + (f" + drone Pd on the validation clips (every {CLIP_VAL_STEP}th labelled frame) - {CLIP_FA_COST}"
+                       " x their false detections per frame" if data.clips_val else ""))
+    else:
+        sources = [cfg.data, *cfg.extra_data]
+        selected = f"{cfg.val_split} IoU"
     return {
         "training": {
-            "data": [cfg.data, *cfg.extra_data],
+            "data": sources,
             "train_split": cfg.train_split,
             "val_split": cfg.val_split,
-            "selected_on": f"{cfg.val_split} IoU, evaluated every {cfg.val_every} epoch(s)",
+            "selected_on": f"{selected}, evaluated every {cfg.val_every} epoch(s)",
             "epoch": state["epoch"],
             "step": state["step"],
             "minutes": round(state["elapsed_s"] / 60.0, 1),
             "recipe": asdict(cfg),
             "loss": f"SoftIoU + {cfg.rec_weight} x MSE(reconstruction, input); no L1 term",
+            "hard_negative_mining": state.get("mining", [])[-5:],
         },
         "metrics": {"val": {k: round(v, 4) if isinstance(v, float) else v for k, v in val.items()}},
     }

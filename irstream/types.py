@@ -176,6 +176,9 @@ class FrameResult:
     image:     (H, W) float32 in [0, 1], the frame as the model saw it (after AGC).
     tracks:    all live tracks; sinks show `tracks.published()` unless told otherwise.
     timings_ms: per-stage wall time for this frame (read, preprocess, inference, ...).
+    ignored:   (H, W) bool, pixels no target is reported from (ignore regions, learnt
+               burned-in text), or None when there are none.
+    live:      the frame came from a live source (latency then counts from the read).
     """
 
     frame: Frame
@@ -183,3 +186,5 @@ class FrameResult:
     detections: Detections
     tracks: Tracks
     timings_ms: dict[str, float] = field(default_factory=dict)
+    ignored: np.ndarray | None = None
+    live: bool = False

@@ -56,6 +56,10 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise UserError(f"{path}: no such weights file; pass --weights with a .safetensors file")
     with path.open("rb") as f:
         head = f.read(2)
+    if path.suffix.lower() == ".onnx":
+        raise UserError(f"{path}: an ONNX export, which irstream does not run: it runs the .safetensors "
+                        "weights the export was made from (the .onnx is for serving without irstream: "
+                        "ONNX Runtime, TensorRT, Triton); pass --weights with that .safetensors file")
     if head[:1] == b"\x80" or head == b"PK":
         raise UserError(f"{path}: this is a pickle/torch.save file, which irstream never loads; "
                         "convert it to safetensors with a tool you trust")

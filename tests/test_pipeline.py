@@ -220,7 +220,7 @@ def test_preview_without_display_runs_headless(tmp_path, monkeypatch):
 
 def test_shipped_pipelines_load():
     names = sorted(p.name for p in PIPELINES_DIR.glob("*.toml"))
-    assert {"default.toml", "camera.toml", "noisy.toml", "tiny_targets.toml", "osd_top_band.toml"} <= set(names)
+    assert {"default.toml", "camera.toml", "noisy.toml", "tiny_targets.toml"} <= set(names)
     for name in names:
         load_pipeline(PIPELINES_DIR / name)
 

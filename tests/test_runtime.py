@@ -66,6 +66,28 @@ def test_onnx_export_runs_in_onnxruntime_like_torch(model, frames, tmp_path):
 
 
 @needs_ort
+@pytest.mark.parametrize("shape", [(250, 256), (484, 640), (33, 71), (8, 8)])
+def test_exported_graph_takes_any_frame_size_in_plain_onnxruntime(model, frames, tmp_path, shape):
+    """What a user who deploys the .onnx without irstream does: any size, no padding by hand."""
+    import onnxruntime as ort
+
+    dest = tmp_path / "light.onnx"
+    export_onnx(model, dest)
+    session = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
+    h, w = shape
+    x = np.ascontiguousarray(np.resize(frames[0], (h, w)), dtype=np.float32)[None, None]
+    got = session.run(None, {"frames": x})[0]
+    ref = _run(TorchRuntime(model, CPU), [x[0, 0]])[0]
+    assert got.shape == (1, 1, h, w) and np.abs(got[0, 0] - ref).max() < 1e-3
+
+
+def test_onnx_weights_are_refused_with_the_reason(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"\x08\x07")
+    with pytest.raises(UserError, match="ONNX export.*safetensors"):
+        load_weights(tmp_path / "m.onnx")
+
+
+@needs_ort
 def test_onnxruntime_refuses_foreign_and_broken_files(tmp_path, model):
     import onnx
 

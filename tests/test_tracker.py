@@ -149,7 +149,9 @@ def test_weak_detections_do_not_start_tracks_but_feed_existing_ones():
 
 
 def test_ids_are_never_reused_and_reset_restarts_them():
-    cfg = TrackerConfig(max_coast_frames=2)
+    # Without the clutter map: a target that keeps reappearing at one spot is what the map
+    # learns to distrust (tested below), and this test is about ids.
+    cfg = TrackerConfig(max_coast_frames=2, clutter_cell_px=0.0)
     tracker = Tracker(cfg)
     seen = []
     t = 0.0
@@ -365,3 +367,77 @@ def test_static_clutter_rule_unpublishes_a_ground_point_once_the_scene_has_moved
     assert sorted(out[5].published().track_id.tolist()) == [1, 2]  # before the scene moves: no way to tell
     last = out[-1].published()
     assert last.track_id.tolist() == [1] and np.allclose(last.centroid_xy[0], [60.0, 60.0], atol=0.5)
+
+
+# ---- clutter map, motion evidence, the picture's edge -----------------------------------------
+
+
+def run_scene(tracker, frames, shift=(0.0, 0.0), shape=None):
+    out = []
+    for k, xy in enumerate(frames):
+        out.append(tracker.update(dets(xy) if len(xy) else Detections.empty(), k * DT, np.array(shift), shape))
+    return out
+
+
+def bursts(n, on=4, off=12):
+    """True in bursts of `on` frames every on + off: clutter that fires, falls silent long enough
+    for its track to end (max_coast_frames = 10), and fires again at the same place."""
+    return [k % (on + off) < on for k in range(n)]
+
+
+def test_recurring_clutter_stops_confirming_once_the_map_has_learnt_it():
+    frames = [[[40.0, 40.0]] if b else [] for b in bursts(200)]
+
+    def confirmed_late(cfg):
+        out = run_scene(Tracker(cfg), frames)
+        return sum(len(o.published()) for o in out[100:])
+
+    assert confirmed_late(TrackerConfig(clutter_cell_px=0.0)) > 10
+    assert confirmed_late(TrackerConfig()) == 0
+
+
+def test_a_target_crossing_a_learnt_clutter_cell_is_still_tracked():
+    clutter = [[[40.0, 60.0]] if b else [] for b in bursts(150)]
+    target = [[[10.0 + 0.5 * (k - 100), 60.0]] if k >= 100 else [] for k in range(150)]
+    out = run_scene(Tracker(), [c + t for c, t in zip(clutter, target)])
+    assert all(len(o.published()) >= 1 for o in out[105:])
+    assert all(np.abs(o.published().centroid_xy[:, 0] - (10.0 + 0.5 * (k + 105 - 100))).min() < 2.0
+               for k, o in enumerate(out[105:]))
+
+
+def test_the_map_moves_with_the_scene():
+    """The camera pans 2 px/frame: the clutter's pixel moves, its scene cell does not."""
+    tracker = Tracker()
+    frames = [[[40.0 + 2.0 * k, 40.0]] if b else [] for k, b in enumerate(bursts(160))]
+    out = run_scene(tracker, frames, shift=(2.0, 0.0))
+    assert sum(len(o.published()) for o in out[96:]) == 0
+    assert tracker._clutter.penalty_nats(np.array([[40.0 + 2.0 * 159, 40.0]]))[0] > 2.0
+    assert tracker._clutter.penalty_nats(np.array([[40.0, 40.0]]))[0] == 0.0
+
+
+def test_a_confirmed_hovering_target_is_not_killed_by_the_map():
+    frames = [[[50.0, 50.0]]] * 300
+    out = run_scene(Tracker(), frames)
+    assert all(list(o.published().track_id) == [1] for o in out[5:])
+
+
+def test_moving_against_the_scene_confirms_sooner_than_hovering():
+    cfg = TrackerConfig(confirm_llr_nats=6.0, confirm_hits=2)
+
+    def first_confirmed(frames):
+        for k, o in enumerate(run_scene(Tracker(cfg), frames)):
+            if len(o.published()):
+                return k
+        return None
+
+    still = first_confirmed([[[50.0, 50.0]]] * 20)
+    moving = first_confirmed([[[50.0 + 1.5 * k, 50.0]] for k in range(20)])
+    assert still is not None and moving is not None and moving < still
+
+
+def test_tracks_leaving_the_picture_are_not_published_outside_it():
+    shape = (64, 80)
+    frames = [[[60.0 + 3.0 * k, 30.0]] if 60 + 3 * k < 80 else [] for k in range(20)]
+    for o in run_scene(Tracker(), frames, shape=shape):
+        pub = o.published()
+        assert ((pub.centroid_xy[:, 0] >= 0) & (pub.centroid_xy[:, 0] <= shape[1] - 1)).all()

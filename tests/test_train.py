@@ -49,7 +49,7 @@ def test_run_checkpoints_resumes_and_keeps_best(tmp_path):
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,step,lr,loss")
     model, card = load_weights(run / "best.safetensors")
-    assert card["training"]["val_split"] == "val" and "iou" in card["metrics"]["val"]
+    assert card["training"]["val_split"] == "val" and "val_iou" in card["metrics"]["val"]
     assert read_card(run / "best.safetensors")["training"]["recipe"]["crop_px"] == 32
 
 

@@ -1,0 +1,182 @@
+"""One training stream from all the real data: sources mixed with stated weights, plus hard negatives.
+
+Sources (names used in configs and on the weights' card), all read in place from the data root:
+
+    sirst-v1      SIRST v1, real, pixel masks                      (train split)
+    nudt-sirst    NUDT-SIRST, synthetic targets on real IR          (train split)
+    backgrounds   SIRST v2 target-free images, every pixel negative (train split)
+    daub          DAUB sequences, point labels -> masks (data.points) (DAUB_TRAIN sequences)
+    antiuav       Anti-UAV thermal clips, box labels -> masks        (ANTIUAV_TRAIN clips)
+
+A crop is drawn by picking a source by weight, an image of it uniformly, then where to crop:
+on a target (target_share), on one of the model's own recent false alarms (hard_share, when
+the image has any), or anywhere.  Val and test splits, and the held-out sequences and clips,
+never enter.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from irstream.data.points import box_mask, point_mask
+from irstream.data.sirst import Sample, load_split, read_split
+from irstream.imageio import read_gray
+from irstream.preprocess import to_unit
+
+#: DAUB sequences trained on; the others (sequence2, sequence5, easy3) are held out for evaluation.
+DAUB_TRAIN = ("sequence1", "sequence3", "sequence4", "sequence6", "easy1", "easy2")
+DAUB_HELD_OUT = ("sequence2", "sequence5", "easy3")
+#: Consecutive DAUB frames are near duplicates: every n-th frame is kept.
+DAUB_FRAME_STEP = 2
+
+#: Labelled Anti-UAV clips (irstream/data/labels/antiuav-clips): three train, two validate.
+ANTIUAV_TRAIN = ("20190925_101846_1_4", "20190925_134301_1_7", "3700000000002_132726_2")
+ANTIUAV_VAL = ("02_6319_1500-2999", "20190925_200805_1_9")
+#: Every n-th labelled clip frame is kept for training (25 frames/s: neighbours are near duplicates).
+ANTIUAV_FRAME_STEP = 3
+
+LABELS_DIR = Path(__file__).resolve().parent / "labels" / "antiuav-clips"
+
+SOURCE_NAMES = ("sirst-v1", "nudt-sirst", "backgrounds", "daub", "antiuav")
+
+
+def load_backgrounds(root: Path, split: str) -> list[Sample]:
+    """Target-free images: the mask is all negative."""
+    out = []
+    for name in read_split(root, split):
+        img = to_unit(read_gray(root / "images" / (name if name.endswith(".png") else f"{name}.png")))
+        out.append(Sample(name, img, np.zeros(img.shape, dtype=bool)))
+    return out
+
+
+def load_daub(root: Path, sequences: tuple[str, ...], step: int = 1) -> list[Sample]:
+    out = []
+    for seq in sequences:
+        with (root / seq / "labels.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        for r in rows[::step]:
+            img = to_unit(read_gray(root / seq / f"{int(r['frame']):04d}.png"))
+            out.append(Sample(f"{seq}/{r['frame']}", img, point_mask(img, float(r["x"]), float(r["y"]))))
+    return out
+
+
+def read_mot_boxes(path: Path) -> dict[int, list[tuple[float, float, float, float]]]:
+    """MOTChallenge ground truth -> {frame (1-based): [(left, top, width, height), ...]}."""
+    boxes: dict[int, list] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        v = line.split(",")
+        boxes.setdefault(int(v[0]), []).append(tuple(float(t) for t in v[2:6]))
+    return boxes
+
+
+def labelled_frames(clip_dir: Path, clip: str) -> tuple[int, dict]:
+    """(number of labelled frames, boxes by frame) of one clip, from its label folder."""
+    meta = (LABELS_DIR / f"{clip}.frames").read_text().split()
+    return int(meta[0]), read_mot_boxes(LABELS_DIR / f"{clip}.txt")
+
+
+def clip_frames(clip_dir: Path, clips: tuple[str, ...], step: int = 1):
+    """(name, [0, 1] image, boxes) of every step-th labelled frame of the clips."""
+    for clip in clips:
+        n, boxes = labelled_frames(clip_dir, clip)
+        cap = cv2.VideoCapture(str(clip_dir / f"{clip}.mp4"))
+        for i in range(1, n + 1):
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if not (i - 1) % step:
+                img = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / np.float32(255.0)
+                yield f"{clip}/{i}", img, boxes.get(i, [])
+        cap.release()
+
+
+def load_antiuav(clip_dir: Path, clips: tuple[str, ...], step: int = 1) -> list[Sample]:
+    """Labelled frames of the clips; a frame without a box is all negative (no drone in view)."""
+    out = []
+    for name, img, boxes in clip_frames(clip_dir, clips, step):
+        mask = np.zeros(img.shape, dtype=bool)
+        for b in boxes:
+            mask |= box_mask(img, *b)
+        out.append(Sample(name, img, mask))
+    return out
+
+
+def load_source(name: str, data_root: Path) -> list[Sample]:
+    """The training images of one named source (see the module docstring)."""
+    if name == "sirst-v1":
+        return load_split(data_root / "sirst-v1", "train")
+    if name == "nudt-sirst":
+        return load_split(data_root / "nudt-sirst", "train")
+    if name == "backgrounds":
+        return load_backgrounds(data_root / "sirst-v2-backgrounds", "train")
+    if name == "daub":
+        return load_daub(data_root / "daub", DAUB_TRAIN, DAUB_FRAME_STEP)
+    if name == "antiuav":
+        return load_antiuav(data_root / "antiuav-clips", ANTIUAV_TRAIN, ANTIUAV_FRAME_STEP)
+    raise ValueError(f"unknown data source '{name}'; known: {', '.join(SOURCE_NAMES)}")
+
+
+def parse_mix(spec: list[str]) -> dict[str, float]:
+    """["sirst-v1:0.3", "backgrounds:0.2", ...] -> {name: weight}, weights normalised to sum 1."""
+    out = {}
+    for item in spec:
+        name, _, w = item.partition(":")
+        if name not in SOURCE_NAMES:
+            raise ValueError(f"mix entry '{item}': unknown source; known: {', '.join(SOURCE_NAMES)}")
+        try:
+            out[name] = float(w or 1.0)
+        except ValueError:
+            raise ValueError(f"mix entry '{item}': weight must be a number, e.g. {name}:0.25") from None
+        if out[name] <= 0:
+            raise ValueError(f"mix entry '{item}': weight must be > 0")
+    total = sum(out.values())
+    return {k: v / total for k, v in out.items()}
+
+
+@dataclass
+class Mix:
+    """Samples of several sources and where the model recently raised false alarms on them."""
+
+    sources: dict[str, list[Sample]]
+    weights: dict[str, float]
+    hard: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)  # (source, index) -> (N, 2) rows, cols
+
+    @classmethod
+    def load(cls, weights: dict[str, float], data_root: Path) -> "Mix":
+        return cls({n: load_source(n, data_root) for n in weights}, weights)
+
+    def sizes(self) -> dict[str, int]:
+        return {n: len(s) for n, s in self.sources.items()}
+
+    def pick(self, rng: np.random.Generator) -> tuple[str, int]:
+        names = list(self.weights)
+        name = names[rng.choice(len(names), p=[self.weights[n] for n in names])]
+        return name, int(rng.integers(len(self.sources[name])))
+
+    def hard_share(self) -> float:
+        """Share of all images that currently hold a mined false alarm."""
+        return len(self.hard) / max(1, sum(self.sizes().values()))
+
+
+def crop_at(img: np.ndarray, mask: np.ndarray, size: int, centre: tuple[int, int] | None,
+            rng: np.random.Generator, jitter_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size crop around centre (row, col) with uniform jitter, or anywhere when None."""
+    ph, pw = max(0, size - img.shape[0]), max(0, size - img.shape[1])
+    if ph or pw:
+        img = np.pad(img, ((0, ph), (0, pw)), mode="reflect")
+        mask = np.pad(mask, ((0, ph), (0, pw)))
+    h, w = img.shape
+    if centre is None:
+        y0, x0 = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    else:
+        j = rng.integers(-jitter_px, jitter_px + 1, size=2)
+        y0, x0 = centre[0] - size // 2 + j[0], centre[1] - size // 2 + j[1]
+    y0, x0 = int(np.clip(y0, 0, h - size)), int(np.clip(x0, 0, w - size))
+    return img[y0:y0 + size, x0:x0 + size], mask[y0:y0 + size, x0:x0 + size]

@@ -1,0 +1,94 @@
+"""Burned-in text found by itself: an ignore mask learnt from the video.
+
+Camera feeds often carry an on-screen display: a clock, azimuth and elevation, a logo, a
+reticle.  To the detector these are small, sharp, bright shapes, and to the tracker the best
+targets there are: they never miss a frame.  What gives them away is that they stay put, sharp
+and bright, frame after frame, which a target, a cloud or a panning scene does not.
+
+Per pixel the learner keeps a running average (over about learn_frames frames) of "still, sharp
+and bright in this frame": within still_level of the previous frame, on an edge (3x3 max minus
+min above sharp_level), and at least bright_level.  Once learn_frames frames are in, pixels whose
+average is at least still_share are text; the mask is that, closed over gaps of grow_px (between
+glyphs and strokes) and grown by grow_px.  A clock's digits change once a second, i.e. in 1 frame
+of 25, so the strokes they share stay masked; the mask follows the display if it changes.
+
+The limit: in a camera that never moves, a lit window or a lamp that is as sharp and bright as
+text, and as still, is masked too.  That is usually wanted (it is the clutter users complain of),
+but a target passing in front of it is hidden there (the tracker coasts across).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OsdConfig:
+    """enabled: learn and apply the mask.
+    learn_frames: frames the mask learns from before it is applied, and the span of its running
+        average, frames (50 = 2 s at 25 frames/s).
+    still_level: a pixel changing less than this between frames is still ([0, 1] gray).
+    sharp_level: a pixel is on an edge when its 3x3 max minus min exceeds this ([0, 1] gray).
+    bright_level: text is at least this bright ([0, 1] gray; displays draw white).
+    still_share: share of frames a pixel must be still, sharp and bright in to be text (0..1).
+    grow_px: gaps between glyphs this wide are closed, and the mask grows by as much, px.
+    """
+
+    enabled: bool = True
+    learn_frames: int = 50
+    still_level: float = 3.0 / 255.0
+    sharp_level: float = 0.12
+    bright_level: float = 0.7
+    still_share: float = 0.8
+    grow_px: int = 4
+
+    def __post_init__(self) -> None:
+        if self.learn_frames < 1:
+            raise ValueError(f"learn_frames={self.learn_frames}: must be >= 1")
+        if not 0.0 < self.still_share <= 1.0:
+            raise ValueError(f"still_share={self.still_share}: must be within (0, 1]")
+        for name in ("still_level", "sharp_level", "bright_level"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be within (0, 1)")
+        if self.grow_px < 0:
+            raise ValueError(f"grow_px={self.grow_px}: must be >= 0")
+
+
+class OsdMask:
+    """update(unit) per frame; .mask is the (H, W) bool ignore mask once learnt, else None."""
+
+    def __init__(self, cfg: OsdConfig = OsdConfig()) -> None:
+        self.cfg = cfg
+        self._prev: np.ndarray | None = None
+        self._share: np.ndarray | None = None
+        self.frames = 0
+        self.mask: np.ndarray | None = None
+
+    def update(self, unit: np.ndarray) -> np.ndarray | None:
+        if not self.cfg.enabled:
+            return None
+        if self._prev is None or self._prev.shape != unit.shape:
+            self._prev, self._share, self.frames, self.mask = unit.copy(), np.zeros(unit.shape, np.float32), 0, None
+            return None
+        k = np.ones((3, 3), np.uint8)
+        text_like = ((np.abs(unit - self._prev) < self.cfg.still_level)
+                     & ((cv2.dilate(unit, k) - cv2.erode(unit, k)) > self.cfg.sharp_level)
+                     & (unit >= self.cfg.bright_level))
+        self._prev = unit.copy()
+        self.frames += 1
+        rate = 1.0 / min(self.frames, self.cfg.learn_frames)  # a plain mean until learn_frames, then running
+        self._share += np.float32(rate) * (text_like.astype(np.float32) - self._share)
+        if self.frames >= self.cfg.learn_frames:
+            self.mask = self._grow(self._share >= self.cfg.still_share)
+        return self.mask
+
+    def _grow(self, text: np.ndarray) -> np.ndarray:
+        g = self.cfg.grow_px
+        if not g:
+            return text
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * g + 1,) * 2)
+        closed = cv2.morphologyEx(text.astype(np.uint8), cv2.MORPH_CLOSE, k)
+        return cv2.dilate(closed, k) > 0

@@ -1,0 +1,208 @@
+"""Training on real data: masks from point and box labels, the shipped clip labels, the source mix,
+hard-negative mining, the calibrated operating point, evaluation on target-free images."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import SHARED_DATA
+from irstream.calibrate import Sweep, choose
+from irstream.cli import app
+from irstream.data.mix import (ANTIUAV_TRAIN, ANTIUAV_VAL, DAUB_HELD_OUT, DAUB_TRAIN, LABELS_DIR, Mix, crop_at,
+                               load_daub, parse_mix, read_mot_boxes)
+from irstream.data.points import box_mask, point_mask
+from irstream.data.sirst import Sample
+from irstream.models import build_model
+from irstream.targets import TargetConfig, operating_threshold, resolve_targets
+from irstream.track_eval import Truth, load_mot_gt, match_points
+from irstream.train import TrainConfig, make_mix_batch, mine_hard_negatives
+from irstream.weights import save_weights
+
+CLIPS = sorted(ANTIUAV_TRAIN + ANTIUAV_VAL)
+DAUB = SHARED_DATA / "daub"
+
+
+def blob_image(centre=(20, 30), sigma=1.2, amp=0.5, bg=0.3, shape=(48, 64), seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    img = bg + amp * np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * sigma ** 2))
+    return (img + rng.normal(0, 0.005, shape)).astype(np.float32)
+
+
+def test_point_mask_grows_the_blob_at_half_contrast():
+    img = blob_image()
+    m = point_mask(img, x=31.0, y=21.0)  # a pixel off the peak, as hand labels are
+    assert m[20, 30] and 3 <= m.sum() <= 15
+    ys, xs = np.nonzero(m)
+    assert abs(ys.mean() - 20) < 1 and abs(xs.mean() - 30) < 1
+
+
+def test_point_mask_of_a_cold_target_and_of_noise():
+    cold = 1.0 - blob_image()
+    assert point_mask(cold, 30, 20)[20, 30]
+    flat = np.full((48, 64), 0.3, np.float32) + np.random.default_rng(1).normal(0, 0.01, (48, 64)).astype(np.float32)
+    m = point_mask(flat, 30, 20)
+    assert m.sum() == 9 and m[19:22, 29:32].all()  # no blob: a 3x3 square, never nothing
+
+
+def test_box_mask_stays_inside_the_box():
+    img = blob_image(sigma=3.0)
+    m = box_mask(img, 22, 12, 17, 17)
+    assert m[20, 30] and m.sum() > 10
+    assert not m[:, :22].any() and not m[:, 39:].any() and not m[:12].any() and not m[29:].any()
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_shipped_clip_labels_are_valid_mot(clip):
+    n = int((LABELS_DIR / f"{clip}.frames").read_text())
+    boxes = read_mot_boxes(LABELS_DIR / f"{clip}.txt")
+    assert n >= 300 and set(boxes) <= set(range(1, n + 1))
+    assert len(boxes) >= 0.8 * n  # the drone is in view in most labelled frames
+    for f, bs in boxes.items():
+        assert len(bs) == 1
+        x, y, w, h = bs[0]
+        assert 0 <= x and 0 <= y and x + w <= 640 and y + h <= 512 and w >= 2 and h >= 2
+    assert not set(ANTIUAV_TRAIN) & set(ANTIUAV_VAL) and not set(DAUB_TRAIN) & set(DAUB_HELD_OUT)
+
+
+def test_box_labels_match_anywhere_on_the_drone():
+    truth = load_mot_gt(LABELS_DIR / f"{CLIPS[0]}.txt", 10, boxes=True)[0]
+    x0, y0, x1, y1 = truth.boxes[0]
+    corner_inside = np.array([[x0 + 0.5, y0 + 0.5]])
+    assert len(match_points(corner_inside, truth, 3.0)[0]) == 1
+    assert len(match_points(np.array([[x1 + 2.5, y1]]), truth, 3.0)[0]) == 1
+    assert len(match_points(np.array([[x1 + 4.0, y1]]), truth, 3.0)[0]) == 0
+    as_point = Truth(truth.ids, truth.xy)  # the same label as a point: a corner is too far when the box is big
+    assert len(match_points(corner_inside, as_point, 3.0)[0]) == (np.hypot(*(truth.xy[0] - corner_inside[0])) <= 3)
+
+
+def test_parse_mix_normalises_and_refuses_mistakes():
+    assert parse_mix(["sirst-v1:3", "backgrounds:1"]) == {"sirst-v1": 0.75, "backgrounds": 0.25}
+    for bad in (["nope:1"], ["sirst-v1:x"], ["daub:0"]):
+        with pytest.raises(ValueError):
+            parse_mix(bad)
+    with pytest.raises(ValueError, match="unknown source"):
+        TrainConfig(mix=["imagenet:1"])
+
+
+def tiny_mix():
+    rng = np.random.default_rng(0)
+    target = blob_image(shape=(96, 96), centre=(40, 50), sigma=1.0)
+    mask = point_mask(target, 50, 40)
+    clutter = (0.3 + 0.05 * rng.random((96, 96))).astype(np.float32)
+    clutter[10:13, 10:13] = 0.9  # something bright that is not a target
+    return Mix({"a": [Sample("t", target, mask)], "b": [Sample("n", clutter, np.zeros((96, 96), bool))]},
+               {"a": 0.5, "b": 0.5})
+
+
+def test_mix_batches_centre_on_targets_and_on_mined_false_alarms():
+    mix = tiny_mix()
+    cfg = TrainConfig(model="lrrnet_light", crop_px=32, batch=16, target_crop_share=1.0, flips=False, mix=[])
+    x, y = make_mix_batch(mix, cfg, np.random.default_rng(0))
+    assert x.shape == y.shape == (16, 1, 32, 32)
+    on_target = y.flatten(1).any(1)
+    assert on_target.sum() >= 4  # every crop of the target image holds it
+    mix.hard[("b", 0)] = np.array([[11, 11]])
+    cfg = TrainConfig(model="lrrnet_light", crop_px=32, batch=16, target_crop_share=0.0, hard_share=1.0,
+                      flips=False, mix=[])
+    x, _ = make_mix_batch(mix, cfg, np.random.default_rng(1))
+    assert sum(bool((xi[0] > 0.85).any()) for xi in x) >= 4  # crops of "b" hold the bright spot
+
+
+def test_mining_stores_false_alarms_away_from_targets():
+    mix = tiny_mix()
+    torch.manual_seed(0)
+    model = build_model("lrrnet_light")
+    with torch.no_grad():  # a model that calls every pixel a target
+        model.target_head[-1].weight.zero_()
+        model.target_head[-1].bias.fill_(5.0)
+    found = mine_hard_negatives(model, mix, 20, np.random.default_rng(0), torch.device("cpu"))
+    assert found["images"] == 2 and found["images_with_fa"] == 1
+    # The one big component covers the target in "a": not a false alarm.  In "b" it is one.
+    assert list(mix.hard) == [("b", 0)] and mix.hard[("b", 0)].shape == (1, 2)
+
+
+def test_crop_at_pads_small_images_and_clips_to_the_edge():
+    img, mask = np.ones((20, 30), np.float32), np.zeros((20, 30), bool)
+    c, m = crop_at(img, mask, 32, (0, 0), np.random.default_rng(0), 4)
+    assert c.shape == m.shape == (32, 32)
+
+
+@pytest.mark.skipif(not DAUB.is_dir(), reason="../shared/data/daub is not present")
+def test_daub_points_become_small_masks_on_the_label():
+    samples = load_daub(DAUB, ("sequence1",), step=25)
+    assert len(samples) == 4
+    for s in samples:
+        assert 1 <= s.mask.sum() <= 49
+
+
+def test_calibration_picks_the_highest_threshold_that_keeps_pd():
+    sw = Sweep()
+    for t, found, false in ((0.3, 20, 30), (0.5, 19, 10), (0.7, 17, 2)):
+        sw.add("val", t, 20, found, false)
+    op = choose(sw, 0.95)
+    assert op["score_threshold"] == 0.5 and op["pd"] == 0.95
+    op = choose(sw, 1.0)
+    assert op["score_threshold"] == 0.3
+    op = choose(sw, 0.99)  # 0.3 reaches 100%: still the only one that keeps 99%
+    assert op["score_threshold"] == 0.3
+
+
+def test_operating_point_from_the_card_unless_told():
+    card = {"operating_point": {"score_threshold": 0.8}}
+    assert operating_threshold(card) == 0.8 and operating_threshold({}) == 0.5
+    assert resolve_targets(TargetConfig(), card).score_threshold == 0.8
+    assert resolve_targets(TargetConfig(score_threshold=0.3), card).score_threshold == 0.3
+
+
+def test_eval_on_a_target_free_set_counts_images_without_detections(tmp_path):
+    data = tmp_path / "negatives"
+    (data / "images").mkdir(parents=True)
+    (data / "splits").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(data / "images" / f"n{i}.png"), np.full((40, 48), 60 + 10 * i, np.uint8))
+    (data / "splits" / "val.txt").write_text("n0.png\nn1.png\nn2\n")
+    weights = tmp_path / "w.safetensors"
+    model = build_model("lrrnet_light")
+    with torch.no_grad():
+        model.target_head[-1].weight.zero_()
+        model.target_head[-1].bias.fill_(-50.0)  # says "nothing" everywhere
+    save_weights(model, weights, "lrrnet_light", {"operating_point": {"score_threshold": 0.7}})
+    res = CliRunner().invoke(app, ["eval", "--data", str(data), "--split", "val", "--weights", str(weights),
+                                   "--json", "--record"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output.strip().splitlines()[-1])
+    assert got["clean_share"] == 1.0 and got["dets_per_image"] == 0.0 and got["images"] == 3
+    assert got["threshold"] == 0.7
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert card["metrics"]["negatives/val"]["clean_share"] == 1.0
+
+
+def test_bench_train_reports_samples_per_second():
+    res = CliRunner().invoke(app, ["bench", "train", "--crop", "32", "--batch", "2", "--steps", "1", "--threads", "1",
+                                   "--no-compile", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output.strip().splitlines()[-1])["results"]
+    assert {k.split(",")[0] for k in rows} == {"fp32 eager", "fp32 channels-last", "bf16 autocast",
+                                                "bf16 autocast + channels-last"}
+    assert all(r["samples_per_s"] > 0 for r in rows.values())
+
+
+def test_parts_of_one_target_are_merged_into_one_detection():
+    from irstream.targets import extract_targets
+
+    score = np.zeros((40, 60), np.float32)
+    score[10:14, 10:16] = 0.9  # body
+    score[15:17, 11:13] = 0.9  # gimbal below, 1 px gap
+    score[15:17, 19:21] = 0.9  # rotor, 3 px gap
+    score[30:33, 45:48] = 0.9  # another target, far
+    image = 0.2 + 0.5 * score
+    apart = extract_targets(score, image, TargetConfig(score_threshold=0.5))
+    merged = extract_targets(score, image, TargetConfig(score_threshold=0.5, merge_gap_px=2))
+    assert len(apart) == 4 and len(merged) == 2
+    big = merged[[int(np.argmax(merged.area_px))]]
+    assert big.area_px[0] == 24 + 4 + 4 and big.bbox_xyxy[0].tolist() == [10, 10, 21, 17]
