@@ -21,12 +21,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from irstream.data.mix import ANTIUAV_VAL, clip_frames, load_backgrounds
 from irstream.data.sirst import load_split
 from irstream.metrics import MATCH_DIST_PX, components, match_targets
-from irstream.segment import forward_any_size
+from irstream.segment import image_logits
+from irstream.targets import sigmoid
 from irstream.track_eval import Counts
 
 #: Thresholds swept (probabilities).
@@ -56,10 +56,8 @@ class Sweep:
         return out
 
 
-def _prob(model, image: np.ndarray, device) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
-    with torch.inference_mode():
-        return torch.sigmoid(forward_any_size(model, x)[0])[0, 0].float().cpu().numpy()
+def _prob(model, image: np.ndarray, device, tiles) -> np.ndarray:
+    return sigmoid(image_logits(model, image, device, *tiles))
 
 
 def _box_counts(binary: np.ndarray, boxes, match_px: float) -> tuple[int, int, int]:
@@ -77,25 +75,26 @@ def _box_counts(binary: np.ndarray, boxes, match_px: float) -> tuple[int, int, i
     return len(boxes), hits, int(free.sum())
 
 
-def sweep(model, data_root: Path, device, thresholds=CALIBRATION_THRESHOLDS, on_image=None) -> Sweep:
-    """Run the model once over each validation set and count at every threshold."""
+def sweep(model, data_root: Path, device, thresholds=CALIBRATION_THRESHOLDS, on_image=None, tiles=(0, 0)) -> Sweep:
+    """Run the model once over each validation set (in tiles as the card says) and count at
+    every threshold."""
     model.eval()
     out = Sweep()
     for s in load_split(data_root / "sirst-v1", "val"):
-        p = _prob(model, s.image, device)
+        p = _prob(model, s.image, device, tiles)
         for t in thresholds:
             n_t, found, _ = match_targets(s.mask, p > t)
             out.add("sirst-v1/val", t, n_t, found, len(components(p > t)[0]) - found)
         if on_image:
             on_image()
     for s in load_backgrounds(data_root / "sirst-v2-backgrounds", "val"):
-        p = _prob(model, s.image, device)
+        p = _prob(model, s.image, device, tiles)
         for t in thresholds:
             out.add("sirst-v2-backgrounds/val", t, 0, 0, cv2.connectedComponents((p > t).astype(np.uint8), connectivity=8)[0] - 1)
         if on_image:
             on_image()
     for _, img, boxes in clip_frames(data_root / "antiuav-clips", ANTIUAV_VAL, CLIP_STEP):
-        p = _prob(model, img, device)
+        p = _prob(model, img, device, tiles)
         for t in thresholds:
             out.add("antiuav-clips/val", t, *_box_counts(p > t, boxes, MATCH_DIST_PX))
         if on_image:

@@ -23,7 +23,7 @@ out = Console()
 err = Console(stderr=True)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "lrrnet_light_sirst.safetensors"
+DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "lrrnet_light_real.safetensors"
 DEFAULT_SIRST = REPO_ROOT.parent / "shared" / "data" / "sirst-v1"
 
 
@@ -264,9 +264,8 @@ def calibrate(
 ) -> None:
     """Choose the score threshold on validation data (never test) for a stated Pd; see irstream/calibrate.py."""
     from irstream.calibrate import choose, count_images, sweep
-    from irstream.segment import resolve_device
-    from irstream.segment import set_threads
-    from irstream.weights import card_path, load_weights, read_card
+    from irstream.segment import resolve_device, set_threads
+    from irstream.weights import card_path, inference_tiles, load_weights, read_card
 
     set_threads(threads)
 
@@ -275,11 +274,12 @@ def calibrate(
     for sub in ("sirst-v1", "sirst-v2-backgrounds", "antiuav-clips"):
         if not (data_root / sub).is_dir():
             raise UserError(f"--data-root {data_root}: no {sub}/ in it; calibration needs all three validation sets")
-    model, _ = load_weights(weights)
+    model, card = load_weights(weights)
     dev = resolve_device(device)
     with _progress() as prog:
         task = prog.add_task("validation images", total=count_images(data_root))
-        op = choose(sweep(model.to(dev), data_root, dev, on_image=lambda: prog.advance(task)), pd)
+        op = choose(sweep(model.to(dev), data_root, dev, on_image=lambda: prog.advance(task),
+                          tiles=inference_tiles(card)), pd)
     op["measured_by"] = f"irstream calibrate --weights {weights} --pd {pd}"
     if record:
         card = read_card(weights)
@@ -332,7 +332,7 @@ def detect(
     from irstream.detect import detect_image, write_mask, write_overlay
     from irstream.segment import Segmenter, resolve_device, set_threads
     from irstream.targets import TargetConfig, resolve_targets
-    from irstream.weights import load_weights
+    from irstream.weights import inference_tiles, load_weights
 
     set_threads(threads)
 
@@ -346,7 +346,7 @@ def detect(
     rects = [_rect(r) for r in ignore_rect or []]
     model, card = load_weights(weights)
     tcfg = resolve_targets(tcfg, card)
-    seg = Segmenter(model, resolve_device(device))
+    seg = Segmenter(model, resolve_device(device), *inference_tiles(card))
     for path in images:
         res = detect_image(seg, path, tcfg, rects)
         extra = {}
@@ -440,6 +440,7 @@ def eval_track(
     plot: Annotated[Optional[Path], typer.Option(help="Also write the Pd against false-alarm curves here (PNG).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Keep the model's maps here, so that later runs with other "
                                                            "tracker settings skip the model.")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream; default: the pipeline's.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     upscale: Annotated[Optional[int], typer.Option(help="Run the model on frames enlarged by this factor.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold of the tracked run.")] = None,
@@ -454,7 +455,8 @@ def eval_track(
     if not match_px > 0:
         raise UserError(f"--match-px {match_px}: must be > 0")
     cfg = override(load_pipeline(pipeline), FLAGS, **{"model.device": device, "model.upscale": upscale,
-                                                      "targets.score_threshold": threshold, "run.threads": threads})
+                                                      "model.weights": weights, "targets.score_threshold": threshold,
+                                                      "run.threads": threads})
     set_threads(cfg.run.threads)
     for p in paths:
         if not p.exists():

@@ -29,7 +29,7 @@ DEFAULT_PIPELINE = PIPELINES_DIR / "default.toml"
 #: high-water mark as a C int, and a run that waits a day for a subscriber is a mistake.
 MAX_HWM_MSGS = 1_000_000
 MAX_WAIT_SUBSCRIBER_S = 3600.0
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lrrnet_light_sirst.safetensors"
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lrrnet_light_real.safetensors"
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ class ModelConfig:
     upscale: the model sees the frame enlarged by this whole factor (bicubic) and its map is
         max-pooled back.  2 finds 1 to 3 px targets the model misses at 1, at 4x the compute
         and with more clutter; 1 for targets of about 4 px and more.
+    tile_px, tile_overlap_px: run frames larger than tile_px px in tiles of that side sharing
+        tile_overlap_px px (irstream.segment.tiled); unset = what the weights' card says they
+        were validated with ("inference"), 0 = whole frames.
     runtime: "auto", "torch" or "onnxruntime" (CPU, needs the onnx extra).  auto: on CPU the
         faster of torch and ONNX Runtime, timed on the first frame; on CUDA fp16, channels-last
         and CUDA graphs (see irstream.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
@@ -74,18 +77,35 @@ class ModelConfig:
     device: str = "auto"
     upscale: int = 1
     runtime: str = "auto"
+    tile_px: int | None = None
+    tile_overlap_px: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.upscale, int) or isinstance(self.upscale, bool) or self.upscale < 1:
             raise ValueError(f"upscale={self.upscale!r}: must be a whole number >= 1")
         if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ValueError(f"device={self.device!r}: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        for name in ("tile_px", "tile_overlap_px"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise ValueError(f"{name}={v!r}: must be a whole number >= 0")
+        if self.tile_px and self.tile_overlap_px is not None and self.tile_overlap_px >= self.tile_px:
+            raise ValueError(f"tile_overlap_px={self.tile_overlap_px} must be smaller than tile_px={self.tile_px}")
         if self.runtime not in ("auto", "torch", "onnxruntime"):
             raise ValueError(f"runtime={self.runtime!r}: must be 'auto', 'torch' or 'onnxruntime'")
 
     @property
     def weights_path(self) -> Path:
         return Path(self.weights) if self.weights else SHIPPED_WEIGHTS
+
+    def tiles(self, card: dict) -> tuple[int, int]:
+        """(tile_px, overlap_px) to run with: these settings where given, else the card's."""
+        from irstream.weights import inference_tiles
+
+        card_tile, card_overlap = inference_tiles(card)
+        tile = card_tile if self.tile_px is None else self.tile_px
+        overlap = card_overlap if self.tile_overlap_px is None else self.tile_overlap_px
+        return tile, overlap
 
 
 @dataclass(frozen=True)

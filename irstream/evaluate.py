@@ -14,7 +14,7 @@ from irstream.data.sirst import load_split
 from irstream.segment import resolve_device
 from irstream.targets import operating_threshold
 from irstream.train import background_false_alarms, evaluate
-from irstream.weights import load_weights
+from irstream.weights import inference_tiles, load_weights
 
 
 def is_target_free(data: str | Path) -> bool:
@@ -31,10 +31,11 @@ def evaluate_weights(weights: str | Path, data: str | Path, split: str, device: 
 def evaluate_model(model, card: dict, data: str | Path, split: str, device: str = "auto",
                    threshold: float | None = None, on_image=None) -> dict:
     t = operating_threshold(card) if threshold is None else threshold
+    tiles = inference_tiles(card)
     dev = resolve_device(device)
     model = model.to(dev)
     if is_target_free(data):
-        res = background_false_alarms(model, load_backgrounds(Path(data), split), dev, t, on_image)
+        res = background_false_alarms(model, load_backgrounds(Path(data), split), dev, t, on_image, tiles)
     else:
-        res = evaluate(model, load_split(data, split), dev, on_image, t)
-    return {**res, "threshold": t}
+        res = evaluate(model, load_split(data, split), dev, on_image, t, tiles)
+    return {**res, "threshold": t, "tile_px": tiles[0]}

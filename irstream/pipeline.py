@@ -248,7 +248,9 @@ class Pipeline:
             set_threads(cfg.run.threads)
             model, self.card = load_weights(cfg.model.weights_path)
             device = resolve_device(cfg.model.device)
-            self.segmenter = StreamSegmenter(model, device, cfg.model.upscale, cfg.model.runtime)
+            tile, overlap = cfg.model.tiles(self.card)
+            self.segmenter = StreamSegmenter(model, device, cfg.model.upscale, cfg.model.runtime,
+                                             tile_px=tile, tile_overlap_px=overlap)
             self.preprocess = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
             self.tracking = TrackingStage(cfg, self.card)
             self.sinks = self._output_sinks() + list(extra_sinks)

@@ -54,6 +54,56 @@ def forward_any_size(model: LRRNet, x: torch.Tensor) -> tuple[torch.Tensor, torc
     return logits[..., :h, :w], recon[..., :h, :w]
 
 
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of side `tile` covering 0..length with at least `overlap` px shared
+    between neighbours; the last tile ends at the edge."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def _cores(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
+    """The part of each tile that writes the output: tiles meet halfway through their shared
+    band, so every pixel comes from the tile where it lies farthest from an edge."""
+    bounds = [0] + [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:])] + [length]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def tiled(fn, image: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """fn over a large frame in tiles: fn maps (N, 1, t, t) float32 to (N, t, t); returns (H, W).
+
+    Weights trained on crops see a whole 640x512 frame differently from the crops they learnt
+    on (GroupNorm statistics and the attention are taken over the whole input); run in tiles of
+    the size they learnt at, they see what they were taught.  tile = 0, or a frame no larger
+    than a tile, is run whole."""
+    h, w = image.shape
+    if not tile or (h <= tile and w <= tile):
+        return fn(image[None, None])[0]
+    th, tw = min(tile, h), min(tile, w)
+    ys, xs = tile_origins(h, th, overlap), tile_origins(w, tw, overlap)
+    batch = np.stack([image[y:y + th, x:x + tw] for y in ys for x in xs])[:, None]
+    out = np.empty((h, w), dtype=np.float32)
+    maps = iter(fn(np.ascontiguousarray(batch)))
+    for y, (cy0, cy1) in zip(ys, _cores(ys, th, h)):
+        for x, (cx0, cx1) in zip(xs, _cores(xs, tw, w)):
+            m = next(maps)
+            out[cy0:cy1, cx0:cx1] = m[cy0 - y:cy1 - y, cx0 - x:cx1 - x]
+    return out
+
+
+@torch.inference_mode()
+def image_logits(model: LRRNet, image: np.ndarray, device, tile_px: int = 0, overlap_px: int = 0) -> np.ndarray:
+    """(H, W) [0, 1] frame -> (H, W) target logits, in tiles when tile_px > 0 (see `tiled`)."""
+    def run(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(device)
+        h, w = x.shape[-2:]
+        return model.target_logits(pad_to_multiple(x, model.cfg.size_multiple))[:, 0, :h, :w].float().cpu().numpy()
+
+    return tiled(run, np.ascontiguousarray(image, dtype=np.float32), tile_px, overlap_px)
+
+
 def default_threads() -> int:
     """Usable cores but one, at least one: torch's default (every core) oversubscribes a
     machine shared with other work, which measured ~20x slower than one thread."""
@@ -71,17 +121,14 @@ def set_threads(n: int = 0) -> int:
 class Segmenter:
     """Wraps a model for inference on numpy frames (eval mode, no autograd)."""
 
-    def __init__(self, model: LRRNet, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: LRRNet, device: str | torch.device = "cpu", tile_px: int = 0, overlap_px: int = 0) -> None:
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
+        self.tile_px, self.overlap_px = tile_px, overlap_px
 
-    @torch.inference_mode()
     def logits(self, image: np.ndarray) -> np.ndarray:
         """(H, W) float32 in [0, 1] -> (H, W) float32 logits; a target where > 0."""
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
-        h, w = x.shape[-2:]
-        logits = self.model.target_logits(pad_to_multiple(x, self.model.cfg.size_multiple))
-        return logits[0, 0, :h, :w].float().cpu().numpy()
+        return image_logits(self.model, image, self.device, self.tile_px, self.overlap_px)
 
 
 #: glibc mallopt parameters and the values set by retain_freed_memory.  The forward pass frees
@@ -128,9 +175,11 @@ class StreamSegmenter:
     """
 
     def __init__(self, model: LRRNet, device: str | torch.device = "cpu", upscale: int = 1,
-                 runtime: str | RuntimeSpec = "auto", overlap: bool = True) -> None:
+                 runtime: str | RuntimeSpec = "auto", overlap: bool = True, tile_px: int = 0,
+                 tile_overlap_px: int = 0) -> None:
         if not isinstance(upscale, int) or upscale < 1:
             raise ValueError(f"upscale={upscale!r}: must be a whole number >= 1")
+        self.tile_px, self.tile_overlap_px = tile_px, tile_overlap_px
         if isinstance(runtime, str) and runtime not in RUNTIMES:
             raise UserError(f"runtime {runtime!r}: use {', '.join(RUNTIMES)}")
         self.device = torch.device(device)
@@ -141,7 +190,8 @@ class StreamSegmenter:
                 raise UserError("runtime onnxruntime runs on CPU; use --device cpu, or runtime auto or torch on CUDA")
             spec = CUDA_AUTO if runtime == "auto" else RuntimeSpec() if runtime == "torch" else runtime
             self.runtime = TorchRuntime(model, self.device, spec)
-            self._cuda = _CudaDoubleBuffer(self.runtime, self.device, overlap)
+            # Tiles go through the runtime as one batch per frame; the double buffer is for whole frames.
+            self._cuda = None if tile_px else _CudaDoubleBuffer(self.runtime, self.device, overlap)
             self._candidates = []
         else:
             retain_freed_memory()
@@ -164,7 +214,7 @@ class StreamSegmenter:
     def _push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
         if self._cuda is not None:
             return self._cuda.push(key, image)
-        return [(key, self.runtime(image[None, None])[0])]
+        return [(key, tiled(self.runtime, image, self.tile_px, self.tile_overlap_px))]
 
     def _upscale(self, image: np.ndarray) -> np.ndarray:
         # Targets smaller than the model learnt (1-3 px) are found once the frame is enlarged;

@@ -30,6 +30,7 @@ import numpy as np
 from irstream.errors import UserError
 from irstream.metrics import MATCH_DIST_PX as MATCH_PX
 from irstream.tracker import assign
+from irstream.weights import read_card
 DAUB_LABELS = "labels.csv"
 
 
@@ -67,14 +68,15 @@ class EvalSequence:
 
 
 def find_sequences(paths: list[str | Path]) -> list[EvalSequence]:
-    """Each path is a sequence, or a folder whose sub-folders are sequences (e.g. daub/)."""
+    """Each path is a sequence, or a folder whose entries are sequences (e.g. daub/, or
+    antiuav-clips/ whose videos have shipped labels)."""
     found: list[EvalSequence] = []
     for p in map(Path, paths):
         seq = _sequence(p)
         if seq is not None:
             found.append(seq)
             continue
-        subs = [s for s in sorted(p.iterdir()) if s.is_dir()] if p.is_dir() else []
+        subs = sorted(p.iterdir()) if p.is_dir() else []  # sequence folders, or videos with labels
         inner = [s for s in map(_sequence, subs) if s is not None]
         if not inner:
             raise UserError(f"{p}: no ground truth found; expected a DAUB folder with {DAUB_LABELS}, "
@@ -273,7 +275,7 @@ def frames_to_confirm(truth: list[Truth], log: TrackLog, max_px: float = MATCH_P
 # ---- caching the model's maps ---------------------------------------------------------------
 
 
-def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg) -> str:
+def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, tiles=(0, 0)) -> str:
     """Changes with the weights' bytes, the frames' files, the upscale and the preprocessing."""
     h = hashlib.sha256(Path(weights).read_bytes())
     src = Path(seq.uri)
@@ -282,6 +284,8 @@ def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg) ->
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(f"{upscale}:{preprocess_cfg!r}:{seq.frames}".encode())
+    if tiles[0]:  # whole frames keep the key they always had
+        h.update(f":tiles {tiles[0]} {tiles[1]}".encode())
     return h.hexdigest()[:16]
 
 
@@ -300,7 +304,8 @@ def sequence_maps(seq: EvalSequence, cfg, cache_dir: Path | None = None, on_fram
     so that sweeping thresholds and tracker settings does not run the model again."""
     path = None
     if cache_dir is not None:
-        key = cache_key(seq, cfg.model.weights_path, cfg.model.upscale, cfg.preprocess)
+        key = cache_key(seq, cfg.model.weights_path, cfg.model.upscale, cfg.preprocess,
+                        cfg.model.tiles(read_card(cfg.model.weights_path)))
         path = Path(cache_dir) / f"{seq.name}-{key}.npz"
         if path.is_file():
             with np.load(path) as z:
@@ -318,8 +323,10 @@ def _compute_maps(seq: EvalSequence, cfg, on_frame) -> SequenceMaps:
     from irstream.sources import open_source
     from irstream.weights import load_weights
 
-    model, _ = load_weights(cfg.model.weights_path)
-    seg = StreamSegmenter(model, resolve_device(cfg.model.device), cfg.model.upscale, cfg.model.runtime)
+    model, card = load_weights(cfg.model.weights_path)
+    tile, overlap = cfg.model.tiles(card)
+    seg = StreamSegmenter(model, resolve_device(cfg.model.device), cfg.model.upscale, cfg.model.runtime,
+                          tile_px=tile, tile_overlap_px=overlap)
     pre = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
     units, probs, stamps = [], [], []
 
@@ -367,7 +374,6 @@ def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: floa
 
     from irstream.pipeline import TrackingStage
     from irstream.targets import extract_targets
-    from irstream.weights import read_card
 
     stage = TrackingStage(cfg, read_card(cfg.model.weights_path))
     det, trk, log = Counts(), Counts(), TrackLog()

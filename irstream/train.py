@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from irstream.data.sirst import Sample, load_split
 from irstream.metrics import SegMetrics
 from irstream.models import LRRNet, build_model
-from irstream.segment import forward_any_size
+from irstream.segment import image_logits
 from irstream.weights import save_weights
 
 
@@ -51,6 +51,9 @@ class TrainConfig:
     intensity_jitter: crops get gain 1 +- j and offset +- j/2 (clipped to [0, 1]), so the model
         does not learn one sensor's gray levels.
     channels_last, amp: speed settings of the step (see `irstream bench train`).
+    tile_px, tile_overlap_px: validation and mining run images larger than tile_px in tiles of
+        that side overlapping by tile_overlap_px (irstream.segment.tiled), as the weights will be
+        run; the card records it as their inference contract.  0 = whole images.
     poly_power: lr = lr0 * (1 - progress) ** poly_power, progress in iterations, or in
         wall time when max_minutes is set (so a time-budgeted run still decays to zero).
     """
@@ -86,6 +89,8 @@ class TrainConfig:
     intensity_jitter: float = 0.0
     channels_last: bool = False
     amp: str = ""
+    tile_px: int = 0
+    tile_overlap_px: int = 64
 
     def __post_init__(self) -> None:
         if self.crop_px % 8 or self.resize_px % 8:
@@ -256,7 +261,7 @@ MINE_PER_IMAGE = 8
 
 
 @torch.inference_mode()
-def mine_hard_negatives(model: LRRNet, mix, count: int, rng: np.random.Generator, device) -> dict:
+def mine_hard_negatives(model: LRRNet, mix, count: int, rng: np.random.Generator, device, tiles=(0, 0)) -> dict:
     """Run the model over `count` training images (drawn as training draws them) and store the
     centres of its false alarms in mix.hard.  Returns what it found."""
     was_training = model.training
@@ -268,7 +273,7 @@ def mine_hard_negatives(model: LRRNet, mix, count: int, rng: np.random.Generator
             continue
         seen.add(key)
         s = mix.sources[key[0]][key[1]]
-        logits = forward_any_size(model, torch.from_numpy(s.image)[None, None].to(device))[0][0, 0].cpu().numpy()
+        logits = image_logits(model, s.image, device, *tiles)
         near_truth = cv2.dilate(s.mask.astype(np.uint8), np.ones((2 * MINE_CLEARANCE_PX + 1,) * 2, np.uint8)) > 0
         n, labels, _, cents = cv2.connectedComponentsWithStats((logits > 0).astype(np.uint8), connectivity=8)
         pts = []
@@ -295,14 +300,15 @@ CLIP_FA_COST = 0.2
 
 
 @torch.inference_mode()
-def clip_detections(model: LRRNet, frames: list, device, threshold: float = 0.5, match_px: float = 3.0) -> dict:
+def clip_detections(model: LRRNet, frames: list, device, threshold: float = 0.5, match_px: float = 3.0,
+                    tiles=(0, 0)) -> dict:
     """On labelled clip frames [(name, image, boxes)]: the share of drones hit (a component whose
     centroid is within match_px of the box) and unmatched components per frame."""
     was_training = model.training
     model.eval()
     hits = truths = false = 0
     for _, img, boxes in frames:
-        logits = forward_any_size(model, torch.from_numpy(img)[None, None].to(device))[0][0, 0].cpu().numpy()
+        logits = image_logits(model, img, device, *tiles)
         n, _, _, cents = cv2.connectedComponentsWithStats((logits > logit(threshold)).astype(np.uint8), connectivity=8)
         free = np.ones(n - 1, dtype=bool)
         for x, y, w, h in boxes:
@@ -326,13 +332,13 @@ def logit(p: float) -> float:
 
 @torch.inference_mode()
 def background_false_alarms(model: LRRNet, samples: list[Sample], device, threshold: float = 0.5,
-                            on_image=None) -> dict:
+                            on_image=None, tiles=(0, 0)) -> dict:
     """On target-free images: share of images with no detection, detections per image."""
     was_training = model.training
     model.eval()
     counts = []
     for s in samples:
-        logits = forward_any_size(model, torch.from_numpy(s.image)[None, None].to(device))[0][0, 0].cpu().numpy()
+        logits = image_logits(model, s.image, device, *tiles)
         counts.append(cv2.connectedComponents((logits > logit(threshold)).astype(np.uint8), connectivity=8)[0] - 1)
         if on_image:
             on_image()
@@ -345,16 +351,16 @@ def background_false_alarms(model: LRRNet, samples: list[Sample], device, thresh
 # ---- evaluation ----------------------------------------------------------------------------
 
 @torch.inference_mode()
-def evaluate(model: LRRNet, samples: list[Sample], device: torch.device, on_image=None, threshold: float = 0.5) -> dict:
+def evaluate(model: LRRNet, samples: list[Sample], device: torch.device, on_image=None, threshold: float = 0.5,
+             tiles=(0, 0)) -> dict:
     """Metrics of `model` on whole images (no resizing): a pixel is a target where its
-    probability > threshold (0.5: logit > 0, the field's convention)."""
+    probability > threshold (0.5: logit > 0, the field's convention).  tiles: (tile_px,
+    overlap_px) to run large images in tiles (irstream.segment.tiled), (0, 0) whole."""
     was_training = model.training
     model.eval()
     m = SegMetrics()
     for s in samples:
-        x = torch.from_numpy(s.image)[None, None].to(device)
-        logits, _ = forward_any_size(model, x)
-        m.update(logits[0, 0].cpu().numpy() > logit(threshold), s.mask)
+        m.update(image_logits(model, s.image, device, *tiles) > logit(threshold), s.mask)
         if on_image:
             on_image()
     model.train(was_training)
@@ -421,7 +427,7 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
     while state["epoch"] < cfg.epochs and progress_fraction() < 1.0:
         if data.mix is not None and cfg.mine_every and (state["step"] % cfg.mine_every < steps_per_epoch
                                                         or not data.mix.hard):
-            found = mine_hard_negatives(model, data.mix, cfg.mine_images, rng, device)
+            found = mine_hard_negatives(model, data.mix, cfg.mine_images, rng, device, data.tiles)
             state["mining"].append({"step": state["step"], **found})
         losses = []
         for batch in data.batches(steps_per_epoch, rng):
@@ -497,6 +503,7 @@ class _TrainData:
             for extra in cfg.extra_data:
                 self.train_set += load_split(extra, "train")
         self.val_set = load_split(cfg.data, cfg.val_split)
+        self.tiles = (cfg.tile_px, cfg.tile_overlap_px)
 
     def steps_per_epoch(self, batch: int) -> int:
         n = sum(self.mix.sizes().values()) if self.mix else len(self.train_set)
@@ -517,15 +524,15 @@ class _TrainData:
         SIRST val IoU / 100; in mix runs plus the share of clean target-free val images, and with
         the clips in the mix plus the drone's Pd on the validation clips minus CLIP_FA_COST per
         false detection per frame."""
-        val = evaluate(model, self.val_set, device)
+        val = evaluate(model, self.val_set, device, tiles=self.tiles)
         row = {f"val_{k}": v for k, v in val.items() if k in ("iou", "niou", "pd", "fa")}
         row["val_score"] = val["iou"] / 100.0
         if self.mix is not None:
-            bg = background_false_alarms(model, self.backgrounds_val, device)
+            bg = background_false_alarms(model, self.backgrounds_val, device, tiles=self.tiles)
             row.update({"val_bg_clean": bg["clean_share"], "val_bg_dets": bg["dets_per_image"]})
             row["val_score"] += bg["clean_share"]
         if self.mix is not None and self.clips_val:
-            clips = clip_detections(model, self.clips_val, device)
+            clips = clip_detections(model, self.clips_val, device, tiles=self.tiles)
             row.update({"val_clip_pd": clips["pd"], "val_clip_fa": clips["fa_per_frame"]})
             row["val_score"] += clips["pd"] - CLIP_FA_COST * min(clips["fa_per_frame"], 1.0 / CLIP_FA_COST)
         return row
@@ -574,5 +581,6 @@ def _card(cfg: TrainConfig, state: dict, val: dict, data: _TrainData) -> dict:
             "loss": f"SoftIoU + {cfg.rec_weight} x MSE(reconstruction, input); no L1 term",
             "hard_negative_mining": state.get("mining", [])[-5:],
         },
+        "inference": {"tile_px": cfg.tile_px, "tile_overlap_px": cfg.tile_overlap_px},
         "metrics": {"val": {k: round(v, 4) if isinstance(v, float) else v for k, v in val.items()}},
     }

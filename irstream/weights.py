@@ -104,3 +104,9 @@ def _load_state(model: LRRNet, tensors: dict[str, torch.Tensor], path: Path) -> 
         raise UserError(f"{path}: weights do not fit the model ({len(missing)} missing, "
                         f"{len(unexpected)} unexpected, {len(wrong)} wrong-shaped tensors, e.g. '{first}')")
     model.load_state_dict(tensors)
+
+
+def inference_tiles(card: dict) -> tuple[int, int]:
+    """(tile_px, overlap_px) the weights are run with (card["inference"]); (0, 0) = whole frames."""
+    inf = card.get("inference", {})
+    return int(inf.get("tile_px", 0)), int(inf.get("tile_overlap_px", 0))

@@ -107,8 +107,9 @@ def test_a_stopped_subscriber_never_slows_the_publisher():
         total = time.perf_counter() - t0
         assert pub.sent == n
         # Sends are non-blocking: the whole burst takes what serialising it takes, and no single
-        # send waits on the subscriber (generous bounds, for a loaded CI machine).
-        assert total < 5.0 and worst < 0.5
+        # send waits on the subscriber.  A blocked send would wait for ever, so bounds far above
+        # the ~1 s this takes keep the test's power on a loaded or starved CI machine.
+        assert total < 30.0 and worst < 5.0
         # Then it reads again: it gets what the queues held; the rest was dropped, not waited for.
         got = 0
         while sub.poll(200):

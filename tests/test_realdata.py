@@ -206,3 +206,56 @@ def test_parts_of_one_target_are_merged_into_one_detection():
     assert len(apart) == 4 and len(merged) == 2
     big = merged[[int(np.argmax(merged.area_px))]]
     assert big.area_px[0] == 24 + 4 + 4 and big.bbox_xyxy[0].tolist() == [10, 10, 21, 17]
+
+
+def test_burned_in_text_becomes_an_ignore_mask_and_a_moving_target_does_not():
+    from irstream.osd import OsdConfig, OsdMask
+
+    rng = np.random.default_rng(0)
+    osd = OsdMask(OsdConfig(learn_frames=30))
+    text = np.zeros((64, 96), bool)
+    text[4:12, 6:40:3] = True  # glyph strokes, 1 px wide, 2 px apart
+    for k in range(40):
+        frame = (0.3 + 0.05 * rng.random((64, 96))).astype(np.float32)
+        frame = cv2.GaussianBlur(frame, (0, 0), 3) + 0.02 * k % 0.2  # the scene drifts in brightness
+        frame[text] = 1.0
+        frame[40:43, 10 + 2 * k:13 + 2 * k] = 0.95  # a bright target crossing
+        mask = osd.update(frame)
+        assert (mask is None) == (k < 30)
+    assert mask[text].all() and mask[4:12, 6:38].all()  # the gaps between strokes closed
+    assert not mask[35:50].any()  # not where the target flew
+    assert mask.mean() < 0.15
+    assert OsdMask(OsdConfig(enabled=False)).update(frame) is None
+
+
+def test_ignored_pixels_are_shaded_in_the_video():
+    from irstream.annotate import TrackAnnotator
+    from irstream.types import Detections, Frame, FrameResult, Tracks
+
+    ignored = np.zeros((32, 48), bool)
+    ignored[:8] = True
+    res = FrameResult(Frame(np.zeros((32, 48), np.uint8), 0, 0.0, "x", 8), np.full((32, 48), 0.5, np.float32),
+                      Detections.empty(), Tracks.empty(), ignored=ignored)
+    img = TrackAnnotator().annotate(res)
+    assert (img[:8, :, 0] != img[:8, :, 2]).all() and (img[8:, :, 0] == img[8:, :, 2]).all()
+
+
+@pytest.mark.parametrize("shape", [(512, 640), (100, 700), (64, 64), (193, 192)])
+def test_tiles_cover_the_frame_and_stitch_back(shape):
+    from irstream.segment import tile_origins, tiled
+
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    calls = []
+
+    def fn(batch):  # pointwise, so any tiling must give the frame back exactly
+        calls.append(batch.shape)
+        return batch[:, 0] * 2.0
+
+    out = tiled(fn, image, 192, 48)
+    np.testing.assert_array_equal(out, image * 2.0)
+    for length in shape:
+        starts = tile_origins(length, min(192, length), 48)
+        assert starts[0] == 0 and starts[-1] + min(192, length) == length
+        assert all(b - a <= 192 - 48 for a, b in zip(starts, starts[1:]))
+    assert len(calls) == 1  # one batch per frame
+
