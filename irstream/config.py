@@ -60,7 +60,8 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """weights: a .safetensors file written by irstream; "" = the shipped weights.
+    """weights: a .safetensors file written by irstream; "" = the shipped default weights; a bare
+        name picks other shipped weights (e.g. "lrrnet_light_sirst").
     device: "auto" (CUDA when torch sees one), "cpu" or "cuda".
     upscale: the model sees the frame enlarged by this whole factor (bicubic) and its map is
         max-pooled back.  2 finds 1 to 3 px targets the model misses at 1, at 4x the compute
@@ -96,7 +97,14 @@ class ModelConfig:
 
     @property
     def weights_path(self) -> Path:
-        return Path(self.weights) if self.weights else SHIPPED_WEIGHTS
+        """"" = the default shipped weights; a bare name (no folder, no suffix) = those shipped
+        weights by name, e.g. "lrrnet_light_sirst"; anything else is a path."""
+        if not self.weights:
+            return SHIPPED_WEIGHTS
+        p = Path(self.weights)
+        if not p.suffix and p.name == self.weights:
+            return SHIPPED_WEIGHTS.parent / f"{self.weights}.safetensors"
+        return p
 
     def tiles(self, card: dict) -> tuple[int, int]:
         """(tile_px, overlap_px) to run with: these settings where given, else the card's."""

@@ -106,8 +106,11 @@ def test_global_motion_measures_a_known_shift_of_a_real_frame():
 @pytest.mark.slow
 def test_eval_track_cli_on_a_sample_video(tmp_path):
     plot = tmp_path / "curves.png"
+    # The SIRST-trained weights, whose figures on the synthetic samples are known (91% / 0.56):
+    # the default weights were tuned on real clutter and find 62% of this clip's synthetic targets.
     res = CliRunner().invoke(app, ["eval-track", str(REPO / "sample_videos" / "ground_clutter.mkv"), "--device", "cpu",
-                                   "--plot", str(plot), "--json", "--cache-dir", str(tmp_path / "cache")])
+                                   "--weights", "lrrnet_light_sirst", "--plot", str(plot), "--json",
+                                   "--cache-dir", str(tmp_path / "cache")])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output.strip().splitlines()[-1])
     (row,) = doc["sequences"]
