@@ -24,7 +24,7 @@ import numpy as np
 
 from irstream.data.mix import ANTIUAV_VAL, clip_frames, load_backgrounds
 from irstream.data.sirst import load_split
-from irstream.metrics import MATCH_DIST_PX, components, match_targets
+from irstream.metrics import MATCH_DIST_PX, box_hits, components, match_targets
 from irstream.segment import image_logits
 from irstream.targets import sigmoid
 from irstream.track_eval import Counts
@@ -60,21 +60,6 @@ def _prob(model, image: np.ndarray, device, tiles) -> np.ndarray:
     return sigmoid(image_logits(model, image, device, *tiles))
 
 
-def _box_counts(binary: np.ndarray, boxes, match_px: float) -> tuple[int, int, int]:
-    """(drones, drones hit, false components) of one clip frame."""
-    _, cents = components(binary)
-    free = np.ones(len(cents), dtype=bool)
-    hits = 0
-    for x, y, w, h in boxes:
-        r, c = cents[:, 0], cents[:, 1]
-        d = np.hypot(np.maximum(np.maximum(x - c, c - (x + w - 1)), 0), np.maximum(np.maximum(y - r, r - (y + h - 1)), 0))
-        near = np.flatnonzero(free & (d <= match_px))
-        if near.size:
-            hits += 1
-            free[near] = False
-    return len(boxes), hits, int(free.sum())
-
-
 def sweep(model, data_root: Path, device, thresholds=CALIBRATION_THRESHOLDS, on_image=None, tiles=(0, 0)) -> Sweep:
     """Run the model once over each validation set (in tiles as the card says) and count at
     every threshold."""
@@ -96,7 +81,7 @@ def sweep(model, data_root: Path, device, thresholds=CALIBRATION_THRESHOLDS, on_
     for _, img, boxes in clip_frames(data_root / "antiuav-clips", ANTIUAV_VAL, CLIP_STEP):
         p = _prob(model, img, device, tiles)
         for t in thresholds:
-            out.add("antiuav-clips/val", t, *_box_counts(p > t, boxes, MATCH_DIST_PX))
+            out.add("antiuav-clips/val", t, *box_hits(components(p > t)[1][:, ::-1], boxes, MATCH_DIST_PX))
         if on_image:
             on_image()
     return out

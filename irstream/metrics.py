@@ -43,6 +43,29 @@ def match_targets(truth: np.ndarray, pred: np.ndarray, dist_px: float = MATCH_DI
     return len(t_cent), matched, int(p_area[~taken].sum())
 
 
+def box_distances(xy: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(points, boxes) distances, px, from points xy (N, 2) as (x, y) to boxes (B, 4) given by
+    their pixel edges (left, top, right, bottom, inclusive); 0 inside a box."""
+    xy, b = np.asarray(xy, float).reshape(-1, 2)[:, None, :], np.asarray(edges, float).reshape(-1, 4)[None]
+    dx = np.maximum(np.maximum(b[..., 0] - xy[..., 0], xy[..., 0] - b[..., 2]), 0.0)
+    dy = np.maximum(np.maximum(b[..., 1] - xy[..., 1], xy[..., 1] - b[..., 3]), 0.0)
+    return np.hypot(dx, dy)
+
+
+def box_hits(xy: np.ndarray, boxes_xywh, dist_px: float = MATCH_DIST_PX) -> tuple[int, int, int]:
+    """(boxes, boxes hit, points left over) for detections at xy (N, 2) against box labels
+    (left, top, width, height): a box is hit by the points within dist_px of it, and all of
+    them count for it (the parts of one drone), none as a false alarm."""
+    free = np.ones(len(xy), dtype=bool)
+    hits = 0
+    for x, y, w, h in boxes_xywh:
+        near = np.flatnonzero(free & (box_distances(xy, [(x, y, x + w - 1, y + h - 1)])[:, 0] <= dist_px))
+        if near.size:
+            hits += 1
+            free[near] = False
+    return len(boxes_xywh), hits, int(free.sum())
+
+
 @dataclass
 class SegMetrics:
     """Accumulates IoU, nIoU, Pd and Fa over a set of (prediction, truth) boolean maps."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from irstream.errors import UserError
-from irstream.metrics import MATCH_DIST_PX as MATCH_PX
+from irstream.metrics import MATCH_DIST_PX as MATCH_PX, box_distances
 from irstream.tracker import assign
 from irstream.weights import read_card
 DAUB_LABELS = "labels.csv"
@@ -47,10 +47,7 @@ class Truth:
         """(pred, truth) distances, px: to the point, or to the box (0 inside) for box labels."""
         if self.boxes is None or not len(self.boxes):
             return np.linalg.norm(pred_xy[:, None, :] - self.xy[None, :, :], axis=2)
-        b = self.boxes[None, :, :]
-        dx = np.maximum(np.maximum(b[..., 0] - pred_xy[:, None, 0], pred_xy[:, None, 0] - b[..., 2]), 0.0)
-        dy = np.maximum(np.maximum(b[..., 1] - pred_xy[:, None, 1], pred_xy[:, None, 1] - b[..., 3]), 0.0)
-        return np.hypot(dx, dy)
+        return box_distances(pred_xy, self.boxes)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from irstream.data.sirst import Sample, load_split
-from irstream.metrics import SegMetrics
+from irstream.metrics import SegMetrics, box_hits, components
 from irstream.models import LRRNet, build_model
 from irstream.segment import image_logits
 from irstream.weights import save_weights
@@ -309,17 +309,9 @@ def clip_detections(model: LRRNet, frames: list, device, threshold: float = 0.5,
     hits = truths = false = 0
     for _, img, boxes in frames:
         logits = image_logits(model, img, device, *tiles)
-        n, _, _, cents = cv2.connectedComponentsWithStats((logits > logit(threshold)).astype(np.uint8), connectivity=8)
-        free = np.ones(n - 1, dtype=bool)
-        for x, y, w, h in boxes:
-            d = np.hypot(np.maximum(np.maximum(x - cents[1:, 0], cents[1:, 0] - (x + w - 1)), 0),
-                         np.maximum(np.maximum(y - cents[1:, 1], cents[1:, 1] - (y + h - 1)), 0))
-            near = np.flatnonzero(free & (d <= match_px))
-            truths += 1
-            if near.size:
-                hits += 1
-                free[near] = False  # every component on the drone counts for it, none as a false alarm
-        false += int(free.sum())
+        _, cents = components(logits > logit(threshold))
+        n_boxes, n_hit, n_free = box_hits(cents[:, ::-1], boxes, match_px)
+        truths, hits, false = truths + n_boxes, hits + n_hit, false + n_free
     model.train(was_training)
     frames_n = max(1, len(frames))
     return {"pd": hits / truths if truths else 0.0, "fa_per_frame": false / frames_n, "frames": len(frames)}

@@ -259,3 +259,13 @@ def test_tiles_cover_the_frame_and_stitch_back(shape):
         assert all(b - a <= 192 - 48 for a, b in zip(starts, starts[1:]))
     assert len(calls) == 1  # one batch per frame
 
+
+
+def test_box_hits_give_every_part_of_a_drone_to_its_box():
+    from irstream.metrics import box_hits
+
+    parts_and_clutter = np.array([[12.0, 11.0], [19.5, 14.0], [21.5, 12.0], [60.0, 60.0]])  # x, y
+    # Box 10..19 x 10..15: two parts inside, one 2.5 px beyond its right edge; clutter far away.
+    assert box_hits(parts_and_clutter, [(10, 10, 10, 6)], 3.0) == (1, 1, 1)
+    assert box_hits(parts_and_clutter, [(10, 10, 10, 6)], 2.0) == (1, 1, 2)
+    assert box_hits(parts_and_clutter[3:], [(10, 10, 10, 6)], 3.0) == (1, 0, 1)
