@@ -16,20 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from irstream.errors import UserError
-from irstream.motion import MotionConfig
-from irstream.osd import OsdConfig
-from irstream.preprocess import PreprocessConfig
-from irstream.sources import CameraConfig, ReconnectConfig
-from irstream.targets import TargetConfig
-from irstream.tracker import TrackerConfig
+from irstream.shipped import shipped_pipeline, shipped_weights
+from irstream.track.motion import MotionConfig
+from irstream.track.osd import OsdConfig
+from irstream.model.preprocess import PreprocessConfig
+from irstream.io.sources import CameraConfig, ReconnectConfig
+from irstream.track.targets import TargetConfig
+from irstream.track.tracker import TrackerConfig
 
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
-DEFAULT_PIPELINE = PIPELINES_DIR / "default.toml"
 #: Bounds that keep a typo from becoming a hang or an allocation failure: ZeroMQ takes the
 #: high-water mark as a C int, and a run that waits a day for a subscriber is a mistake.
 MAX_HWM_MSGS = 1_000_000
 MAX_WAIT_SUBSCRIBER_S = 3600.0
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lrrnet_light_real.safetensors"
 
 
 @dataclass(frozen=True)
@@ -40,9 +38,9 @@ class SourceConfig:
         inference sets the pace) or "live" (the newest frame wins; latency stays bounded and
         every skipped frame is counted).
     fps: frame rate of image sequences, and of sources that report none, frames/s.
-    camera: [source.camera], how a camera is set up (irstream.sources.CameraConfig).
+    camera: [source.camera], how a camera is set up (irstream.io.sources.CameraConfig).
     reconnect: [source.reconnect], how a lost camera or stream is reopened, with backoff
-        (irstream.sources.ReconnectConfig).
+        (irstream.io.sources.ReconnectConfig).
     """
 
     uri: str = ""
@@ -67,11 +65,11 @@ class ModelConfig:
         max-pooled back.  2 finds 1 to 3 px targets the model misses at 1, at 4x the compute
         and with more clutter; 1 for targets of about 4 px and more.
     tile_px, tile_overlap_px: run frames larger than tile_px px in tiles of that side sharing
-        tile_overlap_px px (irstream.segment.tiled); unset = what the weights' card says they
+        tile_overlap_px px (irstream.model.segment.tiled); unset = what the weights' card says they
         were validated with ("inference"), 0 = whole frames.
     runtime: "auto", "torch" or "onnxruntime" (CPU, needs the onnx extra).  auto: on CPU the
         faster of torch and ONNX Runtime, timed on the first frame; on CUDA fp16, channels-last
-        and CUDA graphs (see irstream.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
+        and CUDA graphs (see irstream.model.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
     """
 
     weights: str = ""
@@ -100,15 +98,15 @@ class ModelConfig:
         """"" = the default shipped weights; a bare name (no folder, no suffix) = those shipped
         weights by name, e.g. "lrrnet_light_sirst"; anything else is a path."""
         if not self.weights:
-            return SHIPPED_WEIGHTS
+            return shipped_weights()
         p = Path(self.weights)
         if not p.suffix and p.name == self.weights:
-            return SHIPPED_WEIGHTS.parent / f"{self.weights}.safetensors"
+            return shipped_weights(self.weights)
         return p
 
     def tiles(self, card: dict) -> tuple[int, int]:
         """(tile_px, overlap_px) to run with: these settings where given, else the card's."""
-        from irstream.weights import inference_tiles
+        from irstream.model.weights import inference_tiles
 
         card_tile, card_overlap = inference_tiles(card)
         tile = card_tile if self.tile_px is None else self.tile_px
@@ -165,7 +163,7 @@ class RunConfig:
     watchdog_s: a stage (waiting for a frame, the model, an output's full queue) that holds a
         frame longer than this is reported (logged, and counted in the summary), s; 0 = off.
     threads: CPU threads the model may use; 0 = all usable cores but one (see
-        irstream.segment.default_threads), which leaves a core to decoding, tracking and the
+        irstream.model.segment.default_threads), which leaves a core to decoding, tracking and the
         outputs, and keeps a machine shared with other work from oversubscription.
     """
 
@@ -201,15 +199,28 @@ class PipelineConfig:
 
 
 def load_pipeline(path: str | Path | None = None) -> PipelineConfig:
-    """Read a pipeline TOML (the shipped default when None)."""
-    path = Path(path) if path is not None else DEFAULT_PIPELINE
+    """Read a pipeline TOML: a path, the name of a shipped pipeline ("tiny_targets"), or the
+    shipped default when None."""
+    path = pipeline_path(path)
     if not path.is_file():
-        raise UserError(f"--pipeline {path}: no such file; see the examples in pipelines/")
+        raise UserError(f"pipeline {path}: no such file; give a TOML path or a shipped name "
+                        f"({', '.join(shipped_pipeline_names())})")
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
     return from_dict(data, str(path))
+
+
+def pipeline_path(path: str | Path | None) -> Path:
+    if path is None:
+        return shipped_pipeline()
+    p = Path(path)
+    return shipped_pipeline(str(path)) if not p.suffix and p.name == str(path) else p
+
+
+def shipped_pipeline_names() -> list[str]:
+    return sorted(p.stem for p in shipped_pipeline().parent.glob("*.toml"))
 
 
 def from_dict(data: dict, where: str = "pipeline") -> PipelineConfig:

@@ -22,128 +22,34 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from irstream.config import PipelineConfig
+from irstream.config import PipelineConfig, load_pipeline, override
 from irstream.errors import UserError
-from irstream.preprocess import Preprocessor
-from irstream.publish import ZmqPublisher
-from irstream.segment import StreamSegmenter, resolve_device, set_threads
-from irstream.annotate import TrackAnnotator
-from irstream.sinks import TIMING_WINDOW_FRAMES, FramesSink, JsonlSink, MotSink, SinkWorker, VideoSink
-from irstream.sources import Source, open_source
-from irstream.osd import OsdMask
-from irstream.targets import extract_targets, resolve_targets
-from irstream.motion import GlobalMotion
-from irstream.tracker import Tracker
-from irstream.types import CONFIRMED, Frame, FrameResult
-from irstream.weights import load_weights
+from irstream.io.reader import POLL_S, FrameReader
+from irstream.io.sources import Source, open_source
+from irstream.model.detector import Detector
+from irstream.sinks.annotate import TrackAnnotator
+from irstream.sinks.files import FramesSink, JsonlSink, MotSink, VideoSink
+from irstream.sinks.publish import ZmqPublisher
+from irstream.sinks.worker import TIMING_WINDOW_FRAMES, SinkWorker
+from irstream.track.stage import TrackingStage
+from irstream.types import CONFIRMED, FrameResult, Prepared
 
-#: Seconds the main thread waits on an empty reader before checking for a stop request.
-POLL_S = 0.1
 #: Seconds a stopping run waits for the reader thread to leave the source's read call.  A
 #: camera or stream that hangs in its read is then left to the process exit to release.
 READER_JOIN_S = 5.0
-#: Per-frame stages.  read: the source's read call (for a live source this includes waiting
-#: for the next frame); inference: frame handed to the model until its map is back.
 SHOW_CURSOR = "\x1b[?25h"
 log = logging.getLogger(__name__)
+#: Per-frame stages.  read: the source's read call (for a live source this includes waiting
+#: for the next frame); inference: frame handed to the model until its map is back.
 #: queued: read until taken for processing (in file runs, the frames decoded ahead wait here).
 #: processing: from the start of preprocessing to the tracks, what one frame costs.
 STAGES = ("read", "queued", "preprocess", "inference", "targets", "motion", "tracker", "processing")
-
-
-class FrameReader:
-    """Reads a source on its own thread into a buffer the main thread takes from.
-
-    latest_only=False (files): a buffer of `maxsize` frames; reading waits for room.
-    latest_only=True (live): a buffer of one; a new frame replaces an untaken one, counted
-    in `dropped`, so the main thread always gets the newest.
-    limit: stop after reading this many frames; 0 = until the source ends.
-    """
-
-    def __init__(self, source: Source, maxsize: int, latest_only: bool, limit: int = 0) -> None:
-        self.source, self.maxsize, self.latest_only, self.limit = source, maxsize, latest_only, limit
-        self.buffer: deque[Frame] = deque()
-        self.cond = threading.Condition()
-        self.stop_event = threading.Event()
-        self.done = False
-        self.read = 0
-        self.dropped = 0
-        self.read_ms: dict[int, float] = {}
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="reader", daemon=True)
-
-    def start(self) -> "FrameReader":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.source.interrupt()  # a live source waiting to reconnect gives up at once
-        with self.cond:
-            self.cond.notify_all()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the thread to end; True when it has (or never started)."""
-        if self.thread.ident is not None:
-            self.thread.join(timeout)
-        return not self.thread.is_alive()
-
-    @property
-    def buffered(self) -> int:
-        with self.cond:
-            return len(self.buffer)
-
-    def get(self, timeout: float = POLL_S) -> Frame | None:
-        """The next frame; None on timeout.  Check `finished` to tell the end from a wait."""
-        with self.cond:
-            if not self.buffer and not self.done:
-                self.cond.wait(timeout)
-            if not self.buffer:
-                return None
-            frame = self.buffer.popleft()
-            self.cond.notify_all()
-            return frame
-
-    @property
-    def finished(self) -> bool:
-        with self.cond:
-            return self.done and not self.buffer
-
-    def _run(self) -> None:
-        it = iter(self.source)
-        try:
-            while not self.stop_event.is_set() and not (self.limit and self.read >= self.limit):
-                t0 = time.perf_counter()
-                frame = next(it, None)
-                if frame is None:
-                    break
-                self.read_ms[frame.index] = (time.perf_counter() - t0) * 1e3
-                self._put(frame)
-        except BaseException as exc:  # handed to the main thread, which reports it
-            self.error = exc
-        finally:
-            it.close()
-            with self.cond:
-                self.done = True
-                self.cond.notify_all()
-
-    def _put(self, frame: Frame) -> None:
-        with self.cond:
-            self.read += 1
-            if self.latest_only:
-                self.dropped += len(self.buffer)
-                for old in self.buffer:
-                    self.read_ms.pop(old.index, None)
-                self.buffer.clear()
-            else:
-                while len(self.buffer) >= self.maxsize and not self.stop_event.is_set():
-                    self.cond.wait(POLL_S)
-            self.buffer.append(frame)
-            self.cond.notify_all()
 
 
 @dataclass
@@ -228,7 +134,13 @@ class Watchdog:
 
 
 class Pipeline:
-    """One run of a PipelineConfig.  Build, then `run()` once.
+    """One run of a PipelineConfig: iterate it for each frame's FrameResult, or `run()` it.
+
+        for result in Pipeline.from_toml("pipelines/default.toml", source="clip.mp4"):
+            print(result.frame.index, len(result.tracks.published()))
+
+    Results reach the configured outputs whether or not the caller iterates; stopping early
+    (break, Ctrl-C, max_frames) closes the source and drains the outputs.  A pipeline runs once.
 
     extra_sinks: (name, sink, drop_when_full) for outputs built by the caller, e.g. a preview.
     on_frame: called on the main thread after each frame (progress bars).
@@ -245,21 +157,24 @@ class Pipeline:
                                             reconnect=cfg.source.reconnect)
         self.live = self.source.live if cfg.source.mode == "auto" else cfg.source.mode == "live"
         try:
-            set_threads(cfg.run.threads)
-            model, self.card = load_weights(cfg.model.weights_path)
-            device = resolve_device(cfg.model.device)
-            tile, overlap = cfg.model.tiles(self.card)
-            self.segmenter = StreamSegmenter(model, device, cfg.model.upscale, cfg.model.runtime,
-                                             tile_px=tile, tile_overlap_px=overlap)
-            self.preprocess = Preprocessor(cfg.preprocess, eight_bit_scale=model.cfg.input_scale)
-            self.tracking = TrackingStage(cfg, self.card)
+            self.detector = Detector.from_config(cfg)
+            self.tracking = TrackingStage(cfg)
             self.sinks = self._output_sinks() + list(extra_sinks)
         except BaseException:
             self.source.close()
             raise
-        self.summary = RunSummary(self.source.source_id, str(device), self.live)
+        self.summary = RunSummary(self.source.source_id, str(self.detector.device), self.live)
         self.watchdog = Watchdog(cfg.run.watchdog_s, self.source.source_id)
         self._confirmed: set[int] = set()
+        self._times: dict[int, tuple[float, float, float]] = {}  # frame index -> queued_ms, pre_ms, t_submit
+        self._started = False
+
+    @classmethod
+    def from_toml(cls, path: str | Path | None = None, source: str | None = None, **overrides) -> "Pipeline":
+        """The pipeline a TOML file describes (the shipped default when None), on `source` when
+        given, with config values replaced by dotted name: `**{"model.device": "cpu"}`."""
+        cfg = override(load_pipeline(path), **{"source.uri": source}, **overrides)
+        return cls(cfg)
 
     def _output_sinks(self) -> list:
         o = self.cfg.output
@@ -282,6 +197,15 @@ class Pipeline:
         return TrackAnnotator(o.trail_frames, o.show_detections, o.include_tentative)
 
     def run(self) -> RunSummary:
+        """Process the whole source; the summary of the run."""
+        for _ in self:
+            pass
+        return self.summary
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        if self._started:
+            raise RuntimeError("a Pipeline runs once; build a new one to run again")
+        self._started = True
         workers = []
         # A file run reads no further than max_frames; a live run counts processed frames.
         limit = 0 if self.live else self.cfg.run.max_frames
@@ -291,14 +215,14 @@ class Pipeline:
             # Warm up first: a subscriber that waits on the publisher's open should get frame 0
             # as soon as it connects, not after the model's first (slow) forward passes.
             if self.source.shape:
-                self.segmenter.warm_up(self.source.shape)
+                self.detector.warm_up(self.source.shape)
             for name, sink, drop in self.sinks:
                 workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
-            self.summary.device += f" {self.segmenter.runtime_label}"
+            self.summary.device += f" {self.detector.runtime_label}"
             t_start = time.perf_counter()  # the rate is of frames, not of opening outputs
             reader.start()
             with self.watchdog:
-                self._loop(reader, workers)
+                yield from self._loop(reader, workers)
         finally:
             reader.stop()
             # The source's frames come from the reader thread; closing it under a read in
@@ -307,14 +231,13 @@ class Pipeline:
                 self.source.close()
             for w in workers:
                 w.close()
-        self.summary.wall_s = time.perf_counter() - t_start
-        self._collect(reader, workers)
+            self.summary.wall_s = time.perf_counter() - t_start
+            self._collect(reader, workers)
         errors = [w for w in workers if w.error is not None]
         if errors:
             raise UserError(f"{errors[0].name}: {errors[0].error}")
-        return self.summary
 
-    def _loop(self, reader: FrameReader, workers: list[SinkWorker]) -> None:
+    def _loop(self, reader: FrameReader, workers: list[SinkWorker]) -> Iterator[FrameResult]:
         limit = self.cfg.run.max_frames
         taken = 0
         dog = self.watchdog
@@ -341,35 +264,39 @@ class Pipeline:
                 continue
             dog.enter("inference")
             t0 = time.perf_counter()
-            unit = self.preprocess(frame)
+            prepared = self.detector.prepare(frame)
             t1 = time.perf_counter()
-            key = (frame, unit, self.preprocess.valid, (t0 - frame.read_at) * 1e3, (t1 - t0) * 1e3, t1)
-            done = self.segmenter.push(key, unit)
+            self._times[frame.index] = ((t0 - frame.read_at) * 1e3, (t1 - t0) * 1e3, t1)
+            done = self.detector.push(prepared)
             if not reader.buffered:
                 # Nothing to overlap with (a live source, or a reader behind): a pipelined
                 # device would otherwise hold this frame's result until the next one arrives.
-                done += self.segmenter.flush()
-            for k, prob in done:
-                self._finish(*k, prob, reader, workers)
+                done += self.detector.flush()
+            for prepared, prob in done:
+                yield self._finish(prepared, prob, reader, workers)
             dog.enter("read")
         reader.stop()
         dog.enter("inference")
-        for k, prob in self.segmenter.flush():
-            self._finish(*k, prob, reader, workers)
+        for prepared, prob in self.detector.flush():
+            yield self._finish(prepared, prob, reader, workers)
         dog.enter(None)
 
-    def _finish(self, frame: Frame, unit: np.ndarray, valid: np.ndarray | None, queued_ms: float, pre_ms: float,
-                t_submit: float, prob: np.ndarray, reader: FrameReader, workers: list[SinkWorker]) -> None:
+    def _finish(self, prepared: Prepared, prob: np.ndarray, reader: FrameReader,
+                workers: list[SinkWorker]) -> FrameResult:
+        frame = prepared.frame
+        queued_ms, pre_ms, t_submit = self._times.pop(frame.index)
         t0 = time.perf_counter()
-        if valid is not None:
-            prob = prob * valid
         timings = {"read": reader.read_ms.pop(frame.index, float("nan")), "queued": queued_ms, "preprocess": pre_ms,
                    "inference": (t0 - t_submit) * 1e3}
-        dets, tracks = self.tracking(prob, unit, frame.timestamp_s, timings)
+        dets = self.detector.find(prepared, prob)
+        t1 = time.perf_counter()
+        tracks = self.tracking(dets, prepared.unit, frame.timestamp_s, timings)
+        timings["targets"] = (t1 - t0) * 1e3
         # From the start of preprocessing to here: what the frame cost, without the time it
         # waited in the read queue (which in a file run is most of read->output).
         timings["processing"] = pre_ms + (time.perf_counter() - t_submit) * 1e3
-        res = FrameResult(frame, unit, dets, tracks, timings, ignored=self._ignored(valid), live=self.live)
+        res = FrameResult(frame, prepared.unit, dets, tracks, timings, ignored=self.detector.ignored(prepared),
+                          live=self.live)
         self.watchdog.enter("output")
         for w in workers:
             w.put(res)
@@ -383,13 +310,7 @@ class Pipeline:
         s.latency_ms.append((time.perf_counter() - frame.read_at) * 1e3)
         if self.on_frame:
             self.on_frame(res)
-
-    def _ignored(self, valid: np.ndarray | None) -> np.ndarray | None:
-        """Pixels no target is reported from: the configured ignore regions and learnt text."""
-        text = self.tracking.osd.mask
-        if valid is None:
-            return text
-        return ~valid if text is None else (~valid | text)
+        return res
 
     def _count_confirmed(self, tracks) -> None:
         """Count each track once, when first confirmed; only live ids are remembered."""
@@ -409,34 +330,6 @@ class Pipeline:
         for w in workers:
             s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms, "latency_ms": w.latency_ms,
                                  "sent": getattr(w.sink, "sent", None), "timed_out": w.timed_out}
-
-
-class TrackingStage:
-    """The per-frame work after the model: targets from the map, the scene's motion, the
-    tracker.  Runs and `irstream eval-track` share it, so what is evaluated is what runs."""
-
-    def __init__(self, cfg: PipelineConfig, card: dict) -> None:
-        self.targets_cfg = resolve_targets(cfg.targets, card)
-        self.motion = GlobalMotion(cfg.motion)
-        self.tracker = Tracker(cfg.tracker)
-        self.osd = OsdMask(cfg.osd)
-
-    def __call__(self, prob: np.ndarray, unit: np.ndarray, timestamp_s: float, timings: dict | None = None):
-        """(detections, tracks) of one frame; adds each part's time, ms, to `timings`.  The
-        burned-in text mask learnt so far is `self.osd.mask` (None until learnt)."""
-        t0 = time.perf_counter()
-        text = self.osd.update(unit)
-        if text is not None:
-            prob = np.where(text, 0.0, prob)
-        dets = extract_targets(prob, unit, self.targets_cfg)
-        t1 = time.perf_counter()
-        shift = self.motion.estimate(unit)
-        t2 = time.perf_counter()
-        tracks = self.tracker.update(dets, timestamp_s, shift, unit.shape)
-        t3 = time.perf_counter()
-        if timings is not None:
-            timings.update(targets=(t1 - t0) * 1e3, motion=(t2 - t1) * 1e3, tracker=(t3 - t2) * 1e3)
-        return dets, tracks
 
 
 @contextlib.contextmanager

@@ -67,6 +67,19 @@ class Detections:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A frame made ready for the model: preprocessing's output, the detector's input.
+
+    unit:  (H, W) float32 in [0, 1], what the model sees (after AGC; ignored pixels filled).
+    valid: (H, W) bool where targets may be reported, or None for everywhere.
+    """
+
+    frame: "Frame"
+    unit: np.ndarray
+    valid: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Frame:
     """One image from a source, as the sensor gave it.
 

@@ -10,10 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from irstream.cli import DEFAULT_WEIGHTS, app
+from irstream.cli import app
+from irstream.shipped import shipped_weights
+from irstream.tools.loopback import free_port
+
+DEFAULT_WEIGHTS = shipped_weights()
 from irstream.data.sirst import load_sample
 from irstream.data.synthetic import write_image_set
-from irstream.metrics import components
+from irstream.eval.metrics import components
 
 from conftest import REPO, SIRST, needs_sirst
 
@@ -179,14 +183,6 @@ def test_truncated_video_is_run_to_its_end_and_the_missing_frames_counted(tmp_pa
 SKY = REPO / "sample_videos" / "sky_drones.mkv"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("command", [["run"], ["eval"], ["eval-track"], ["detect"], ["calibrate"], ["export"],
                                      ["train"]])
 def test_every_command_that_runs_the_model_takes_threads(command):
@@ -211,7 +207,7 @@ def test_a_flag_value_error_names_the_flag():
 
 
 def test_listen_tells_a_publisher_that_never_came(tmp_path):
-    result = runner.invoke(app, ["listen", f"tcp://127.0.0.1:{_free_port()}", "--timeout", "0.5", "--json"])
+    result = runner.invoke(app, ["listen", f"tcp://127.0.0.1:{free_port()}", "--timeout", "0.5", "--json"])
     _one_line_error(result, "no publisher came")
     _one_line_error(runner.invoke(app, ["listen", "--count", "-1"]), "--count -1")
 
@@ -220,7 +216,7 @@ def test_listen_tells_a_publisher_that_never_came(tmp_path):
 def test_a_subscriber_started_first_gets_every_frame_of_a_waiting_run(tmp_path):
     """listen first, then run with --wait-subscriber: the model warms up before the wait, so
     frame 0 goes out as soon as the subscriber is there, and nothing is missed."""
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     cli = [sys.executable, str(REPO / "cli.py")]
     listener = subprocess.Popen([*cli, "listen", endpoint, "--json", "--timeout", "60", "--count", "20"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -237,7 +233,7 @@ def test_a_subscriber_started_first_gets_every_frame_of_a_waiting_run(tmp_path):
 
 
 def test_hud_labels_its_figures():
-    from irstream.sinks import HudClock
+    from irstream.sinks.files import HudClock
     from irstream.types import Detections, Frame, FrameResult, Tracks
 
     frame = Frame(np.zeros((8, 8), np.uint8), 7, 0.28, "x", 8)

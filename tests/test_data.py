@@ -5,8 +5,8 @@ import pytest
 from irstream.data.sirst import load_sample, load_split, read_split
 from irstream.data.synthetic import BACKGROUNDS, synth_image, synth_sequence, write_image_set
 from irstream.errors import UserError
-from irstream.imageio import read_gray
-from irstream.preprocess import PercentileAGC, to_unit
+from irstream.io.imageio import read_gray
+from irstream.model.preprocess import PercentileAGC, to_unit
 
 from conftest import SIRST, needs_sirst
 

@@ -3,7 +3,7 @@
 import numpy as np
 from filterpy.kalman import KalmanFilter
 
-from irstream import kalman
+from irstream.track import kalman
 
 MEAS_NOISE_PX = 1.5
 VELOCITY_STD_PX_S = 20.0

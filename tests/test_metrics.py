@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from irstream.data.sirst import load_split
-from irstream.metrics import SegMetrics, match_targets
+from irstream.eval.metrics import SegMetrics, match_targets
 
 from conftest import needs_sirst
 

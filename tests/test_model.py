@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from irstream.models import MODEL_CFGS, LRRNetCfg, build_model, count_parameters
-from irstream.segment import forward_any_size
+from irstream.model.registry import MODEL_CFGS, LRRNetCfg, build_model, count_parameters
+from irstream.model.segment import forward_any_size
 
 # The authors' reference implementation, counted in its default configuration.
 REFERENCE_PARAMS = 3_454_994
@@ -58,8 +58,8 @@ def test_bad_config_is_rejected():
 def test_stream_segmenter_matches_single_frame_inference():
     import numpy as np
 
-    from irstream.segment import Segmenter, StreamSegmenter
-    from irstream.models import build_model
+    from irstream.model.segment import StreamSegmenter, image_logits
+    from irstream.model.registry import build_model
 
     model = build_model("lrrnet_light").eval()
     rng = np.random.default_rng(0)
@@ -68,7 +68,7 @@ def test_stream_segmenter_matches_single_frame_inference():
     got = [out for i, f in enumerate(frames) for out in stream.push(i, f)] + stream.flush()
     assert [k for k, _ in got] == [0, 1, 2]
     for (_, prob), f in zip(got, frames):
-        expect = 1 / (1 + np.exp(-Segmenter(model, "cpu").logits(f)))
+        expect = 1 / (1 + np.exp(-image_logits(model, f, "cpu")))
         np.testing.assert_allclose(prob, expect, atol=1e-5)
 
 
@@ -77,8 +77,8 @@ def test_stream_segmenter_matches_single_frame_inference():
 def test_cuda_double_buffered_stream_matches_cpu(overlap):
     import numpy as np
 
-    from irstream.models import build_model
-    from irstream.segment import StreamSegmenter
+    from irstream.model.registry import build_model
+    from irstream.model.segment import StreamSegmenter
 
     model = build_model("lrrnet_light").eval()
     rng = np.random.default_rng(1)

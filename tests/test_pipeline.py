@@ -16,12 +16,14 @@ import zmq
 from typer.testing import CliRunner
 
 from conftest import REPO, SHARED_DATA
-from irstream.cli import _json_safe, app
-from irstream.config import PIPELINES_DIR, from_dict, load_pipeline, override
+from irstream.cli import app
+from irstream.cli.common import json_safe
+from irstream.config import from_dict, load_pipeline, override
+from irstream.shipped import pipelines_dir
 from irstream.data.synthetic import write_sequence
-from irstream.message import SCHEMA, validate
+from irstream.sinks.message import SCHEMA, validate
 from irstream.pipeline import Pipeline
-from irstream.preview import KEY_PAUSE, PreviewSink
+from irstream.sinks.preview import KEY_PAUSE, PreviewSink
 
 SMALL = "synth:sky?seed=3&frames={n}&width=160&height=128"
 DAUB = SHARED_DATA / "daub"
@@ -219,10 +221,10 @@ def test_preview_without_display_runs_headless(tmp_path, monkeypatch):
 
 
 def test_shipped_pipelines_load():
-    names = sorted(p.name for p in PIPELINES_DIR.glob("*.toml"))
+    names = sorted(p.name for p in pipelines_dir().glob("*.toml"))
     assert {"default.toml", "camera.toml", "noisy.toml", "tiny_targets.toml"} <= set(names)
     for name in names:
-        load_pipeline(PIPELINES_DIR / name)
+        load_pipeline(pipelines_dir() / name)
 
 
 @pytest.mark.parametrize("toml, needle", [
@@ -263,7 +265,7 @@ def test_ignore_rects_suppress_detections(tmp_path):
 def test_daub_sequence1_target_is_tracked(tmp_path):
     labels = np.loadtxt(DAUB / "sequence1" / "labels.csv", delimiter=",", skiprows=1)
     # Its aircraft is 2 to 3 px: the shipped weights need the frame enlarged 2x to see it.
-    cfg = override(load_pipeline(PIPELINES_DIR / "tiny_targets.toml"),
+    cfg = override(load_pipeline("tiny_targets"),
                    **{"source.uri": str(DAUB / "sequence1"), "model.device": "cpu", "output.jsonl": str(tmp_path / "o.jsonl")})
     Pipeline(cfg).run()
     msgs = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
@@ -335,7 +337,7 @@ def test_run_json_summary_is_strict_json(tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output.strip().splitlines()[-1], parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert doc["frames_processed"] == 1
-    assert _json_safe({"a": {"p50_ms": float("nan")}, "b": 1.0}) == {"a": {"p50_ms": None}, "b": 1.0}
+    assert json_safe({"a": {"p50_ms": float("nan")}, "b": 1.0}) == {"a": {"p50_ms": None}, "b": 1.0}
 
 
 def test_validate_names_a_track_without_score():
@@ -361,8 +363,8 @@ def test_first_ctrl_c_after_a_preview_quit_still_drains():
 
 
 def test_a_camera_lost_and_frozen_mid_run_is_reopened_and_its_repeats_skipped(monkeypatch):
-    from irstream import sources
-    from irstream.sources import CaptureSource, ReconnectConfig
+    from irstream.io import sources
+    from irstream.io.sources import CaptureSource, ReconnectConfig
 
     from test_sources import _camera_world
 
@@ -404,7 +406,7 @@ def test_watchdog_reports_a_stalled_output_and_the_file_run_loses_nothing(caplog
 
 
 def test_watchdog_reports_a_source_that_stops_delivering(caplog):
-    from irstream.sources import SyntheticSource
+    from irstream.io.sources import SyntheticSource
 
     class Hangs(SyntheticSource):
         def _frames(self):

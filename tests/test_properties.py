@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from irstream.message import build_message, encode, validate
-from irstream.motion import GlobalMotion, MotionConfig
-from irstream.preprocess import PreprocessConfig, Preprocessor
-from irstream.targets import TargetConfig, extract_targets
-from irstream.tracker import Tracker, TrackerConfig
+from irstream.sinks.message import build_message, encode, validate
+from irstream.track.motion import GlobalMotion, MotionConfig
+from irstream.model.preprocess import PreprocessConfig, Preprocessor
+from irstream.track.targets import TargetConfig, extract_targets
+from irstream.track.tracker import Tracker, TrackerConfig
 from irstream.types import Detections, Frame, FrameResult
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -29,7 +29,7 @@ def images(dtype):
 def test_preprocessing_gives_a_finite_unit_image_for_any_frame(img, agc):
     pre = Preprocessor(PreprocessConfig(agc=agc, fixed_range_counts=(100, 30000)))
     for i in range(2):  # twice: the AGC's smoothing state is used on the second frame
-        out = pre(Frame(img, i, i / 25, "prop", 16 if img.dtype == np.uint16 else 8))
+        out = pre(Frame(img, i, i / 25, "prop", 16 if img.dtype == np.uint16 else 8)).unit
         assert out.shape == img.shape and out.dtype == np.float32
         assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
 

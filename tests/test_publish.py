@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from irstream.cli import app
 from irstream.errors import UserError
-from irstream.publish import ZmqPublisher, create_keys, is_loopback, subscribe
+from irstream.sinks.publish import ZmqPublisher, create_keys, is_loopback, subscribe
 from irstream.types import Detections, Frame, FrameResult, Tracks
 
 from test_pipeline import free_port

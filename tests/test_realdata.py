@@ -10,17 +10,17 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import SHARED_DATA
-from irstream.calibrate import Sweep, choose
+from irstream.eval.calibrate import Sweep, choose
 from irstream.cli import app
 from irstream.data.mix import (ANTIUAV_TRAIN, ANTIUAV_VAL, DAUB_HELD_OUT, DAUB_TRAIN, LABELS_DIR, Mix, crop_at,
                                load_daub, parse_mix, read_mot_boxes)
 from irstream.data.points import box_mask, point_mask
 from irstream.data.sirst import Sample
-from irstream.models import build_model
-from irstream.targets import TargetConfig, operating_threshold, resolve_targets
-from irstream.track_eval import Truth, load_mot_gt, match_points
-from irstream.train import TrainConfig, make_mix_batch, mine_hard_negatives
-from irstream.weights import save_weights
+from irstream.model.registry import build_model
+from irstream.track.targets import TargetConfig, operating_threshold, resolve_targets
+from irstream.eval.tracks import Truth, load_mot_gt, match_points
+from irstream.train.loop import TrainConfig, make_mix_batch, mine_hard_negatives
+from irstream.model.weights import save_weights
 
 CLIPS = sorted(ANTIUAV_TRAIN + ANTIUAV_VAL)
 DAUB = SHARED_DATA / "daub"
@@ -193,7 +193,7 @@ def test_bench_train_reports_samples_per_second():
 
 
 def test_parts_of_one_target_are_merged_into_one_detection():
-    from irstream.targets import extract_targets
+    from irstream.track.targets import extract_targets
 
     score = np.zeros((40, 60), np.float32)
     score[10:14, 10:16] = 0.9  # body
@@ -209,7 +209,7 @@ def test_parts_of_one_target_are_merged_into_one_detection():
 
 
 def test_burned_in_text_becomes_an_ignore_mask_and_a_moving_target_does_not():
-    from irstream.osd import OsdConfig, OsdMask
+    from irstream.track.osd import OsdConfig, OsdMask
 
     rng = np.random.default_rng(0)
     osd = OsdMask(OsdConfig(learn_frames=30))
@@ -229,7 +229,7 @@ def test_burned_in_text_becomes_an_ignore_mask_and_a_moving_target_does_not():
 
 
 def test_ignored_pixels_are_shaded_in_the_video():
-    from irstream.annotate import TrackAnnotator
+    from irstream.sinks.annotate import TrackAnnotator
     from irstream.types import Detections, Frame, FrameResult, Tracks
 
     ignored = np.zeros((32, 48), bool)
@@ -242,7 +242,7 @@ def test_ignored_pixels_are_shaded_in_the_video():
 
 @pytest.mark.parametrize("shape", [(512, 640), (100, 700), (64, 64), (193, 192)])
 def test_tiles_cover_the_frame_and_stitch_back(shape):
-    from irstream.segment import tile_origins, tiled
+    from irstream.model.segment import tile_origins, tiled
 
     image = np.random.default_rng(0).random(shape).astype(np.float32)
     calls = []
@@ -262,7 +262,7 @@ def test_tiles_cover_the_frame_and_stitch_back(shape):
 
 
 def test_box_hits_give_every_part_of_a_drone_to_its_box():
-    from irstream.metrics import box_hits
+    from irstream.eval.metrics import box_hits
 
     parts_and_clutter = np.array([[12.0, 11.0], [19.5, 14.0], [21.5, 12.0], [60.0, 60.0]])  # x, y
     # Box 10..19 x 10..15: two parts inside, one 2.5 px beyond its right edge; clutter far away.

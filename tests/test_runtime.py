@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from irstream.bench import mask_iou, real_frames
+from irstream.tools.bench import mask_iou, real_frames
 from irstream.errors import UserError
-from irstream.runtime import OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, onnxruntime_available
-from irstream.segment import StreamSegmenter
-from irstream.weights import load_weights
+from irstream.model.runtime import OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, onnxruntime_available
+from irstream.model.segment import StreamSegmenter
+from irstream.model.weights import load_weights
 
 from conftest import REPO, SIRST
 

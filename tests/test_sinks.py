@@ -7,9 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from irstream import sinks
+from irstream.sinks import files, worker
 from irstream.errors import UserError
-from irstream.sinks import SinkWorker, VideoSink
+from irstream.sinks.files import VideoSink
+from irstream.sinks.worker import SinkWorker
 from irstream.types import Detections, Frame, FrameResult, Tracks
 
 
@@ -49,13 +50,13 @@ def test_worker_whose_idle_fails_is_reported_on_the_next_put():
             raise RuntimeError("window gone")
 
     w = SinkWorker(BadIdle(), "preview").start()
-    time.sleep(5 * sinks.IDLE_POLL_S)
+    time.sleep(5 * worker.IDLE_POLL_S)
     with pytest.raises(UserError, match="preview"):
         w.put(result())
 
 
 def test_close_gives_up_on_a_stuck_sink(monkeypatch):
-    monkeypatch.setattr(sinks, "CLOSE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(worker, "CLOSE_TIMEOUT_S", 0.3)
     block = threading.Event()
     rec = Recorder(block=block)
     w = SinkWorker(rec, "stuck", maxsize=1, drop_when_full=True).start()
@@ -85,7 +86,7 @@ def test_live_video_repeats_frames_to_follow_capture_time(tmp_path):
     sink.open()
     for i, t in enumerate((100.0, 100.2, 100.4, 100.6)):
         sink.write(result(i, t))
-    assert sink._copies(1000.0) == int(sinks.MAX_REPEAT_S * 20) + 1  # a long stall is bridged only so far
+    assert sink._copies(1000.0) == int(files.MAX_REPEAT_S * 20) + 1  # a long stall is bridged only so far
     sink.close()
     cap = cv2.VideoCapture(str(tmp_path / "v.avi"))
     n = 0

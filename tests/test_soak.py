@@ -5,7 +5,7 @@ costs nothing, a camera that vanishes is reopened."""
 import pytest
 
 from irstream.config import load_pipeline, override
-from irstream.soak import SoakConfig, file_phase, live_phase
+from irstream.tools.soak import SoakConfig, file_phase, live_phase
 
 from conftest import SHARED_DATA
 

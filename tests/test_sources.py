@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from irstream import sources
+from irstream.io import sources
 from irstream.errors import UserError
-from irstream.sources import CameraConfig, CaptureSource, SyntheticSource, natural_key, open_source, unpack_y16
+from irstream.io.sources import CameraConfig, CaptureSource, SyntheticSource, natural_key, open_source, unpack_y16
 
 from conftest import SHARED_DATA
 

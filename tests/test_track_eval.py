@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from conftest import REPO, SHARED_DATA
 from irstream.cli import app
 from irstream.config import load_pipeline
-from irstream.motion import GlobalMotion
-from irstream.track_eval import (SequenceMaps, TrackLog, Truth, evaluate_sequence, fa_at_pd, find_sequences,
+from irstream.track.motion import GlobalMotion
+from irstream.eval.tracks import (SequenceMaps, TrackLog, Truth, evaluate_sequence, fa_at_pd, find_sequences,
                                  frames_to_confirm, match_points, mot_metrics)
 
 EASY2 = SHARED_DATA / "daub" / "easy2"

@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from irstream.kalman import cv_model
-from irstream.tracker import Tracker, TrackerConfig, assign
+from irstream.track.kalman import cv_model
+from irstream.track.tracker import Tracker, TrackerConfig, assign
 from irstream.types import COASTING, CONFIRMED, TENTATIVE, Detections, Tracks
 
 FPS = 25.0

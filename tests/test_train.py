@@ -4,9 +4,9 @@ import torch
 
 from irstream.data.sirst import load_split
 from irstream.data.synthetic import write_image_set
-from irstream.models import build_model
-from irstream.train import TrainConfig, lrrnet_loss, make_batch, train
-from irstream.weights import load_weights, read_card
+from irstream.model.registry import build_model
+from irstream.train.loop import TrainConfig, lrrnet_loss, make_batch, train
+from irstream.model.weights import load_weights, read_card
 
 from conftest import SIRST, needs_sirst
 
@@ -55,7 +55,7 @@ def test_run_checkpoints_resumes_and_keeps_best(tmp_path):
 
 def test_half_scale_crops_keep_every_target():
     from irstream.data.sirst import Sample
-    from irstream.train import half_scale_pair
+    from irstream.train.loop import half_scale_pair
 
     img = np.zeros((300, 300), np.float32)
     mask = np.zeros((300, 300), bool)

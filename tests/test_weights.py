@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import save_file
 
 from irstream.errors import UserError
-from irstream.models import build_model
-from irstream.weights import card_path, load_weights, save_weights
+from irstream.model.registry import build_model
+from irstream.model.weights import card_path, load_weights, save_weights
 
 
 @pytest.fixture()

@@ -25,8 +25,8 @@ import numpy as np
 
 from irstream.data.points import box_mask, point_mask
 from irstream.data.sirst import Sample, load_split, read_split
-from irstream.imageio import read_gray
-from irstream.preprocess import to_unit
+from irstream.io.imageio import read_gray
+from irstream.model.preprocess import to_unit
 
 #: DAUB sequences trained on; the others (sequence2, sequence5, easy3) are held out for evaluation.
 DAUB_TRAIN = ("sequence1", "sequence3", "sequence4", "sequence6", "easy1", "easy2")
@@ -63,6 +63,17 @@ def load_daub(root: Path, sequences: tuple[str, ...], step: int = 1) -> list[Sam
             img = to_unit(read_gray(root / seq / f"{int(r['frame']):04d}.png"))
             out.append(Sample(f"{seq}/{r['frame']}", img, point_mask(img, float(r["x"]), float(r["y"]))))
     return out
+
+
+def daub_frames(root: Path, sequences: tuple[str, ...], step: int = 1):
+    """(name, [0, 1] image, [1 x 1 box at the labelled point]) of every step-th frame, as
+    clip_frames gives them, so one scoring rule serves both."""
+    for seq in sequences:
+        with (root / seq / "labels.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        for r in rows[::step]:
+            img = to_unit(read_gray(root / seq / f"{int(r['frame']):04d}.png"))
+            yield f"{seq}/{r['frame']}", img, [(round(float(r["x"])), round(float(r["y"])), 1, 1)]
 
 
 def read_mot_boxes(path: Path) -> dict[int, list[tuple[float, float, float, float]]]:

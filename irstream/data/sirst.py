@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from irstream.errors import UserError
-from irstream.imageio import read_gray, read_mask
-from irstream.preprocess import to_unit
+from irstream.io.imageio import read_gray, read_mask
+from irstream.model.preprocess import to_unit
 
 _MASK_PATTERNS = ("{name}_pixels0.png", "{name}.png", "{name}.bmp", "{name}.tif")
 _IMAGE_EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg")
@@ -35,7 +35,7 @@ def split_file(root: Path, split: str) -> Path:
     for cand in (root / "splits" / f"{split}.txt", root / f"{split}.txt", *root.glob(f"idx_*/{split}.txt")):
         if cand.is_file():
             return cand
-    raise UserError(f"{root}: no split list '{split}' (looked for splits/{split}.txt); check --split")
+    raise UserError(f"{root}: no split list '{split}' (looked for splits/{split}.txt); check the split name")
 
 
 def read_split(root: str | Path, split: str) -> list[str]:

@@ -1,0 +1,224 @@
+"""Running the pipeline, and the ZeroMQ side: run, listen, keys."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from irstream.cli.common import out, err, user_errors, progress, THREADS_HELP, FLAGS, json_safe
+from irstream.errors import UserError
+
+app = typer.Typer()
+
+
+@app.command()
+@user_errors
+def run(
+    source: Annotated[Optional[str], typer.Argument(help="Video file, image folder or glob, camera index or /dev/video path, "
+                                                         "rtsp:// or http:// URL, GStreamer pipeline; default: the pipeline's.")] = None,
+    pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML (see pipelines/); default: pipelines/default.toml.")] = None,
+    preview: Annotated[Optional[bool], typer.Option("--preview/--no-preview", help="Show a window (q/Esc quits, space pauses).")] = None,
+    save: Annotated[Optional[str], typer.Option(help="Write the annotated video here (.mp4, .mkv lossless, .avi).")] = None,
+    frames_dir: Annotated[Optional[str], typer.Option(help="Write annotated frames as PNGs into this folder.")] = None,
+    jsonl: Annotated[Optional[str], typer.Option(help="Write one JSON message per frame here.")] = None,
+    mot: Annotated[Optional[str], typer.Option(help="Write confirmed tracks as MOTChallenge CSV here.")] = None,
+    publish: Annotated[Optional[str], typer.Option(help="Publish over ZeroMQ, e.g. tcp://127.0.0.1:5556.")] = None,
+    curve_dir: Annotated[Optional[str], typer.Option(help="Key folder from `irstream keys`: publish encrypted, to "
+                                                          "authorised subscribers only.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    runtime: Annotated[Optional[str], typer.Option(help="auto (fastest measured), torch (eager fp32) or onnxruntime (CPU).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold.")] = None,
+    upscale: Annotated[Optional[int], typer.Option(help="Run the model on the frame enlarged by this factor (tiny targets).")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="auto, file (never drop) or live (newest frame wins).")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    wait_subscriber: Annotated[Optional[float], typer.Option(help="Hold the first frame up to this many seconds until a "
+                                                                  "ZeroMQ subscriber connects, so it gets every message.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")] = False,
+) -> None:
+    """Detect and track targets in a video, image sequence, camera or stream."""
+    import threading
+
+    from irstream.config import load_pipeline, override
+    from irstream.pipeline import Pipeline, graceful_interrupt
+
+    cfg = override(load_pipeline(pipeline), FLAGS, **{
+        "source.uri": source, "source.mode": mode, "output.preview": preview, "output.save": save,
+        "output.frames_dir": frames_dir,
+        "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "output.curve_dir": curve_dir, "model.device": device,
+        "model.runtime": runtime,
+        "model.weights": weights, "model.upscale": upscale, "targets.score_threshold": threshold, "run.max_frames": max_frames,
+        "output.wait_subscriber_s": wait_subscriber, "run.threads": threads})
+    if not cfg.source.uri:
+        raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")
+    stop, paused = threading.Event(), threading.Event()
+    extra = _preview_sink(stop, paused) if cfg.output.preview else []
+    with progress() as prog:
+        task = prog.add_task("frames", total=None)
+        pipe = Pipeline(cfg, extra_sinks=extra, stop=stop, paused=paused,
+                        on_frame=lambda res: prog.advance(task))
+        total = None if pipe.live else pipe.source.frame_count
+        if total and cfg.run.max_frames:
+            total = min(total, cfg.run.max_frames)
+        prog.update(task, total=total, description=pipe.source.source_id[-40:])
+
+        def on_signal(_signum):
+            err.print("stopping: finishing the frames in flight and closing outputs (Ctrl-C again to quit now)")
+
+        with graceful_interrupt(stop, on_signal):
+            summary = pipe.run()
+    _print_summary(summary, cfg, as_json)
+
+
+def _preview_sink(stop, paused) -> list:
+    from irstream.sinks.preview import PreviewSink, display_available
+
+    if not display_available():
+        err.print("preview: no display here (no DISPLAY, or it cannot be opened); running headless")
+        return []
+    return [("preview", PreviewSink(stop, paused), True)]
+
+
+def _print_summary(s, cfg, as_json: bool) -> None:
+    from irstream.pipeline import percentiles
+
+    outputs = {name: {k: v for k, v in o.items() if not k.endswith("_ms")} for name, o in s.outputs.items()}
+    stages = dict(s.stage_ms) | {f"write {n}": o["write_ms"] for n, o in s.outputs.items()}
+    stages |= {"read->tracks": s.latency_ms} | {f"read->{n}": o["latency_ms"] for n, o in s.outputs.items()}
+    timing = {k: dict(zip(("p50_ms", "p99_ms"), percentiles(v))) for k, v in stages.items()}
+    lat = timing["read->tracks"]
+    if as_json:
+        print(json.dumps({"source": s.source, "device": s.device, "live": s.live, "frames_read": s.frames_read,
+                          "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
+                          "frames_frozen": s.frames_frozen, "frames_corrupt": s.frames_corrupt,
+                          "frames_expected": s.frames_expected, "reconnects": s.reconnects, "stalls": s.stalls,
+                          "fps": round(s.fps, 3), "detections": s.detections,
+                          "confirmed_tracks": s.confirmed_tracks,
+                          "published_tracks_per_frame": s.published_track_frames / max(1, s.frames_processed),
+                          "stopped_early": s.stopped_early,
+                          "timing": json_safe(timing), "latency": json_safe(lat), "outputs": outputs}))
+        return
+    t = Table(title=escape(f"run: {s.source}"), show_header=False)
+    t.add_column("what", no_wrap=True)
+    t.add_column("value")
+    rows = [("device", s.device + (" (live)" if s.live else " (file)")),
+            ("frames", f"{s.frames_processed} processed, {s.frames_read} read, {s.frames_dropped} dropped"
+                       + (f", {s.frames_frozen} frozen (skipped)" if s.frames_frozen else "")),
+            ("rate", f"{s.fps:.1f} frames/s over {s.wall_s:.1f} s"),
+            ("detections", f"{s.detections} ({s.detections / max(1, s.frames_processed):.2f} per frame)"),
+            ("tracks ever confirmed", f"{s.confirmed_tracks} ids; {s.published_track_frames / max(1, s.frames_processed):.2f} "
+                                      "published per frame on average"),
+            ("latency read->tracks", f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms")]
+    for name, o in outputs.items():
+        target = "window" if name == "preview" else getattr(cfg.output, name, "")
+        unfinished = ", gave up closing it (still busy)" if o["timed_out"] else ""
+        rows.append((f"output {name}", f"{target}  {o['written']} written, {o['dropped']} dropped{unfinished}"))
+    if s.reconnects:
+        rows.append(("reconnects", f"{s.reconnects} (the source was lost and reopened)"))
+    if s.stalls:
+        rows.append(("stalls", f"{s.stalls} (a stage held a frame over watchdog_s; see the log)"))
+    if s.frames_corrupt:
+        rows.append(("corrupt", f"{s.frames_corrupt} of the {s.frames_expected or '?'} frames the file announces "
+                                "could not be decoded and were skipped (damaged or truncated file)"))
+    if s.stopped_early:
+        rows.append(("stopped", "early, on request; outputs flushed and closed"))
+    for name, value in rows:
+        t.add_row(name, escape(value))
+    out.print(t)
+    st = Table(title="timing", caption="read->X: from frame read to X")
+    for col in ("stage", "p50 ms", "p99 ms"):
+        st.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
+    for k, v in timing.items():
+        st.add_row(k, f"{v['p50_ms']:.2f}", f"{v['p99_ms']:.2f}")
+    out.print(st)
+
+
+@app.command()
+@user_errors
+def listen(
+    endpoint: Annotated[str, typer.Argument(help="Where a run publishes, e.g. tcp://127.0.0.1:5556.")] = "tcp://127.0.0.1:5556",
+    topic: Annotated[str, typer.Option(help="Topic to subscribe to.")] = "irstream",
+    as_json: Annotated[bool, typer.Option("--json", help="Print each message as one JSON line.")] = False,
+    timeout: Annotated[float, typer.Option(help="Stop after this many seconds without a message; 0 = never.")] = 0.0,
+    count: Annotated[int, typer.Option(help="Stop after this many messages; 0 = never.")] = 0,
+    curve_dir: Annotated[str, typer.Option(help="Key folder holding client.key_secret and the publisher's "
+                                                "server.key (see `irstream keys`).")] = "",
+) -> None:
+    """Subscribe to a run's ZeroMQ messages: a live table of tracks, or JSON lines."""
+    from rich.live import Live
+
+    from irstream.sinks.message import validate
+    from irstream.sinks.publish import Connection, subscribe
+
+    if count < 0 or timeout < 0:
+        raise UserError(f"--count {count} --timeout {timeout}: both must be >= 0 (0 = never stop)")
+    seen = bad = 0
+    conn = Connection()
+    live = None if as_json else Live(_tracks_table(None), console=out, auto_refresh=False)
+    with live or contextlib.nullcontext():
+        try:
+            for _topic, payload in subscribe(endpoint, topic, timeout or None, curve_dir, conn):
+                try:
+                    msg = json.loads(payload)
+                except ValueError:
+                    msg = None
+                problem = "not JSON" if msg is None else validate(msg)
+                if problem:
+                    bad += 1
+                    err.print(escape(f"{endpoint}: skipped a message: {problem}"))
+                    continue
+                seen += 1
+                if as_json:
+                    print(payload.decode(), flush=True)
+                else:
+                    live.update(_tracks_table(msg), refresh=True)
+                if count and seen >= count:
+                    break
+        except KeyboardInterrupt:
+            pass
+    if not as_json:
+        err.print(f"{seen} messages, {bad} skipped")
+    if count and seen >= count:
+        return
+    if not conn.connected:
+        raise UserError(f"{endpoint}: no publisher came within {timeout:g} s; start the run with "
+                        f"--publish {endpoint} (and --wait-subscriber S to hold its first frame for this listener)")
+    if timeout and seen:
+        err.print(escape(f"{endpoint}: the publisher {'went away' if conn.gone else 'went quiet'} after {seen} messages "
+                         f"({timeout:g} s without one)"))
+    elif timeout:
+        err.print(escape(f"{endpoint}: a publisher is there but sent nothing on topic '{topic}' for {timeout:g} s"))
+
+
+@app.command()
+@user_errors
+def keys(
+    folder: Annotated[Path, typer.Argument(help="Folder to create the key pairs in.")],
+) -> None:
+    """Create CurveZMQ key pairs for an encrypted, authenticated feed (`run --curve-dir`, `listen --curve-dir`)."""
+    from irstream.sinks.publish import create_keys
+
+    paths = create_keys(folder)
+    out.print(f"publisher: {escape(str(paths['server_secret']))} (keep here) and {escape(str(folder / 'authorized_clients'))}/")
+    out.print(f"subscriber: copy {escape(str(paths['client_secret']))} and {escape(str(paths['server_public']))} "
+              "to the subscribing machine, and pass that folder as --curve-dir")
+
+
+def _tracks_table(msg: dict | None) -> Table:
+    title = "waiting for messages..." if msg is None else (
+        f"{msg['source']}  frame {msg['frame']}  t={msg['timestamp_s']:.3f}s  latency {msg['latency_ms']:.1f} ms  "
+        f"detections {len(msg['detections'])}")
+    t = Table(title=title)
+    for col in ("id", "state", "x", "y", "vx px/s", "vy px/s", "age", "hits", "score"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for tr in (msg or {}).get("tracks", []):
+        t.add_row(str(tr["id"]), tr["state"], f"{tr['x']:.1f}", f"{tr['y']:.1f}", f"{tr['vx']:.1f}", f"{tr['vy']:.1f}",
+                  str(tr["age"]), str(tr["hits"]), f"{tr['score']:.2f}")
+    return t

@@ -1,0 +1,1 @@
+"""Measuring quality: segmentation metrics, still-image evaluation, eval-track, the calibrated operating point."""

@@ -1,0 +1,455 @@
+"""Scoring single-frame detections and published tracks against point ground truth.
+
+A sequence is a source plus, per frame, the ground-truth target points (id, x, y):
+- DAUB: a folder of frames with `labels.csv` (`frame,x,y`, frame 1-based, x and y 0-based
+  pixel centres, one target per frame);
+- MOTChallenge: a video or folder with `<name>.gt.txt` beside it or `gt/gt.txt` inside it
+  (`frame,id,left,top,width,height,...`, frame 1-based; the point is the box centre);
+- a video whose labels irstream ships (irstream/data/labels/antiuav-clips/<name>.txt, found by
+  the video's name), scored over the labelled frames (<name>.frames) only.
+
+Matching is by distance: a prediction within `match_px` of a ground-truth point (3 px, the
+field's convention) is a hit; for a box label, the distance is to the box (0 inside it), so a
+detection anywhere on a 30x20 px drone hits it.  Each frame is matched one-to-one by least
+total distance.
+Pd = hits / ground-truth points; false alarms per frame = unmatched predictions / frames.
+
+Tracking metrics come from TrackEval (HOTA, CLEAR, Identity), fed a point similarity
+max(0, 1 - d / (2 match_px)): similarity 0.5, CLEAR's and IDF1's threshold, falls at exactly
+match_px, and HOTA's sweep of thresholds 0.05..0.95 covers distances up to 1.9 match_px.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from irstream.errors import UserError
+from irstream.eval.metrics import MATCH_DIST_PX as MATCH_PX, box_distances
+from irstream.track.tracker import assign
+from irstream.model.weights import read_card
+DAUB_LABELS = "labels.csv"
+
+
+@dataclass
+class Truth:
+    """Ground truth of one frame: ids (n,) and points xy (n, 2), px; for box labels also the
+    boxes (n, 4) as left, top, right, bottom pixel edges (inclusive)."""
+
+    ids: np.ndarray
+    xy: np.ndarray
+    boxes: np.ndarray | None = None
+
+    def distances(self, pred_xy: np.ndarray) -> np.ndarray:
+        """(pred, truth) distances, px: to the point, or to the box (0 inside) for box labels."""
+        if self.boxes is None or not len(self.boxes):
+            return np.linalg.norm(pred_xy[:, None, :] - self.xy[None, :, :], axis=2)
+        return box_distances(pred_xy, self.boxes)
+
+
+@dataclass
+class EvalSequence:
+    name: str
+    uri: str
+    truth: list[Truth]  # one per frame, in source order
+
+    @property
+    def frames(self) -> int:
+        return len(self.truth)
+
+
+# ---- finding sequences and their ground truth -----------------------------------------------
+
+
+def find_sequences(paths: list[str | Path]) -> list[EvalSequence]:
+    """Each path is a sequence, or a folder whose entries are sequences (e.g. daub/, or
+    antiuav-clips/ whose videos have shipped labels)."""
+    found: list[EvalSequence] = []
+    for p in map(Path, paths):
+        seq = _sequence(p)
+        if seq is not None:
+            found.append(seq)
+            continue
+        subs = sorted(p.iterdir()) if p.is_dir() else []  # sequence folders, or videos with labels
+        inner = [s for s in map(_sequence, subs) if s is not None]
+        if not inner:
+            raise UserError(f"{p}: no ground truth found; expected a DAUB folder with {DAUB_LABELS}, "
+                            "a video with NAME.gt.txt beside it, a folder with gt/gt.txt, or a folder of those")
+        found += inner
+    return found
+
+
+def _sequence(p: Path) -> EvalSequence | None:
+    from irstream.data.mix import LABELS_DIR
+
+    if p.is_dir() and (p / DAUB_LABELS).is_file():
+        return EvalSequence(p.name, str(p), load_daub_labels(p / DAUB_LABELS, _count_frames(p)))
+    mot = p.with_name(p.stem + ".gt.txt") if p.is_file() else p / "gt" / "gt.txt"
+    if mot.is_file():
+        return EvalSequence(p.stem if p.is_file() else p.name, str(p), load_mot_gt(mot, _count_frames(p)))
+    shipped = LABELS_DIR / f"{p.stem}.txt"
+    if p.is_file() and shipped.is_file():
+        n = int((LABELS_DIR / f"{p.stem}.frames").read_text().split()[0])
+        return EvalSequence(p.stem, str(p), load_mot_gt(shipped, min(n, _count_frames(p)), boxes=True))
+    return None
+
+
+def _count_frames(p: Path) -> int:
+    from irstream.io.sources import open_source
+
+    src = open_source(str(p))
+    try:
+        n = src.frame_count
+    finally:
+        src.close()
+    if not n:
+        raise UserError(f"{p}: cannot tell how many frames it has; evaluation needs a file or image folder")
+    return int(n)
+
+
+def load_daub_labels(path: Path, n_frames: int) -> list[Truth]:
+    truth = [Truth(np.zeros(0, np.int64), np.zeros((0, 2))) for _ in range(n_frames)]
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            k = int(row["frame"]) - 1
+            if 0 <= k < n_frames:
+                truth[k] = Truth(np.array([1]), np.array([[float(row["x"]), float(row["y"])]]))
+    return truth
+
+
+def load_mot_gt(path: Path, n_frames: int, boxes: bool = False) -> list[Truth]:
+    """Per frame, the boxes' centres as points; with boxes=True the boxes too (matched by
+    distance to the box, for targets much larger than match_px)."""
+    rows: dict[int, list] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        f, tid, left, top, w, h = (float(v) for v in line.split(",")[:6])
+        rows.setdefault(int(f) - 1, []).append((int(tid), left, top, w, h))
+    truth = []
+    for k in range(n_frames):
+        r = rows.get(k, [])
+        ids = np.array([t for t, *_ in r], np.int64)
+        # The box's pixels are left .. left + w - 1, so its centre is left + (w - 1) / 2.
+        xy = np.array([(x + (w - 1) / 2, y + (h - 1) / 2) for _, x, y, w, h in r]).reshape(-1, 2)
+        edges = np.array([(x, y, x + w - 1, y + h - 1) for _, x, y, w, h in r], float).reshape(-1, 4)
+        truth.append(Truth(ids, xy, edges if boxes else None))
+    return truth
+
+
+# ---- matching and single-frame counts ---------------------------------------------------------
+
+
+def match_points(pred_xy: np.ndarray, gt: np.ndarray | Truth, max_px: float = MATCH_PX) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one (pred rows, gt rows) within max_px of the ground-truth points (an (n, 2)
+    array) or of a frame's Truth (boxes included): as many pairs as can be made, then the least
+    total distance (the tracker's assignment)."""
+    truth = gt if isinstance(gt, Truth) else Truth(np.zeros(len(gt), np.int64), np.asarray(gt).reshape(-1, 2))
+    if not len(pred_xy) or not len(truth.xy):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    d = truth.distances(np.asarray(pred_xy, float).reshape(-1, 2))
+    return assign(np.where(d <= max_px, d, np.inf))
+
+
+@dataclass
+class Counts:
+    """Single-frame counts over some frames: hits, ground-truth points, false alarms, frames."""
+
+    hits: int = 0
+    truths: int = 0
+    false_alarms: int = 0
+    frames: int = 0
+
+    def add(self, pred_xy: np.ndarray, truth: Truth, max_px: float) -> np.ndarray:
+        """Count one frame; returns the matched prediction rows."""
+        p, _ = match_points(pred_xy, truth, max_px)
+        self.hits += len(p)
+        self.truths += len(truth.xy)
+        self.false_alarms += len(pred_xy) - len(p)
+        self.frames += 1
+        return p
+
+    def __iadd__(self, other: "Counts") -> "Counts":
+        self.hits += other.hits
+        self.truths += other.truths
+        self.false_alarms += other.false_alarms
+        self.frames += other.frames
+        return self
+
+    @property
+    def pd(self) -> float:
+        return self.hits / self.truths if self.truths else float("nan")
+
+    @property
+    def fa_per_frame(self) -> float:
+        return self.false_alarms / self.frames if self.frames else float("nan")
+
+
+def fa_at_pd(curve: list[tuple[float, float]], pd: float) -> float:
+    """False alarms per frame the detector needs to reach `pd`, from its (Pd, FA/frame) curve:
+    the fewest among operating points with Pd >= pd, linearly interpolated towards the next lower
+    point; inf when no threshold reaches it."""
+    pts = sorted(curve)
+    above = [(p, f) for p, f in pts if p >= pd]
+    if not above:
+        return float("inf")
+    p_hi, f_hi = min(above, key=lambda pf: pf[1])
+    below = [(p, f) for p, f in pts if p < pd and f <= f_hi]
+    if not below or p_hi == pd:
+        return f_hi
+    p_lo, f_lo = max(below)
+    return f_lo + (f_hi - f_lo) * (pd - p_lo) / (p_hi - p_lo)
+
+
+# ---- tracking metrics -----------------------------------------------------------------------
+
+
+@dataclass
+class TrackLog:
+    """Published tracks per frame, as the evaluation records them: ids (n,) and xy (n, 2)."""
+
+    ids: list[np.ndarray] = field(default_factory=list)
+    xy: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, ids: np.ndarray, xy: np.ndarray) -> None:
+        self.ids.append(np.asarray(ids, np.int64))
+        self.xy.append(np.asarray(xy, np.float64).reshape(-1, 2))
+
+
+def point_similarity(pred_xy: np.ndarray, truth: Truth, max_px: float) -> np.ndarray:
+    """(gt, pred) similarities in [0, 1]; 0.5 at exactly max_px from the point (or box)."""
+    if not len(pred_xy) or not len(truth.xy):
+        return np.zeros((len(truth.xy), len(pred_xy)))
+    d = truth.distances(np.asarray(pred_xy, float).reshape(-1, 2)).T
+    return np.clip(1.0 - d / (2.0 * max_px), 0.0, 1.0)
+
+
+def mot_metrics(truth: list[Truth], log: TrackLog, max_px: float = MATCH_PX) -> dict:
+    """HOTA, MOTA, IDF1, ID switches and fragmentations (TrackEval) of one sequence."""
+    from trackeval.metrics import CLEAR, HOTA, Identity
+
+    gt_ids = _dense_ids([t.ids for t in truth])
+    tr_ids = _dense_ids(log.ids)
+    data = {
+        "num_timesteps": len(truth),
+        "num_gt_dets": sum(len(t.ids) for t in truth), "num_tracker_dets": sum(len(i) for i in log.ids),
+        "num_gt_ids": int(max((i.max() + 1 for i in gt_ids if len(i)), default=0)),
+        "num_tracker_ids": int(max((i.max() + 1 for i in tr_ids if len(i)), default=0)),
+        "gt_ids": gt_ids, "tracker_ids": tr_ids,
+        "similarity_scores": [point_similarity(p, t, max_px) for p, t in zip(log.xy, truth)],
+    }
+    quiet = {"PRINT_CONFIG": False, "THRESHOLD": 0.5}
+    hota = HOTA().eval_sequence(data)
+    clear = CLEAR(quiet).eval_sequence(data)
+    ident = Identity(quiet).eval_sequence(data)
+    return {"HOTA": float(np.mean(hota["HOTA"])), "MOTA": float(clear["MOTA"]), "IDF1": float(ident["IDF1"]),
+            "IDSW": int(clear["IDSW"]), "Frag": int(clear["Frag"])}
+
+
+def _dense_ids(per_frame: list[np.ndarray]) -> list[np.ndarray]:
+    """TrackEval wants ids 0..n-1 across the sequence."""
+    uniq = np.unique(np.concatenate([np.asarray(i, np.int64) for i in per_frame] or [np.zeros(0, np.int64)]))
+    return [np.searchsorted(uniq, i).astype(np.int64) for i in per_frame]
+
+
+def frames_to_confirm(truth: list[Truth], log: TrackLog, max_px: float = MATCH_PX) -> list[float]:
+    """Per ground-truth target: frames from its first appearance until a published track is on
+    it (0 = published in its first frame); inf when it never is."""
+    first: dict[int, int] = {}
+    found: dict[int, int] = {}
+    for k, (t, xy) in enumerate(zip(truth, log.xy)):
+        for tid in t.ids.tolist():
+            first.setdefault(tid, k)
+        _, g = match_points(xy, t, max_px)
+        for tid in t.ids[g].tolist():
+            found.setdefault(tid, k)
+    return [float(found[i] - first[i]) if i in found else float("inf") for i in first]
+
+
+# ---- caching the model's maps ---------------------------------------------------------------
+
+
+def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, tiles=(0, 0)) -> str:
+    """Changes with the weights' bytes, the frames' files, the upscale and the preprocessing."""
+    h = hashlib.sha256(Path(weights).read_bytes())
+    src = Path(seq.uri)
+    files = sorted(src.iterdir()) if src.is_dir() else [src]
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(f"{upscale}:{preprocess_cfg!r}:{seq.frames}".encode())
+    if tiles[0]:  # whole frames keep the key they always had
+        h.update(f":tiles {tiles[0]} {tiles[1]}".encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class SequenceMaps:
+    """What the model made of a sequence: per frame the [0, 1] image it saw, its target
+    probability map (ignore regions zeroed), and the frame's timestamp, s."""
+
+    units: np.ndarray  # (N, H, W) float16
+    probs: np.ndarray  # (N, H, W) float16
+    timestamps_s: np.ndarray  # (N,)
+
+
+def sequence_maps(seq: EvalSequence, cfg, cache_dir: Path | None = None, on_frame=None) -> SequenceMaps:
+    """Run preprocessing and the model over a sequence once; with cache_dir, keep the maps there
+    so that sweeping thresholds and tracker settings does not run the model again."""
+    path = None
+    if cache_dir is not None:
+        key = cache_key(seq, cfg.model.weights_path, cfg.model.upscale, cfg.preprocess,
+                        cfg.model.tiles(read_card(cfg.model.weights_path)))
+        path = Path(cache_dir) / f"{seq.name}-{key}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                return SequenceMaps(z["units"], z["probs"], z["timestamps_s"])
+    maps = _compute_maps(seq, cfg, on_frame)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, units=maps.units, probs=maps.probs, timestamps_s=maps.timestamps_s)
+    return maps
+
+
+def _compute_maps(seq: EvalSequence, cfg, on_frame) -> SequenceMaps:
+    from irstream.model.detector import Detector
+    from irstream.io.sources import open_source
+
+    detector = Detector.from_config(cfg)
+    units, probs, stamps = [], [], []
+
+    def keep(done):
+        for prepared, prob in done:
+            units.append(prepared.unit.astype(np.float16))
+            probs.append(prob.astype(np.float16))
+            if on_frame:
+                on_frame()
+
+    with open_source(seq.uri, fps=cfg.source.fps) as src:
+        for k, frame in enumerate(src):
+            if k == seq.frames:  # labels cover the first frames only (shipped clip labels)
+                break
+            stamps.append(frame.timestamp_s)
+            keep(detector.push(detector.prepare(frame)))
+    keep(detector.flush())
+    if len(units) != seq.frames:
+        raise UserError(f"{seq.uri}: read {len(units)} frames, the ground truth has {seq.frames}")
+    return SequenceMaps(np.stack(units), np.stack(probs), np.asarray(stamps, np.float64))
+
+
+# ---- one sequence, all of it ----------------------------------------------------------------
+
+#: Detector thresholds swept for the single-frame curve (probabilities).
+SWEEP_THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+
+
+@dataclass
+class SequenceResult:
+    name: str
+    frames: int
+    detections: Counts  # at the pipeline's threshold
+    tracks: Counts  # published tracks
+    sweep: dict[float, Counts]  # detector threshold -> counts
+    mot: dict
+    confirm_frames: list[float]
+
+
+def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: float = MATCH_PX,
+                      thresholds=SWEEP_THRESHOLDS) -> SequenceResult:
+    """Replay the run after the model (targets, motion, tracker) on cached maps, and score it."""
+    import dataclasses
+
+    from irstream.track.stage import TrackingStage
+    from irstream.track.targets import TargetStage, extract_targets
+
+    find = TargetStage(cfg.targets, cfg.osd, read_card(cfg.model.weights_path))
+    stage = TrackingStage(cfg)
+    det, trk, log = Counts(), Counts(), TrackLog()
+    sweep = {t: Counts() for t in thresholds}
+    sweep_cfgs = {t: dataclasses.replace(cfg.targets, score_threshold=t) for t in thresholds}
+    for k, truth in enumerate(seq.truth):
+        unit, prob = maps.units[k].astype(np.float32), maps.probs[k].astype(np.float32)
+        dets = find(prob, unit)
+        tracks = stage(dets, unit, float(maps.timestamps_s[k]))
+        pub = tracks.published()
+        det.add(dets.centroid_xy, truth, match_px)
+        trk.add(pub.centroid_xy, truth, match_px)
+        log.add(pub.track_id, pub.centroid_xy)
+        for t, c in sweep.items():
+            c.add(extract_targets(prob, unit, sweep_cfgs[t]).centroid_xy, truth, match_px)
+    return SequenceResult(seq.name, seq.frames, det, trk, sweep, mot_metrics(seq.truth, log, match_px),
+                          frames_to_confirm(seq.truth, log, match_px))
+
+
+def pooled(results: list[SequenceResult]) -> SequenceResult:
+    """All sequences as one: counts summed, MOT metrics weighted by ground-truth points."""
+    def total(get) -> Counts:
+        c = Counts()
+        for r in results:
+            c += get(r)
+        return c
+
+    w = np.array([r.tracks.truths for r in results], float)
+    w = w / w.sum() if w.sum() else np.full(len(results), 1.0 / max(1, len(results)))
+    mot = {k: float(np.dot(w, [r.mot[k] for r in results])) for k in ("HOTA", "MOTA", "IDF1")}
+    mot |= {k: int(sum(r.mot[k] for r in results)) for k in ("IDSW", "Frag")}
+    thresholds = results[0].sweep.keys() if results else ()
+    return SequenceResult("all", sum(r.frames for r in results), total(lambda r: r.detections),
+                          total(lambda r: r.tracks), {t: total(lambda r, t=t: r.sweep[t]) for t in thresholds},
+                          mot, [f for r in results for f in r.confirm_frames])
+
+
+def curve(r: SequenceResult) -> list[tuple[float, float]]:
+    return [(c.pd, c.fa_per_frame) for c in r.sweep.values()]
+
+
+def summary_row(r: SequenceResult) -> dict:
+    """The numbers of one line of the table (and of --json)."""
+    need = fa_at_pd(curve(r), r.tracks.pd)
+    best_pd = max(c.pd for c in r.sweep.values())
+    finite = [f for f in r.confirm_frames if np.isfinite(f)]
+    return {
+        "sequence": r.name, "frames": r.frames,
+        "det_pd": r.detections.pd, "det_fa_per_frame": r.detections.fa_per_frame,
+        "trk_pd": r.tracks.pd, "trk_fa_per_frame": r.tracks.fa_per_frame,
+        "det_best_pd": best_pd, "det_fa_at_trk_pd": need,
+        "fa_ratio": need / r.tracks.fa_per_frame if r.tracks.fa_per_frame > 0 else float("inf"),
+        **r.mot,
+        "confirm_frames_median": float(np.median(finite)) if finite else None,
+        "confirm_frames_max": max(r.confirm_frames) if r.confirm_frames else None,
+        "targets_never_confirmed": sum(1 for f in r.confirm_frames if not np.isfinite(f)),
+    }
+
+
+def plot_curves(results: list[SequenceResult], path: Path) -> None:
+    """Pd against false alarms per frame: the detector's threshold sweep as a line, the tracked
+    output as a point, per sequence and pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    every = results + ([pooled(results)] if len(results) > 1 else [])
+    cols = min(4, len(every))
+    rows = -(-len(every) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax, r in zip(axes.ravel(), every):
+        pts = sorted((f, p) for p, f in curve(r))
+        ax.plot([max(f, 1e-3) for f, _ in pts], [p for _, p in pts], "o-", ms=3, label="single-frame detector")
+        ax.plot([max(r.tracks.fa_per_frame, 1e-3)], [r.tracks.pd], "r*", ms=12, label="published tracks")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(r.name, fontsize=10)
+        ax.set_xlabel("false alarms per frame")
+        ax.set_ylabel("Pd")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(every):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,345 @@
+"""Per-frame inference: a [0, 1] gray image in, a map of target logits out.
+
+This is the only stage that touches torch; everything downstream gets numpy.
+Any H x W works: the frame is padded (edge-replicated) to the model's size multiple
+and the output cropped back.
+
+Two ways in: `image_logits` runs a model object on one [0, 1] image (training's validation,
+eval, calibration: the weights as they are being trained or scored), and `StreamSegmenter`
+runs a stream of frames through the fastest runtime for the device (runs, via the Detector).
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import torch
+
+from irstream.errors import UserError
+from irstream.model.registry import LRRNet
+from irstream.model.runtime import (OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, onnxruntime_available,
+                              pad_to_multiple)
+
+#: What "auto" runs on CUDA: half precision with NHWC convolutions, replayed as a CUDA graph.
+#: fp16 rather than bf16: LRRNet's activations stay well inside fp16's range (GroupNorm after
+#: every conv) and fp16 keeps 3 more mantissa bits.  `irstream bench model` checks the masks
+#: against fp32 and times the alternatives.
+CUDA_AUTO = RuntimeSpec(precision="fp16", channels_last=True, cuda_graphs=True)
+RUNTIMES = ("auto", "torch", "onnxruntime")
+#: Forward passes timed per candidate when "auto" picks a CPU runtime at warm-up.
+AUTO_PICK_RUNS = 3
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto", "cpu", "cuda" or "cuda:N" -> a torch device that exists on this machine."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"= {name!r}: not a device; use auto, cpu, cuda or cuda:N", "model.device") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"= {name!r}: irstream runs on cpu or cuda; use one of those or auto", "model.device")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(f"= {name!r}: no CUDA GPU is visible to torch; use cpu or auto", "model.device")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"= {name!r}: torch sees {count} GPU(s), cuda:0 to cuda:{count - 1}", "model.device")
+    return device
+
+
+def forward_any_size(model: LRRNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """model(x) for any H x W: pad to the size multiple, crop both outputs back."""
+    h, w = x.shape[-2:]
+    logits, recon = model(pad_to_multiple(x, model.cfg.size_multiple))
+    return logits[..., :h, :w], recon[..., :h, :w]
+
+
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of side `tile` covering 0..length with at least `overlap` px shared
+    between neighbours; the last tile ends at the edge."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def _cores(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
+    """The part of each tile that writes the output: tiles meet halfway through their shared
+    band, so every pixel comes from the tile where it lies farthest from an edge."""
+    bounds = [0] + [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:])] + [length]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def tiled(fn, image: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """fn over a large frame in tiles: fn maps (N, 1, t, t) float32 to (N, t, t); returns (H, W).
+
+    Weights trained on crops see a whole 640x512 frame differently from the crops they learnt
+    on (GroupNorm statistics and the attention are taken over the whole input); run in tiles of
+    the size they learnt at, they see what they were taught.  tile = 0, or a frame no larger
+    than a tile, is run whole."""
+    h, w = image.shape
+    if not tile or (h <= tile and w <= tile):
+        return fn(image[None, None])[0]
+    th, tw = min(tile, h), min(tile, w)
+    ys, xs = tile_origins(h, th, overlap), tile_origins(w, tw, overlap)
+    batch = np.stack([image[y:y + th, x:x + tw] for y in ys for x in xs])[:, None]
+    out = np.empty((h, w), dtype=np.float32)
+    maps = iter(fn(np.ascontiguousarray(batch)))
+    for y, (cy0, cy1) in zip(ys, _cores(ys, th, h)):
+        for x, (cx0, cx1) in zip(xs, _cores(xs, tw, w)):
+            m = next(maps)
+            out[cy0:cy1, cx0:cx1] = m[cy0 - y:cy1 - y, cx0 - x:cx1 - x]
+    return out
+
+
+@torch.inference_mode()
+def image_logits(model: LRRNet, image: np.ndarray, device, tile_px: int = 0, overlap_px: int = 0) -> np.ndarray:
+    """(H, W) [0, 1] frame -> (H, W) target logits, in tiles when tile_px > 0 (see `tiled`)."""
+    def run(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(device)
+        h, w = x.shape[-2:]
+        return model.target_logits(pad_to_multiple(x, model.cfg.size_multiple))[:, 0, :h, :w].float().cpu().numpy()
+
+    return tiled(run, np.ascontiguousarray(image, dtype=np.float32), tile_px, overlap_px)
+
+
+def default_threads() -> int:
+    """Usable cores but one, at least one: torch's default (every core) oversubscribes a
+    machine shared with other work, which measured ~20x slower than one thread."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
+def set_threads(n: int = 0) -> int:
+    """Let torch use n CPU threads (0 = default_threads()); returns the number set."""
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    return n
+
+
+#: glibc mallopt parameters and the values set by retain_freed_memory.  The forward pass frees
+#: and reallocates the same large activations every frame; by default glibc hands them back to
+#: the OS and page-faults them in again.  Measured on a 2-core CPU, light model: 0.23 -> 0.15 s
+#: per 320x256 frame, 1.07 -> 0.73 s per 640x512 (the facts file saw up to 35%).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_RETAIN_BYTES = {_M_MMAP_THRESHOLD: 1 << 30, _M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 1 << 28}
+
+
+def retain_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse (process-wide); False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = [libc.mallopt(k, v) == 1 for k, v in _RETAIN_BYTES.items()]  # every one, even after a refusal
+        return all(ok)
+    except (OSError, AttributeError):
+        return False
+
+
+class StreamSegmenter:
+    """Target probabilities for a stream of frames, pipelined where the device allows.
+
+    `push(key, image)` hands in one [0, 1] frame and returns the (key, probability map) pairs
+    that are finished; `flush()` returns the rest.  On CPU every push returns its own result.
+    On CUDA results come back one frame late: frames go through two pinned host buffers and
+    two device buffers, and the host-to-device copy of frame t+1 and the device-to-host copy
+    of frame t-1 run on their own streams while frame t computes.  Consumers do not care
+    which, they only see keys come back in order.
+
+    runtime: "auto", "torch" or "onnxruntime" (CPU only).  "torch" is eager fp32, the reference.
+    "auto" is CUDA_AUTO on CUDA; on CPU it times CPU_AUTO and ONNX Runtime (when installed) on
+    the first frame's size at warm_up() and keeps the faster (CPU_AUTO until then).  A
+    RuntimeSpec picks a torch runtime exactly.
+
+    overlap=False (CUDA) waits for each frame before taking the next: the same buffers and
+    streams with the overlap switched off, for `irstream bench model` to show what it buys.
+    """
+
+    def __init__(self, model: LRRNet, device: str | torch.device = "cpu", upscale: int = 1,
+                 runtime: str | RuntimeSpec = "auto", overlap: bool = True, tile_px: int = 0,
+                 tile_overlap_px: int = 0) -> None:
+        if not isinstance(upscale, int) or upscale < 1:
+            raise ValueError(f"upscale={upscale!r}: must be a whole number >= 1")
+        self.tile_px, self.tile_overlap_px = tile_px, tile_overlap_px
+        if isinstance(runtime, str) and runtime not in RUNTIMES:
+            raise UserError(f"= {runtime!r}: use {', '.join(RUNTIMES)}", "model.runtime")
+        self.device = torch.device(device)
+        self.upscale = upscale
+        self._cuda = None
+        if self.device.type == "cuda":
+            if runtime == "onnxruntime":
+                raise UserError("= 'onnxruntime' runs on CPU; use device cpu, or runtime auto or torch on CUDA", "model.runtime")
+            spec = CUDA_AUTO if runtime == "auto" else RuntimeSpec() if runtime == "torch" else runtime
+            self.runtime = TorchRuntime(model, self.device, spec)
+            # Tiles go through the runtime as one batch per frame; the double buffer is for whole frames.
+            self._cuda = None if tile_px else _CudaDoubleBuffer(self.runtime, self.device, overlap)
+            self._candidates = []
+        else:
+            retain_freed_memory()
+            self._candidates = _cpu_candidates(model, runtime)
+            self.runtime = self._candidates[0]
+
+    @property
+    def runtime_label(self) -> str:
+        return self.runtime.spec.label
+
+    def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
+        return [(k, self._downscale(p)) for k, p in self._push(key, self._upscale(image))]
+
+    def flush(self) -> list[tuple[object, np.ndarray]]:
+        with torch.inference_mode():
+            done = self._cuda.flush() if self._cuda is not None else []
+        return [(k, self._downscale(p)) for k, p in done]
+
+    @torch.inference_mode()
+    def _push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
+        if self._cuda is not None:
+            return self._cuda.push(key, image)
+        return [(key, tiled(self.runtime, image, self.tile_px, self.tile_overlap_px))]
+
+    def _upscale(self, image: np.ndarray) -> np.ndarray:
+        # Targets smaller than the model learnt (1-3 px) are found once the frame is enlarged;
+        # bicubic keeps a point target's peak instead of spreading it flat.
+        if self.upscale == 1:
+            return image
+        big = cv2.resize(image, None, fx=self.upscale, fy=self.upscale, interpolation=cv2.INTER_CUBIC)
+        return np.clip(big, 0.0, 1.0, out=big)
+
+    def _downscale(self, prob: np.ndarray) -> np.ndarray:
+        """Back to the frame's grid; a frame pixel takes the highest probability of its block,
+        so a target found at the enlarged scale is not averaged away."""
+        k = self.upscale
+        if k == 1:
+            return prob
+        h, w = prob.shape[0] // k, prob.shape[1] // k
+        return prob.reshape(h, k, w, k).max(axis=(1, 3))
+
+    def warm_up(self, shape: tuple[int, int]) -> None:
+        """Throw-away frames of `shape`: the first forward pass picks kernels and allocates
+        buffers, and would otherwise show up as a latency spike on the first real frame.  On
+        CPU with more than one candidate runtime this is also where the faster is picked."""
+        frame = np.zeros(shape, dtype=np.float32)
+        if len(self._candidates) > 1:
+            self.runtime = fastest(self._candidates, self._upscale(frame)[None, None], AUTO_PICK_RUNS)
+            self._candidates = [self.runtime]
+        self.push(None, frame)
+        self.flush()
+
+
+#: What "auto" runs on CPU with torch: NHWC convolutions, which oneDNN runs about 1.5 times
+#: faster than NCHW for LRRNet on the 2-core development CPU (`irstream bench model`).
+CPU_AUTO = RuntimeSpec(channels_last=True)
+
+
+def _cpu_candidates(model: LRRNet, runtime: str | RuntimeSpec) -> list:
+    """The runtimes "auto" chooses from on CPU, the one to use before any timing first."""
+    cpu = torch.device("cpu")
+    if isinstance(runtime, RuntimeSpec):
+        return [TorchRuntime(model, cpu, runtime)]
+    if runtime == "torch":
+        return [TorchRuntime(model, cpu)]
+    if runtime == "onnxruntime":
+        return [OnnxRuntime(export_onnx(model))]
+    return [TorchRuntime(model, cpu, CPU_AUTO)] + ([OnnxRuntime(export_onnx(model))] if onnxruntime_available() else [])
+
+
+def fastest(runtimes: list, batch: np.ndarray, runs: int):
+    """The runtime with the lowest median time on `batch`, after one untimed call each."""
+    import time
+
+    def median_s(rt) -> float:
+        rt(batch)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            rt(batch)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    return min(runtimes, key=median_s)
+
+
+class _CudaDoubleBuffer:
+    """Two slots, each a pinned host input, a device input, a device output and a pinned host
+    output, used in turn.  Uploads, compute and downloads run on three streams ordered by CUDA
+    events, so the upload of frame t+1 and the download of frame t-1 run beside the compute of
+    frame t.  A slot is reused only after the host has waited for its previous download."""
+
+    def __init__(self, runtime: TorchRuntime, device: torch.device, overlap: bool = True) -> None:
+        self.runtime, self.device, self.overlap = runtime, device, overlap
+        self.upload_stream = torch.cuda.Stream(device)
+        self.compute_stream = torch.cuda.Stream(device)
+        self.download_stream = torch.cuda.Stream(device)
+        self.shape: tuple[int, int] | None = None
+        self.pending: list[tuple[int, object]] = []  # (slot, key) in submission order
+        self.turn = 0
+
+    def _allocate(self, shape: tuple[int, int]) -> None:
+        self.flush()
+        h, w = shape
+        pin = dict(dtype=torch.float32, pin_memory=True)
+        dev = dict(dtype=torch.float32, device=self.device)
+        self.host_in = [torch.empty((1, 1, h, w), **pin) for _ in range(2)]
+        self.host_out = [torch.empty((h, w), **pin) for _ in range(2)]
+        self.dev_in = [torch.empty((1, 1, h, w), **dev) for _ in range(2)]
+        self.dev_out = [torch.empty((h, w), **dev) for _ in range(2)]
+        # Made on the default stream, used on the others: the allocator must not hand their
+        # memory out again while those streams may still use it.
+        for t in self.dev_in + self.dev_out:
+            for stream in (self.upload_stream, self.compute_stream, self.download_stream):
+                t.record_stream(stream)
+        self.uploaded = [torch.cuda.Event() for _ in range(2)]
+        self.computed = [torch.cuda.Event() for _ in range(2)]
+        # blocking: the host sleeps on it instead of spinning a core the reader and outputs need.
+        self.downloaded = [torch.cuda.Event(blocking=True) for _ in range(2)]
+        self.shape = shape
+
+    def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
+        if image.shape != self.shape:
+            done = self.flush() if self.shape is not None else []
+            self._allocate(image.shape)
+        else:
+            done = []
+        slot = self.turn
+        self.turn ^= 1
+        # The slot's previous frame must be off the host output buffer before it is reused.
+        if any(s == slot for s, _ in self.pending):
+            done += self._collect()
+        self.host_in[slot][0, 0].numpy()[...] = image
+        with torch.cuda.stream(self.upload_stream):
+            self.dev_in[slot].copy_(self.host_in[slot], non_blocking=True)
+            self.uploaded[slot].record()
+        self.compute_stream.wait_event(self.uploaded[slot])
+        with torch.cuda.stream(self.compute_stream):
+            self.dev_out[slot].copy_(self.runtime.forward(self.dev_in[slot])[0])
+            self.computed[slot].record()
+        self.download_stream.wait_event(self.computed[slot])
+        with torch.cuda.stream(self.download_stream):
+            self.host_out[slot].copy_(self.dev_out[slot], non_blocking=True)
+            self.downloaded[slot].record()
+        self.pending.append((slot, key))
+        # Keep one frame in flight: return the older one once the newer is queued behind it.
+        if len(self.pending) > (1 if self.overlap else 0):
+            done += self._collect()
+        return done
+
+    def _collect(self) -> list[tuple[object, np.ndarray]]:
+        slot, key = self.pending.pop(0)
+        self.downloaded[slot].synchronize()
+        return [(key, self.host_out[slot].numpy().copy())]
+
+    def flush(self) -> list[tuple[object, np.ndarray]]:
+        done = []
+        while self.pending:
+            done += self._collect()
+        return done

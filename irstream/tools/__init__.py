@@ -1,0 +1,1 @@
+"""Measuring speed and endurance: `irstream bench` and `irstream soak`."""

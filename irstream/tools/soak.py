@@ -1,0 +1,263 @@
+"""`irstream bench soak`: the pipeline driven for a long time through injected faults.
+
+Two phases over real clips:
+
+- file: the clips, resized and looped to `frames`, written to one lossless FFV1 file whose bytes
+  are then damaged in `corrupt_spots` places.  The run publishes to a subscriber that stops
+  reading for `pause_s` every `pause_every_s`.  Nothing may be lost: every frame of the file is
+  either processed or counted corrupt, and every processed frame is published.
+- live: the same clips as a camera (FlakyCapture) that freezes for a few frames now and then
+  and vanishes for `outage_s` every `outage_every` frames; the run must live through every loss.
+
+Resident memory is sampled throughout; the soak passes when it has stopped growing after the
+warm-up (MemorySampler.report, GROWTH_LIMIT_MIB) and the file phase lost nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+#: Resident-memory growth tolerated between the early and the late part of a phase, MiB: the
+#: allocator's and the caches' noise, well below what a leak of one frame a frame would give.
+GROWTH_LIMIT_MIB = 25.0
+#: Bytes flipped at each damaged spot of the soak file: enough to destroy a frame or two.
+DAMAGE_BYTES = 2000
+#: Seconds between memory samples.
+SAMPLE_S = 0.5
+#: The flaky camera's frame period, s (25 frames/s).
+CAMERA_PERIOD_S = 0.04
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    frames: int = 10_000          # file phase, frames in the file
+    live_frames: int = 2_000      # live phase, frames read from the flaky camera
+    scale: float = 0.5            # clips are resized by this (640x512 -> 320x256)
+    corrupt_spots: int = 20       # places where the file's bytes are damaged
+    pause_every_s: float = 20.0   # the subscriber stops reading this often ...
+    pause_s: float = 3.0          # ... for this long
+    outage_every: int = 500       # live: frames between losses of the camera
+    outage_s: float = 2.0         # live: how long it stays gone
+    freeze_every: int = 300       # live: frames between freezes ...
+    freeze_frames: int = 4        # ... of this many repeated frames
+    warmup_share: float = 0.2     # memory: the first share of a phase is warm-up
+
+    def __post_init__(self) -> None:
+        if self.frames < 2 or self.live_frames < 1 or self.outage_every < 2 or self.freeze_every < 2:
+            raise ValueError("frames >= 2, live_frames >= 1, outage_every and freeze_every >= 2")
+        if not 0 < self.scale <= 4 or self.outage_s < 0 or self.pause_s < 0 or self.pause_every_s <= 0:
+            raise ValueError("0 < scale <= 4, outage_s and pause_s >= 0, pause_every_s > 0")
+
+
+def rss_mib() -> float:
+    """Resident memory of this process, MiB (Linux /proc; elsewhere the peak so far)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class MemorySampler:
+    """Samples (frames done, RSS MiB) from a thread."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[int, float]] = []
+        self.frames = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="rss")
+
+    def __enter__(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            self.samples.append((self.frames, rss_mib()))
+
+    def report(self, warmup_share: float) -> dict:
+        """Peak, and growth: the median of the last fifth against the median just after warm-up."""
+        rss = np.array([r for _, r in self.samples]) if self.samples else np.array([rss_mib()])
+        n = len(rss)
+        start = int(n * warmup_share)
+        early = rss[start:max(start + 1, start + n // 5)]
+        late = rss[-max(1, n // 5):]
+        growth = float(np.median(late) - np.median(early))
+        return {"peak_mib": float(rss.max()), "after_warmup_mib": float(np.median(early)),
+                "end_mib": float(np.median(late)), "growth_mib": growth, "samples": n,
+                "memory_ok": growth < GROWTH_LIMIT_MIB}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def clip_frames(clips: list[Path], scale: float):
+    """Gray frames of the clips, read as any run reads them (irstream.io.sources), resized, looped
+    for ever."""
+    from irstream.io.sources import open_source
+
+    while True:
+        for clip in clips:
+            with open_source(str(clip)) as src:
+                for frame in src:
+                    yield cv2.resize(frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def write_soak_file(clips: list[Path], dest: Path, frames: int, scale: float, spots: int, seed: int = 0,
+                    on_frame=None) -> int:
+    """`frames` frames of the clips as a lossless FFV1 .avi, then damaged in `spots` places
+    (bytes flipped) away from the header.  Returns the number of frames written."""
+    it = clip_frames(clips, scale)
+    first = next(it)
+    h, w = first.shape
+    writer = cv2.VideoWriter(str(dest), cv2.VideoWriter_fourcc(*"FFV1"), 25.0, (w, h), isColor=False)
+    if not writer.isOpened():
+        raise RuntimeError(f"{dest}: OpenCV cannot write FFV1 here")
+    try:
+        writer.write(first)
+        for i in range(frames - 1):
+            writer.write(next(it))
+            if on_frame:
+                on_frame()
+    finally:
+        writer.release()
+    data = bytearray(dest.read_bytes())
+    rng = np.random.default_rng(seed)
+    for at in rng.integers(len(data) // 20, len(data) - DAMAGE_BYTES, spots):
+        data[at:at + DAMAGE_BYTES] = bytes(b ^ 0xAA for b in data[at:at + DAMAGE_BYTES])
+    dest.write_bytes(bytes(data))
+    return frames
+
+
+class FlakyCapture:
+    """Stands in for cv2.VideoCapture on a camera: real frames from the clips, with freezes
+    (the last frame again) and outages (reads fail until the outage is over; `reopen` gives a
+    new capture only once it is)."""
+
+    def __init__(self, frames, cfg: SoakConfig, state: dict) -> None:
+        self._frames, self._cfg, self._state = frames, cfg, state
+        self._last = None
+
+    def read(self):
+        s, c = self._state, self._cfg
+        # Paced like a camera at 25 frames/s, not as fast as the clips decode.
+        wait = s["next_at"] - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        s["next_at"] = max(s["next_at"], time.monotonic() - CAMERA_PERIOD_S) + CAMERA_PERIOD_S
+        if s["gone_until"] > time.monotonic() or s["current"] is not self:
+            return False, None
+        s["n"] += 1
+        if s["n"] % c.outage_every == 0:
+            s["gone_until"] = time.monotonic() + c.outage_s
+            s["outages"] += 1
+            return False, None
+        if self._last is not None and s["n"] % c.freeze_every < c.freeze_frames:
+            return True, self._last
+        self._last = next(self._frames)
+        return True, self._last
+
+    def get(self, prop):
+        shape = self._state["shape"]
+        return {cv2.CAP_PROP_FRAME_WIDTH: shape[1], cv2.CAP_PROP_FRAME_HEIGHT: shape[0],
+                cv2.CAP_PROP_FPS: 25.0}.get(prop, 0.0)
+
+    def release(self) -> None:
+        pass
+
+
+def flaky_camera(clips: list[Path], cfg: SoakConfig):
+    """A CaptureSource over a FlakyCapture, with its reopen function; and the fault counters."""
+    from irstream.errors import UserError
+    from irstream.io.sources import CaptureSource, ReconnectConfig
+
+    frames = clip_frames(clips, cfg.scale)
+    first = next(frames)
+    state = {"n": 0, "gone_until": 0.0, "outages": 0, "shape": first.shape, "next_at": 0.0}
+
+    def reopen():
+        if state["gone_until"] > time.monotonic():
+            raise UserError("soak camera: still gone")
+        state["current"] = FlakyCapture(frames, cfg, state)
+        return state["current"]
+
+    state["current"] = FlakyCapture(frames, cfg, state)
+    policy = ReconnectConfig(initial_s=0.25, max_s=1.0)
+    return CaptureSource("soak camera", state["current"], 25.0, "the camera", reopen=reopen, reconnect=policy), state
+
+
+# ---------------------------------------------------------------------------------------------
+# Phases
+
+
+@dataclass
+class SoakReport:
+    phases: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(p["passed"] for p in self.phases.values())
+
+
+def file_phase(pipe_cfg, clips: list[Path], cfg: SoakConfig, workdir: Path, on_frame=None) -> dict:
+    from irstream.tools.loopback import Subscriber, free_port
+    from irstream.config import override
+    from irstream.pipeline import Pipeline
+
+    path = workdir / "soak.avi"
+    written = write_soak_file(clips, path, cfg.frames, cfg.scale, cfg.corrupt_spots)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    c = override(pipe_cfg, **{"source.uri": str(path), "source.mode": "file", "output.publish": endpoint,
+                              "output.wait_subscriber_s": 5.0})
+    with MemorySampler() as mem, Subscriber(endpoint, c.output.topic, cfg.pause_every_s, cfg.pause_s) as sub:
+        def counted(res):
+            mem.frames += 1
+            if on_frame:
+                on_frame(res)
+
+        s = Pipeline(c, on_frame=counted).run()
+    published = s.outputs["publish"]["sent"]
+    accounted = s.frames_read + s.frames_corrupt
+    r = {"frames_in_file": written, "frames_read": s.frames_read, "frames_corrupt": s.frames_corrupt,
+         "frames_processed": s.frames_processed, "messages_published": published,
+         "messages_received": sub.received, "subscriber_pauses": sub.pauses, "dropped": s.frames_dropped,
+         "stalls": s.stalls, "fps": s.fps, "wall_s": s.wall_s, **mem.report(cfg.warmup_share)}
+    r["lost"] = written - accounted + (s.frames_read - s.frames_processed) + (s.frames_processed - published)
+    r["passed"] = r["lost"] == 0 and r["memory_ok"]
+    return r
+
+
+def live_phase(pipe_cfg, clips: list[Path], cfg: SoakConfig, on_frame=None) -> dict:
+    from irstream.config import override
+    from irstream.pipeline import Pipeline
+
+    source, state = flaky_camera(clips, cfg)
+    c = override(pipe_cfg, **{"source.uri": "soak camera", "source.mode": "live", "run.max_frames": cfg.live_frames})
+    with MemorySampler() as mem:
+        def counted(res):
+            mem.frames += 1
+            if on_frame:
+                on_frame(res)
+
+        s = Pipeline(c, on_frame=counted, source=source).run()
+    r = {"frames_read": s.frames_read, "frames_processed": s.frames_processed, "dropped": s.frames_dropped,
+         "frozen": s.frames_frozen, "outages": state["outages"], "reconnects": s.reconnects, "stalls": s.stalls,
+         "fps": s.fps, "wall_s": s.wall_s, **mem.report(cfg.warmup_share)}
+    # The run survived every outage (short ones end within the quick retries, longer ones by
+    # reopening the camera) and took all its frames.
+    r["passed"] = r["memory_ok"] and s.frames_processed + s.frames_frozen >= cfg.live_frames
+    return r

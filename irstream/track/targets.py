@@ -1,0 +1,140 @@
+"""Targets from a segmentation: 8-connected components of the thresholded score map."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from irstream.types import Detections
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """How a score map becomes targets.
+
+    score_threshold: probability above which a pixel is a target.  None (the default) takes
+        the weights' calibrated operating point from their card (see `operating_threshold`),
+        and 0.5, the model's own decision (logit > 0), for weights without one; lower finds
+        dimmer targets and more clutter.
+    min_area_px, max_area_px: components outside this size are dropped (the field's small
+        targets are 1 to about 100 px; a larger blob is usually a cloud edge or a building).
+    ring_px: width of the ring around each box whose median is the local background.
+    merge_gap_px: components closer than this are one target, px: a drone that the threshold
+        splits into body and rotors, or a close aircraft into nose and engines, is reported once
+        (its box covers all parts).  0 keeps every 8-connected component apart; larger values
+        also merge two real targets that come this close.
+    """
+
+    score_threshold: float | None = None
+    min_area_px: int = 1
+    max_area_px: int = 400
+    ring_px: int = 3
+    merge_gap_px: int = 0
+
+    def __post_init__(self) -> None:
+        if self.score_threshold is not None and not 0.0 < self.score_threshold < 1.0:
+            raise ValueError(f"score_threshold={self.score_threshold}: must be within (0, 1)")
+        if not 1 <= self.min_area_px <= self.max_area_px:
+            raise ValueError(f"need 1 <= min_area_px <= max_area_px, got {self.min_area_px}, {self.max_area_px}")
+        if self.merge_gap_px < 0:
+            raise ValueError(f"merge_gap_px={self.merge_gap_px}: must be >= 0")
+
+
+#: The model's own decision (logit > 0): the threshold of weights whose card has no operating point.
+MODEL_THRESHOLD = 0.5
+
+
+def operating_threshold(card: dict) -> float:
+    """The score threshold calibrated for these weights (card["operating_point"]), else 0.5."""
+    return float(card.get("operating_point", {}).get("score_threshold", MODEL_THRESHOLD))
+
+
+def resolve_targets(cfg: TargetConfig, card: dict) -> TargetConfig:
+    """cfg with score_threshold filled in from the weights' card when it was left unset."""
+    if cfg.score_threshold is not None:
+        return cfg
+    return dataclasses.replace(cfg, score_threshold=operating_threshold(card))
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))).astype(np.float32)
+
+
+def extract_targets(score: np.ndarray, image: np.ndarray, cfg: TargetConfig = TargetConfig()) -> Detections:
+    """score: (H, W) target probability; image: (H, W) the [0, 1] frame the model saw.
+
+    The centroid is weighted by the image's excess over the local background, which places
+    a blurred point target better than the mask's pixel mean does.
+    """
+    threshold = MODEL_THRESHOLD if cfg.score_threshold is None else cfg.score_threshold
+    binary = (score > threshold).astype(np.uint8)
+    labels = _labels(binary, cfg.merge_gap_px)
+    rows = []
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        inside = labels[sl] == i
+        area = int(inside.sum())
+        if not cfg.min_area_px <= area <= cfg.max_area_px:
+            continue
+        y, x = sl[0].start, sl[1].start
+        bh, bw = sl[0].stop - y, sl[1].stop - x
+        s, im = score[sl][inside], image[sl]
+        bg = _ring_median(image, x, y, bw, bh, cfg.ring_px)
+        weight = np.maximum(im - bg, 0.0) * inside + 1e-6 * inside
+        yy, xx = np.mgrid[y:y + bh, x:x + bw]
+        cx, cy = float((weight * xx).sum() / weight.sum()), float((weight * yy).sum() / weight.sum())
+        rows.append(((cx, cy), (x, y, x + bw, y + bh), area, s.max(), s.mean(), float(im[inside].max() - bg)))
+    if not rows:
+        return Detections.empty()
+    c, b, a, p, m, k = zip(*rows)
+    return Detections(np.array(c, dtype=np.float64), np.array(b, dtype=np.int64), np.array(a, dtype=np.int64),
+                      np.array(p, dtype=np.float64), np.array(m, dtype=np.float64), np.array(k, dtype=np.float64))
+
+
+def _labels(binary: np.ndarray, merge_gap_px: int) -> np.ndarray:
+    """8-connected component labels of binary (0 = background); parts within merge_gap_px of
+    each other share a label."""
+    if not merge_gap_px:
+        return cv2.connectedComponents(binary, connectivity=8)[1]
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * merge_gap_px + 1,) * 2)
+    grown = cv2.connectedComponents(cv2.dilate(binary, k), connectivity=8)[1]
+    return grown * binary
+
+
+def _ring_median(image: np.ndarray, x: int, y: int, bw: int, bh: int, ring: int) -> float:
+    h, w = image.shape
+    x0, y0, x1, y1 = max(0, x - ring), max(0, y - ring), min(w, x + bw + ring), min(h, y + bh + ring)
+    patch = image[y0:y1, x0:x1]
+    keep = np.ones(patch.shape, dtype=bool)
+    keep[y - y0:y - y0 + bh, x - x0:x - x0 + bw] = False
+    return float(np.median(patch[keep])) if keep.any() else 0.0
+
+
+class TargetStage:
+    """A frame's probability map -> its detections, for one stream: the burned-in text learnt
+    so far (irstream.track.osd) is masked, then the map is thresholded at the weights' calibrated
+    operating point (unless the config names one) into components."""
+
+    def __init__(self, cfg: TargetConfig, osd, card: dict) -> None:
+        from irstream.track.osd import OsdMask
+
+        self.cfg = resolve_targets(cfg, card)
+        self.osd = OsdMask(osd)
+
+    def __call__(self, prob: np.ndarray, unit: np.ndarray) -> Detections:
+        text = self.osd.update(unit)
+        if text is not None:
+            prob = np.where(text, 0.0, prob)
+        return extract_targets(prob, unit, self.cfg)
+
+    def ignored(self, valid: np.ndarray | None) -> np.ndarray | None:
+        """Pixels no target is reported from: outside `valid` (ignore regions) and learnt text."""
+        text = self.osd.mask
+        if valid is None:
+            return text
+        return ~valid if text is None else (~valid | text)

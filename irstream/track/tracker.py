@@ -1,0 +1,428 @@
+"""Detections in, tracks out: one constant-velocity Kalman filter per target, Mahalanobis-gated
+Hungarian association, M-of-N confirmation and frame-counted coasting.
+
+Coordinates are image pixels (x = column, y = row, as in `Detections.centroid_xy`) and time is
+seconds taken from the frame timestamps, so velocities are px/s and a dropped frame only means a
+longer prediction step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.stats import chi2
+
+from irstream.track import kalman
+from irstream.track.clutter import ClutterMap
+from irstream.types import COASTING, CONFIRMED, TENTATIVE, Detections, Tracks
+
+#: Peak scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before their logit, so a saturated
+#: 1.0 from the model adds a large but finite amount of evidence.
+SCORE_EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """How detections become tracks.  Defaults suit 25 fps infrared video of targets a few px wide.
+
+    meas_noise_px: standard deviation of a detection centroid about the true target position,
+        px (R = meas_noise_px^2 * I).  Raising it makes tracks smoother and the gate wider, so
+        they ride over centroid jitter; it also makes them slower to follow a real turn and more
+        willing to take a nearby clutter detection.
+
+    accel_noise_px_s2: standard deviation of the white-noise acceleration that the
+        constant-velocity model allows, px/s^2.  Raising it lets tracks follow manoeuvres and
+        apparent motion from camera shake; it also makes the velocity noisier and the gate wider,
+        so crossing targets swap more easily.
+
+    init_velocity_std_px_s: prior standard deviation of a new track's velocity, px/s (one
+        centroid says nothing about velocity, so a track is born at rest with this doubt).
+        Raising it lets fast targets be picked up on their second frame; it also widens the
+        young track's gate, so clutter near a new track is more likely to confirm it.
+
+    gate_prob: probability that a true detection falls inside a track's gate, from which the
+        squared Mahalanobis threshold is the chi-square (2 dof) quantile (0.999 -> 13.8, i.e.
+        about 3.7 sigma).  Raising it drops fewer true matches when the filter is overconfident;
+        it also lets more clutter into the gate.  Must be in (0, 1).
+
+    max_gate_px: largest Euclidean distance between a track's predicted position and a detection
+        it may be matched to, px, whatever the covariance says.  It caps the gate of new and
+        long-coasting tracks, whose covariance is large.  Raising it re-acquires fast or
+        long-lost targets; it also lets a track jump to a different target nearby.
+
+    confirm_hits, confirm_window: a track is confirmed once it has confirm_hits (M) detections
+        within its first confirm_window (N) frames and enough evidence (confirm_llr_nats), and
+        is deleted as soon as it can no longer reach M within N, or once N frames pass without
+        the evidence.  Raising M (or lowering N) suppresses one-off false alarms better; it
+        also delays every real track by more frames and loses targets that flicker.
+
+    score_weight, hit_llr_nats, miss_llr_nats, confirm_llr_nats, max_llr_nats: the track score,
+        a log-likelihood ratio (target against clutter) summed over the track's frames, nats.
+        A frame with a matched detection of peak score p adds
+        hit_llr_nats + score_weight * logit(p); a frame without one adds miss_llr_nats (< 0).
+        A tentative track is confirmed once the sum reaches confirm_llr_nats (a sequential
+        test); the sum is capped at max_llr_nats so an old track's credit is bounded.
+        Persistence alone confirms static clutter as readily as a target; the score tells
+        clutter that the detector is unsure of, and that flickers, from a target it is sure of.
+        Raising confirm_llr_nats (or lowering score_weight or hit_llr_nats, or making
+        miss_llr_nats more negative) confirms fewer clutter tracks; it also confirms dim or
+        flickering targets later or never.
+
+    clutter_cell_px, clutter_time_constant_s, clutter_floor, clutter_max_penalty_nats: the
+        clutter map (irstream.track.clutter): the scene in cells of clutter_cell_px px, each learning
+        how many detections per frame no confirmed track explains, with memory
+        clutter_time_constant_s s.  A detection that would start or feed a tentative track in a
+        cell of rate r gets log(r / clutter_floor) nats less (at most clutter_max_penalty_nats);
+        clutter_floor is the rate of clean sky, false detections per cell per frame.  Confirmed
+        tracks are never charged.  clutter_cell_px = 0 turns the map off.  A longer memory or a
+        lower floor suppresses recurring clutter harder; it also delays a target that hovers,
+        unconfirmed, where clutter was.
+
+    motion_gain_nats, motion_ref_px: evidence for moving against the scene.  Each hit of a
+        tentative track adds motion_gain_nats x min(1, d / motion_ref_px), d its travel
+        against the scene since it started, px.  Clutter locked to the scene gains nothing; a
+        target that hovers still confirms on its scores alone, only later.
+
+    max_coast_frames: consecutive missed frames a confirmed track is kept for, predicted only
+        (state COASTING), frames; the next miss deletes it.  0 deletes a track at
+        its first miss.  Raising it carries ids through occlusions and missed detections; it
+        also keeps ghosts of departed targets on screen longer and lets a coasting track grab an
+        unrelated detection.
+
+    min_start_score: smallest detection peak_score (0..1) that may start a new track; weaker
+        detections can still feed existing tracks.  Raising it starts fewer tracks on clutter;
+        it also misses dim targets until they brighten.
+
+    default_dt_s: time step, s, used when timestamps do not advance (a source without timing,
+        or a repeated timestamp).  Set it to 1 / fps of such sources; it only scales velocities
+        and process noise, so a wrong value gives wrong px/s but still tracks.
+    """
+
+    meas_noise_px: float = 1.0
+    accel_noise_px_s2: float = 50.0
+    init_velocity_std_px_s: float = 100.0
+    gate_prob: float = 0.999
+    max_gate_px: float = 15.0
+    confirm_hits: int = 3
+    confirm_window: int = 5
+    score_weight: float = 1.0
+    hit_llr_nats: float = 0.0
+    miss_llr_nats: float = -1.0
+    confirm_llr_nats: float = 3.0
+    max_llr_nats: float = 10.0
+    static_clutter_shift_px: float = 0.0
+    clutter_cell_px: float = 8.0
+    clutter_time_constant_s: float = 4.0
+    clutter_floor: float = 0.01
+    clutter_max_penalty_nats: float = 6.0
+    motion_gain_nats: float = 1.0
+    motion_ref_px: float = 3.0
+    max_coast_frames: int = 10
+    min_start_score: float = 0.5
+    default_dt_s: float = 1.0 / 25.0
+
+    def __post_init__(self) -> None:
+        positive = ("meas_noise_px", "accel_noise_px_s2", "init_velocity_std_px_s", "max_gate_px", "default_dt_s")
+        for name in positive:
+            _check(self, name, Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+        _check(self, "gate_prob", Real, lambda v: 0.0 < v < 1.0, "a probability in (0, 1)")
+        _check(self, "min_start_score", Real, lambda v: 0.0 <= v <= 1.0, "a score in [0, 1]")
+        _check(self, "confirm_hits", Integral, lambda v: v >= 1, "an integer >= 1")
+        _check(self, "confirm_window", Integral, lambda v: v >= self.confirm_hits,
+               f"an integer >= confirm_hits ({self.confirm_hits!r})")
+        _check(self, "max_coast_frames", Integral, lambda v: v >= 0, "an integer >= 0")
+        _check(self, "score_weight", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+        _check(self, "hit_llr_nats", Real, math.isfinite, "a finite number")
+        _check(self, "miss_llr_nats", Real, lambda v: math.isfinite(v) and v <= 0, "a finite number <= 0")
+        _check(self, "confirm_llr_nats", Real, math.isfinite, "a finite number")
+        for name in ("static_clutter_shift_px", "clutter_cell_px", "clutter_max_penalty_nats", "motion_gain_nats"):
+            _check(self, name, Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+        for name in ("clutter_time_constant_s", "clutter_floor", "motion_ref_px"):
+            _check(self, name, Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+        _check(self, "max_llr_nats", Real, lambda v: math.isfinite(v) and v >= self.confirm_llr_nats,
+               f"a finite number >= confirm_llr_nats ({self.confirm_llr_nats!r})")
+
+    @property
+    def gate_mahalanobis2(self) -> float:
+        """Squared Mahalanobis distance a match may have: chi-square quantile, 2 dof, at gate_prob."""
+        return float(chi2.ppf(self.gate_prob, df=2))
+
+
+def _check(cfg: TrackerConfig, name: str, kind: type, ok, what: str) -> None:
+    value = getattr(cfg, name)
+    # bool is an Integral; True as a frame count is a typo, not a setting.
+    if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
+        raise ValueError(f"TrackerConfig.{name}={value!r}: must be {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry: small pure functions.  The filter itself is in irstream.track.kalman.
+
+
+def gated_cost(pred_xy: np.ndarray, innov_cov: np.ndarray, det_xy: np.ndarray,
+               gate_d2: float, gate_px: float) -> np.ndarray:
+    """Squared Mahalanobis distances, (T, D), with inf outside either gate.
+
+    pred_xy: (T, 2) predicted track positions; innov_cov: (T, 2, 2) innovation covariances
+    S = H P H^T + R; det_xy: (D, 2) detection centroids; all px.
+    """
+    dx = det_xy[None, :, 0] - pred_xy[:, 0, None]
+    dy = det_xy[None, :, 1] - pred_xy[:, 1, None]
+    # S^-1 written out for 2x2: at 200 x 200 pairs, batched inv + einsum cost several times more.
+    a, b, c = innov_cov[:, 0, 0, None], innov_cov[:, 0, 1, None], innov_cov[:, 1, 1, None]
+    d2 = (c * dx * dx - 2.0 * b * dx * dy + a * dy * dy) / (a * c - b * b)
+    outside = (d2 > gate_d2) | (dx * dx + dy * dy > gate_px ** 2)
+    return np.where(outside, np.inf, d2)
+
+
+def assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one (rows, cols) pairs of least total cost among the finite entries of cost (T, D)."""
+    finite = np.isfinite(cost)
+    # Rows and columns with nothing inside the gate cannot pair; dropping them keeps the
+    # solver's cubic cost down when most targets are far apart.
+    rows_in, cols_in = np.flatnonzero(finite.any(1)), np.flatnonzero(finite.any(0))
+    sub, ok = cost[np.ix_(rows_in, cols_in)], finite[np.ix_(rows_in, cols_in)]
+    # A forbidden pair costs more than all allowed ones together, so the solver first makes as
+    # many allowed pairs as it can, then the cheapest such set; forbidden ones are then dropped.
+    big = 1.0 + sub[ok].sum()
+    r, c = linear_sum_assignment(np.where(ok, sub, big))
+    keep = ok[r, c]
+    return rows_in[r[keep]], cols_in[c[keep]]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Track:
+    id: int
+    bbox: np.ndarray
+    score: float
+    state: int
+    age: int = 1
+    hits: int = 1
+    misses: int = 0
+    detection: int = -1
+    llr: float = 0.0
+    with_scene: bool = True  # moves with the scene (see update), as clutter and most targets do
+    scene_travel_xy: np.ndarray = field(default_factory=lambda: np.zeros(2))  # against the scene, px
+    shift_seen_px: float = 0.0  # how far the scene moved during the track's life, px
+
+
+class Tracker:
+    """Multi-target tracker for point-like targets: `update(detections, timestamp_s)` per frame.
+
+    Each frame: every track is predicted to the frame's time; confirmed and coasting tracks are
+    matched to detections first, tentative tracks then to what is left (an established track
+    keeps its target when a newborn track sits closer to it); unmatched detections strong enough
+    start tentative tracks.  Lifecycle (states from irstream.types):
+
+        TENTATIVE --M hits within first N frames--> CONFIRMED <--hit-- COASTING
+        TENTATIVE --cannot reach M within N--> deleted
+        CONFIRMED --miss--> COASTING --more than max_coast_frames misses in a row--> deleted
+
+    Ids come from a counter on the instance, start at 1 and are never reused until reset().
+    """
+
+    def __init__(self, cfg: TrackerConfig = TrackerConfig()) -> None:
+        self.cfg = cfg
+        self._gate_d2 = cfg.gate_mahalanobis2
+        self._R = np.eye(2) * cfg.meas_noise_px ** 2
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracks and the clock; the next track id is 1 again."""
+        self._tracks: list[_Track] = []
+        # Filter state of self._tracks, row for row (see irstream.track.kalman).
+        self._x, self._P = kalman.initial_state(np.zeros((0, 2)), 1.0, 1.0)
+        self._next_id = 1
+        self._last_t: float | None = None
+        c = self.cfg
+        self._clutter = ClutterMap(c.clutter_cell_px, c.clutter_time_constant_s, c.clutter_floor,
+                                   c.clutter_max_penalty_nats) if c.clutter_cell_px > 0 else None
+
+    def update(self, detections: Detections, timestamp_s: float, scene_shift_xy=None, image_shape=None) -> Tracks:
+        """Advance to one frame and return every live track (tentative ones included).
+
+        Call once per frame, in time order, on frames with no detections too (pass
+        `Detections.empty()`): a frame without a match is how a track learns it was missed.
+        timestamp_s is the frame's time, s; the step is the difference from the previous call,
+        or cfg.default_dt_s when that is not positive.  `Tracks.detection` gives, per track,
+        the row of `detections` it was matched to, or -1.
+
+        scene_shift_xy: how far the whole scene moved since the previous frame, px
+        (irstream.track.motion).  A target may move with the scene or hold its place in the image (a
+        camera that follows it), so each track is matched under both hypotheses and takes the
+        closer; a missed track keeps the hypothesis it last matched under.
+
+        image_shape: (H, W) of the frame, px; a track whose position leaves the picture is ended
+        rather than published outside it.
+        """
+        dt = self._step_s(timestamp_s)
+        F, Q = kalman.cv_model(dt, self.cfg.accel_noise_px_s2)
+        shift = np.zeros(2) if scene_shift_xy is None else np.asarray(scene_shift_xy, np.float64)
+        if self._clutter is not None:
+            self._clutter.advance(dt, shift)
+        before = self._x[:, :2].copy()
+        self._x, self._P = kalman.predict(self._x, self._P, F, Q)
+        for t in self._tracks:
+            t.age += 1
+            t.detection = -1
+        unmatched = self._associate(detections, shift)
+        self._x[[t.with_scene for t in self._tracks], :2] += shift
+        self._correct(detections)
+        travel = self._x[:, :2] - before - shift
+        step = float(np.hypot(*shift))
+        for t, moved in zip(self._tracks, travel):
+            t.scene_travel_xy += moved
+            t.shift_seen_px += step
+            if t.detection >= 0:
+                self._hit(t, detections)
+            else:
+                self._miss(t)
+            if t.state != TENTATIVE and self._static_clutter(t):
+                t.state = TENTATIVE  # unpublished; _alive keeps it, so clutter does not restart
+        keep = [self._alive(t) for t in self._tracks]
+        if image_shape is not None:
+            h, w = image_shape[:2]
+            inside = (self._x[:, 0] >= 0) & (self._x[:, 0] <= w - 1) & (self._x[:, 1] >= 0) & (self._x[:, 1] <= h - 1)
+            keep = [k and bool(i) for k, i in zip(keep, inside)]
+        self._tracks = [t for t, k in zip(self._tracks, keep) if k]
+        self._x, self._P = self._x[keep], self._P[keep]
+        self._start(detections, unmatched)
+        self._learn_clutter(detections)
+        return self._snapshot()
+
+    def _learn_clutter(self, det: Detections) -> None:
+        """Detections that no established track explains feed the clutter map."""
+        if self._clutter is None:
+            return
+        explained = {t.detection for t in self._tracks if t.state != TENTATIVE and t.detection >= 0}
+        rows = [i for i in range(len(det)) if i not in explained]
+        self._clutter.add(det.centroid_xy[rows])
+
+    def _clutter_nats(self, xy: np.ndarray) -> np.ndarray:
+        return np.zeros(len(xy)) if self._clutter is None else self._clutter.penalty_nats(xy)
+
+    def _correct(self, det: Detections) -> None:
+        """Kalman update of every matched track with its detection's centroid."""
+        rows = np.array([i for i, t in enumerate(self._tracks) if t.detection >= 0], dtype=np.int64)
+        if len(rows):
+            z = det.centroid_xy[[self._tracks[i].detection for i in rows]]
+            self._x[rows], self._P[rows] = kalman.update(self._x[rows], self._P[rows], z, self._R)
+
+    def _step_s(self, timestamp_s: float) -> float:
+        if not math.isfinite(timestamp_s):
+            raise ValueError(f"timestamp_s={timestamp_s!r}: must be a finite number of seconds")
+        dt = timestamp_s - self._last_t if self._last_t is not None else 0.0
+        # Stored even when it went backwards: a looping file or a clock reset restarts from here.
+        self._last_t = timestamp_s
+        return dt if dt > 0 else self.cfg.default_dt_s
+
+    def _associate(self, det: Detections, shift: np.ndarray) -> np.ndarray:
+        """Sets track.detection (and track.with_scene) for matched tracks; returns the
+        unmatched detection rows."""
+        free = np.arange(len(det))
+        tentative = np.array([t.state == TENTATIVE for t in self._tracks], dtype=bool)
+        moved = bool(np.any(shift))
+        for rows in (np.flatnonzero(~tentative), np.flatnonzero(tentative)):
+            if not len(rows) or not len(free):
+                continue
+            group = [self._tracks[i] for i in rows]
+            pred = self._x[rows, :2]
+            innov = kalman.innovation_cov(self._P[rows], self._R)
+            args = (innov, det.centroid_xy[free], self._gate_d2, self.cfg.max_gate_px)
+            cost = gated_cost(pred, *args)
+            if moved:
+                cost_scene = gated_cost(pred + shift, *args)
+                with_scene = cost_scene < cost
+                cost = np.minimum(cost, cost_scene)
+            rows, cols = assign(cost)
+            for r, c in zip(rows, cols):
+                group[r].detection = int(free[c])
+                if moved:
+                    group[r].with_scene = bool(with_scene[r, c])
+            free = np.delete(free, cols)
+        return free
+
+    def _hit(self, t: _Track, det: Detections) -> None:
+        i = t.detection
+        t.hits += 1
+        t.misses = 0
+        t.score = float(det.peak_score[i])
+        t.bbox = det.bbox_xyxy[i].copy()
+        gain = self._hit_llr(t.score)
+        if t.state == TENTATIVE:
+            gain += self._motion_nats(t) - float(self._clutter_nats(det.centroid_xy[i:i + 1])[0])
+        t.llr = min(t.llr + gain, self.cfg.max_llr_nats)
+        # A tentative track still alive is within its window (see _alive), so M hits confirm it.
+        if t.state == COASTING or (self._evidenced(t) and not self._static_clutter(t)):
+            t.state = CONFIRMED
+
+    def _evidenced(self, t: _Track) -> bool:
+        return t.hits >= self.cfg.confirm_hits and t.llr >= self.cfg.confirm_llr_nats
+
+    def _static_clutter(self, t: _Track) -> bool:
+        """The scene moved far enough under the track, and the track went with it: a fixed
+        point of the ground (a rock, a roof), not a target, which holds its place in the image
+        of a camera that follows it or moves across the scene on its own."""
+        limit = self.cfg.static_clutter_shift_px
+        return limit > 0 and t.shift_seen_px >= limit and math.hypot(*t.scene_travel_xy) < 0.5 * t.shift_seen_px
+
+    def _motion_nats(self, t: _Track) -> float:
+        travel = math.hypot(*t.scene_travel_xy)
+        return self.cfg.motion_gain_nats * min(1.0, travel / self.cfg.motion_ref_px)
+
+    def _hit_llr(self, score: float) -> float:
+        p = min(max(score, SCORE_EPS), 1.0 - SCORE_EPS)
+        return self.cfg.hit_llr_nats + self.cfg.score_weight * math.log(p / (1.0 - p))
+
+    def _miss(self, t: _Track) -> None:
+        t.misses += 1
+        t.llr += self.cfg.miss_llr_nats
+        if t.state != TENTATIVE:
+            t.state = COASTING
+
+    def _alive(self, t: _Track) -> bool:
+        if t.state == TENTATIVE:
+            if self._evidenced(t):  # waits for scene travel, and lives as a confirmed one would
+                return t.misses <= self.cfg.max_coast_frames
+            return (t.age < self.cfg.confirm_window
+                    and t.hits + (self.cfg.confirm_window - t.age) >= self.cfg.confirm_hits)
+        return t.misses <= self.cfg.max_coast_frames
+
+    def _start(self, det: Detections, rows: np.ndarray) -> None:
+        rows = rows[det.peak_score[rows] >= self.cfg.min_start_score]
+        x, P = kalman.initial_state(det.centroid_xy[rows], self.cfg.meas_noise_px, self.cfg.init_velocity_std_px_s)
+        self._x, self._P = np.concatenate([self._x, x]), np.concatenate([self._P, P])
+        penalty = self._clutter_nats(det.centroid_xy[rows])
+        for i, pen in zip(rows, penalty):
+            score = float(det.peak_score[i])
+            llr = min(self._hit_llr(score) - float(pen), self.cfg.max_llr_nats)
+            sure = self.cfg.confirm_hits == 1 and llr >= self.cfg.confirm_llr_nats
+            state = CONFIRMED if sure else TENTATIVE
+            self._tracks.append(_Track(self._next_id, det.bbox_xyxy[i].copy(), score,
+                                       state, detection=int(i), llr=llr))
+            self._next_id += 1
+
+    def _snapshot(self) -> Tracks:
+        ts = self._tracks
+        if not ts:
+            return Tracks.empty()
+        x = self._x
+
+        def ints(name: str) -> np.ndarray:
+            return np.array([getattr(t, name) for t in ts], dtype=np.int64)
+
+        return Tracks(
+            track_id=ints("id"), state=ints("state"),
+            centroid_xy=x[:, :2].copy(), velocity_xy=x[:, 2:].copy(),
+            covariance_xy=self._P[:, :2, :2].copy(),
+            bbox_xyxy=np.stack([t.bbox for t in ts]).astype(np.int64),
+            age_frames=ints("age"), hits=ints("hits"), misses=ints("misses"),
+            score=np.array([t.score for t in ts], dtype=np.float64), detection=ints("detection"),
+        )

@@ -1,0 +1,550 @@
+"""Training LRRNet: the paper's recipe by default, resumable, selected on a validation split.
+
+Loss: SoftIoU on the target logits plus rec_weight x MSE between the reconstruction and
+the input (Sec. IV-D).  The paper's L1 term is left out: in the authors' code it is a
+hard count of positive pixels and carries no gradient.
+
+Checkpoints (model and optimizer) are safetensors plus a JSON state, written every
+epoch to the run folder; `resume=True` continues from there.  The best epoch on the
+validation split is kept as best.safetensors with its card; the test split is never
+looked at here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from irstream.data import DEV_DATA_ROOT
+from irstream.data.sirst import Sample, load_split
+from irstream.eval.images import background_false_alarms, clip_detections, evaluate
+from irstream.model.registry import LRRNet, build_model
+from irstream.model.segment import image_logits
+from irstream.model.weights import save_weights
+
+
+@dataclass
+class TrainConfig:
+    """One training run.  Defaults are the paper's recipe (Sec. V-A) on SIRST v1's train split.
+
+    crop_px: side of the square training crops; 0 trains on whole images resized to resize_px.
+    target_crop_share: fraction of crops centred (with jitter) on a target pixel; the rest
+        are uniform.  Small targets are a tiny share of pixels, so random crops are mostly empty.
+    synthetic_share: fraction of each batch drawn from the synthetic generator.
+    half_scale_share: fraction of crops taken at twice the side and shrunk by 2, so the model
+        also learns targets of 1 to 3 px (the real sequences' far aircraft), which SIRST has few of.
+    init_weights: start from these irstream weights (fine-tuning) instead of from scratch;
+        they must be of the same model.
+    mix: train on named real sources with weights (irstream.data.mix), e.g.
+        ["sirst-v1:0.3", "backgrounds:0.25"], read under data_root; validation then scores
+        SIRST v1 val IoU together with the share of target-free val backgrounds left clean.
+    hard_share: fraction of crops centred on one of the model's own false alarms, mined every
+        mine_every steps over mine_images training images (mix runs only).
+    steps_per_epoch: optimiser steps between validations and checkpoints; 0 = one pass.
+    intensity_jitter: crops get gain 1 +- j and offset +- j/2 (clipped to [0, 1]), so the model
+        does not learn one sensor's gray levels.
+    channels_last, amp: speed settings of the step (see `irstream bench train`).
+    tile_px, tile_overlap_px: validation and mining run images larger than tile_px in tiles of
+        that side overlapping by tile_overlap_px (irstream.model.segment.tiled), as the weights will be
+        run; the card records it as their inference contract.  0 = whole images.
+    target_smooth: the SoftIoU smoothing term on images that hold a target (soft_iou_loss);
+        None keeps 1, as on target-free images.
+    poly_power: lr = lr0 * (1 - progress) ** poly_power, progress in iterations, or in
+        wall time when max_minutes is set (so a time-budgeted run still decays to zero).
+    """
+
+    model: str = "lrrnet"
+    data: str = str(DEV_DATA_ROOT / "sirst-v1")
+    train_split: str = "train"
+    val_split: str = "val"
+    extra_data: list[str] = field(default_factory=list)  # more SIRST-style roots, their "train" split
+    epochs: int = 400
+    batch: int = 8
+    lr: float = 1e-4
+    poly_power: float = 0.9
+    rec_weight: float = 0.1
+    crop_px: int = 0
+    resize_px: int = 512
+    target_crop_share: float = 0.7
+    flips: bool = True
+    synthetic_share: float = 0.0
+    half_scale_share: float = 0.0
+    val_every: int = 1
+    max_minutes: float = 0.0
+    seed: int = 0
+    threads: int = 0
+    init_weights: str = ""
+    # Real-data mix (irstream.data.mix): "source:weight" entries; empty = data + extra_data above.
+    mix: list[str] = field(default_factory=list)
+    data_root: str = str(DEV_DATA_ROOT)
+    hard_share: float = 0.0
+    mine_every: int = 0
+    mine_images: int = 300
+    steps_per_epoch: int = 0
+    intensity_jitter: float = 0.0
+    channels_last: bool = False
+    amp: str = ""
+    tile_px: int = 0
+    tile_overlap_px: int = 64
+    target_smooth: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.crop_px % 8 or self.resize_px % 8:
+            raise ValueError("crop_px and resize_px must be multiples of 8 (the model's size multiple)")
+        for name in ("target_crop_share", "synthetic_share", "half_scale_share", "hard_share", "intensity_jitter"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be within [0, 1]")
+        if self.amp not in ("", "bf16"):
+            raise ValueError(f"amp={self.amp!r}: must be '' (fp32) or 'bf16'")
+        if self.mix:
+            from irstream.data.mix import parse_mix
+
+            parse_mix(self.mix)
+
+
+def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
+                  target_smooth: float | None = None) -> torch.Tensor:
+    """1 - SoftIoU, per image, averaged over the batch.
+
+    smooth keeps a target-free image's loss finite (it is S / (S + smooth) for a predicted mass
+    S).  target_smooth, when given, replaces it on images that hold a target: with smooth 1 a
+    1-px target that the model ignores costs only 0.5 (against 0.33 for finding it with one
+    stray pixel), so the loss learns to give up on the smallest targets; 0.1 makes ignoring it
+    cost 0.91."""
+    p = torch.sigmoid(logits)
+    area = target.sum(dim=(1, 2, 3))
+    inter = (p * target).sum(dim=(1, 2, 3))
+    union = p.sum(dim=(1, 2, 3)) + area - inter
+    if target_smooth is not None:
+        smooth = torch.where(area > 0, target_smooth, smooth)
+    return 1.0 - ((inter + smooth) / (union + smooth)).mean()
+
+
+def lrrnet_loss(logits, recon, image, target, rec_weight: float,
+                target_smooth: float | None = None) -> tuple[torch.Tensor, dict]:
+    seg = soft_iou_loss(logits, target, target_smooth=target_smooth)
+    rec = torch.nn.functional.mse_loss(recon, image)
+    return seg + rec_weight * rec, {"seg": seg.item(), "rec": rec.item()}
+
+
+class StepRunner:
+    """One optimiser step under a speed setting: channels-last memory, bf16 autocast, torch.compile.
+
+    The settings change how the arithmetic runs, not what is learnt; `irstream bench train`
+    measures which is fastest on a machine.
+    """
+
+    def __init__(self, model, opt, rec_weight: float, channels_last: bool = False, amp: str = "",
+                 compile: bool = False, target_smooth: float | None = None):
+        self.model, self.opt, self.rec_weight, self.target_smooth = model, opt, rec_weight, target_smooth
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.amp_dtype = {"": None, "bf16": torch.bfloat16}[amp]
+        self.forward = torch.compile(model) if compile else model
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+        x = x.contiguous(memory_format=self.memory_format)
+        with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
+            logits, recon = self.forward(x)
+        loss, parts = lrrnet_loss(logits.float(), recon.float(), x, y, self.rec_weight, self.target_smooth)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), **parts}
+
+
+# ---- batches -------------------------------------------------------------------------------
+
+def _pad_min(a: np.ndarray, size: int) -> np.ndarray:
+    ph, pw = max(0, size - a.shape[0]), max(0, size - a.shape[1])
+    return np.pad(a, ((0, ph), (0, pw)), mode="reflect" if a.dtype != bool else "constant") if ph or pw else a
+
+
+def crop_pair(s: Sample, size: int, rng: np.random.Generator, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+    img, mask = _pad_min(s.image, size), _pad_min(s.mask, size)
+    h, w = img.shape
+    ys, xs = np.nonzero(mask)
+    if centred and ys.size:
+        i = rng.integers(ys.size)
+        jitter = rng.integers(-size // 4, size // 4 + 1, size=2)
+        y0, x0 = ys[i] - size // 2 + jitter[0], xs[i] - size // 2 + jitter[1]
+    else:
+        y0, x0 = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    y0, x0 = int(np.clip(y0, 0, h - size)), int(np.clip(x0, 0, w - size))
+    return img[y0:y0 + size, x0:x0 + size], mask[y0:y0 + size, x0:x0 + size]
+
+
+def half_scale_pair(s: Sample, size: int, rng: np.random.Generator, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A crop of twice the side shrunk by 2 (area average): targets come out at a quarter of
+    their area, as far-away targets of 1 to 3 px look.  The mask keeps a pixel that any of
+    its four source pixels marked, so no target vanishes."""
+    img, mask = crop_pair(s, 2 * size, rng, centred)
+    small = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return small, mask.reshape(size, 2, size, 2).any(axis=(1, 3))
+
+
+def resize_pair(s: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
+    img = cv2.resize(s.image, (size, size), interpolation=cv2.INTER_LINEAR)
+    mask = cv2.resize(s.mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    return img, mask
+
+
+def flip_pair(img, mask, rng):
+    if rng.random() < 0.5:
+        img, mask = img[:, ::-1], mask[:, ::-1]
+    if rng.random() < 0.5:
+        img, mask = img[::-1], mask[::-1]
+    return img, mask
+
+
+def make_batch(samples: list[Sample], idx: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
+    side = cfg.crop_px or cfg.resize_px
+    imgs, masks = [], []
+    for i in idx:
+        if cfg.synthetic_share and rng.random() < cfg.synthetic_share:
+            from irstream.data.synthetic import random_scene
+
+            img, mask = random_scene(rng, (side, side))
+        elif cfg.crop_px and cfg.half_scale_share and rng.random() < cfg.half_scale_share:
+            img, mask = half_scale_pair(samples[i], side, rng, rng.random() < cfg.target_crop_share)
+        elif cfg.crop_px:
+            img, mask = crop_pair(samples[i], side, rng, rng.random() < cfg.target_crop_share)
+        else:
+            img, mask = resize_pair(samples[i], side)
+        if cfg.flips:
+            img, mask = flip_pair(img, mask, rng)
+        imgs.append(np.ascontiguousarray(img))
+        masks.append(np.ascontiguousarray(mask))
+    x = torch.from_numpy(np.stack(imgs)[:, None].astype(np.float32))
+    y = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
+    return x, y
+
+
+# ---- real-data mix -------------------------------------------------------------------------
+
+def _jitter(img: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+    gain, offset = 1.0 + rng.uniform(-amount, amount), rng.uniform(-amount / 2, amount / 2)
+    return np.clip(img * np.float32(gain) + np.float32(offset), 0.0, 1.0)
+
+
+#: Images whose targets cover fewer pixels than this are never shrunk by half: a 1-3 px target
+#: averaged with its neighbours drops to a quarter of its contrast and would be a label the
+#: image no longer shows.
+MIN_HALF_SCALE_AREA_PX = 9
+
+
+def make_mix_batch(mix, cfg: TrainConfig, rng: np.random.Generator):
+    """A batch from the mix: source by weight; crop on a target, on a mined false alarm, or anywhere."""
+    from irstream.data.mix import crop_at
+
+    side, imgs, masks = cfg.crop_px, [], []
+    for _ in range(cfg.batch):
+        name, i = mix.pick(rng)
+        s = mix.sources[name][i]
+        half = rng.random() < cfg.half_scale_share and not 0 < s.mask.sum() < MIN_HALF_SCALE_AREA_PX
+        size = 2 * side if half else side
+        r, centre = rng.random(), None
+        if r < cfg.target_crop_share and s.mask.any():
+            ys, xs = np.nonzero(s.mask)
+            k = rng.integers(ys.size)
+            centre = (int(ys[k]), int(xs[k]))
+        elif r < cfg.target_crop_share + cfg.hard_share and (name, i) in mix.hard:
+            pts = mix.hard[(name, i)]
+            centre = tuple(int(v) for v in pts[rng.integers(len(pts))])
+        img, mask = crop_at(s.image, s.mask, size, centre, rng, size // 4)
+        if half:
+            img = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+            mask = mask.reshape(side, 2, side, 2).any(axis=(1, 3))
+        if cfg.flips:
+            img, mask = flip_pair(img, mask, rng)
+        if cfg.intensity_jitter:
+            img = _jitter(img, cfg.intensity_jitter, rng)
+        imgs.append(np.ascontiguousarray(img, dtype=np.float32))
+        masks.append(np.ascontiguousarray(mask))
+    x = torch.from_numpy(np.stack(imgs)[:, None])
+    y = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
+    return x, y
+
+
+#: A predicted component counts as a false alarm for mining when it lies this far (px) from any truth pixel.
+MINE_CLEARANCE_PX = 3
+#: At most this many false alarms are kept per image (the highest-scoring).
+MINE_PER_IMAGE = 8
+
+
+@torch.inference_mode()
+def mine_hard_negatives(model: LRRNet, mix, count: int, rng: np.random.Generator, device, tiles=(0, 0)) -> dict:
+    """Run the model over `count` training images (drawn as training draws them) and store the
+    centres of its false alarms in mix.hard.  Returns what it found."""
+    was_training = model.training
+    model.eval()
+    seen, with_fa, fa_total = set(), 0, 0
+    for _ in range(count):
+        key = mix.pick(rng)
+        if key in seen:
+            continue
+        seen.add(key)
+        s = mix.sources[key[0]][key[1]]
+        logits = image_logits(model, s.image, device, *tiles)
+        near_truth = cv2.dilate(s.mask.astype(np.uint8), np.ones((2 * MINE_CLEARANCE_PX + 1,) * 2, np.uint8)) > 0
+        n, labels, _, cents = cv2.connectedComponentsWithStats((logits > 0).astype(np.uint8), connectivity=8)
+        pts = []
+        for c in range(1, n):
+            comp = labels == c
+            if not (comp & near_truth).any():
+                pts.append((float(logits[comp].max()), int(round(cents[c][1])), int(round(cents[c][0]))))
+        if pts:
+            pts.sort(reverse=True)
+            mix.hard[key] = np.array([p[1:] for p in pts[:MINE_PER_IMAGE]], dtype=np.int64)
+            with_fa += 1
+            fa_total += len(pts)
+        else:
+            mix.hard.pop(key, None)
+    model.train(was_training)
+    return {"images": len(seen), "images_with_fa": with_fa, "fa_components": fa_total,
+            "hard_images": len(mix.hard)}
+
+
+#: Clip validation takes every n-th labelled frame of the validation clips.
+CLIP_VAL_STEP = 20
+#: Every n-th frame of the held-out DAUB sequences is validated on (250 frames -> 25).
+DAUB_VAL_STEP = 10
+#: In the checkpoint score, each false detection per clip frame costs this much of the drone's Pd.
+CLIP_FA_COST = 0.2
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+
+def _save_checkpoint(run: Path, model: LRRNet, opt: torch.optim.Optimizer, state: dict) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    save_file(tensors, str(run / "last.tmp"))
+    (run / "last.tmp").replace(run / "last.safetensors")
+    (run / "state.json").write_text(json.dumps(state, indent=2))
+
+
+def _load_checkpoint(run: Path, model: LRRNet, opt: torch.optim.Optimizer) -> dict:
+    tensors = load_file(str(run / "last.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    osd = opt.state_dict()
+    per: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, i, name = k.split(".", 2)
+            per.setdefault(int(i), {})[name] = v
+    osd["state"] = per
+    opt.load_state_dict(osd)
+    return json.loads((run / "state.json").read_text())
+
+
+# ---- the loop ------------------------------------------------------------------------------
+
+def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> dict:
+    """Train, checkpoint every epoch, keep the best on validation.  Returns the final state."""
+    run.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    data = _TrainData(cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = _initial_model(cfg).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+
+    state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "best_score": -1.0, "best_epoch": 0, "config": asdict(cfg),
+             "mining": []}
+    if resume and (run / "last.safetensors").is_file():
+        state = {**state, **_load_checkpoint(run, model, opt), "config": asdict(cfg)}
+    runner = StepRunner(model, opt, cfg.rec_weight, channels_last=cfg.channels_last, amp=cfg.amp,
+                        target_smooth=cfg.target_smooth)
+    steps_per_epoch = cfg.steps_per_epoch or data.steps_per_epoch(cfg.batch)
+    total_steps = cfg.epochs * steps_per_epoch
+    rng = np.random.default_rng([cfg.seed, state["epoch"]])
+    t_start = time.monotonic() - state["elapsed_s"]
+
+    def progress_fraction() -> float:
+        if cfg.max_minutes:
+            return min(1.0, (time.monotonic() - t_start) / (60.0 * cfg.max_minutes))
+        return state["step"] / total_steps
+
+    # With a wall-time budget the step count is unknown up front: the bar then only pulses.
+    bar_total = None if cfg.max_minutes else total_steps
+    task = progress.add_task("train", total=bar_total, completed=state["step"]) if progress else None
+    while state["epoch"] < cfg.epochs and progress_fraction() < 1.0:
+        if data.mix is not None and cfg.mine_every and (state["step"] % cfg.mine_every < steps_per_epoch
+                                                        or not data.mix.hard):
+            found = mine_hard_negatives(model, data.mix, cfg.mine_images, rng, device, data.tiles)
+            state["mining"].append({"step": state["step"], **found})
+        losses = []
+        for batch in data.batches(steps_per_epoch, rng):
+            lr = cfg.lr * (1.0 - progress_fraction()) ** cfg.poly_power
+            for g in opt.param_groups:
+                g["lr"] = lr
+            parts = runner.step(*(t.to(device) for t in batch))
+            losses.append([parts["loss"], parts["seg"], parts["rec"]])
+            state["step"] += 1
+            if progress:
+                progress.update(task, advance=1, description=f"epoch {state['epoch'] + 1} loss {losses[-1][0]:.3f}")
+        state["epoch"] += 1
+        state["elapsed_s"] = time.monotonic() - t_start
+        row = {"epoch": state["epoch"], "step": state["step"], "lr": lr,
+               "loss": float(np.mean([l[0] for l in losses])),
+               "seg_loss": float(np.mean([l[1] for l in losses])),
+               "rec_loss": float(np.mean([l[2] for l in losses])), "elapsed_s": round(state["elapsed_s"], 1)}
+        last = state["epoch"] >= cfg.epochs or progress_fraction() >= 1.0
+        if state["epoch"] % cfg.val_every == 0 or last:
+            val = data.validate(model, device)
+            row.update(val)
+            if val["val_score"] > state["best_score"]:
+                state["best_score"], state["best_epoch"] = val["val_score"], state["epoch"]
+                save_weights(model, run / "best.safetensors", cfg.model, _card(cfg, state, val, data))
+        _append_csv(run / "metrics.csv", row)
+        plot_training(run / "metrics.csv", run / "curves.png")
+        _save_checkpoint(run, model, opt, state)
+    return state
+
+
+def plot_training(metrics_csv: Path, png: Path) -> None:
+    """Loss and every validation figure against training minutes, one panel each (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    with metrics_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    panels = [("loss", "training loss"), ("val_iou", "SIRST v1 val IoU %"), ("val_fa", "SIRST v1 val Fa x1e-6"),
+              ("val_bg_clean", "backgrounds val: share clean"), ("val_clip_pd", "val clips: drone Pd"),
+              ("val_clip_fa", "val clips: false det. / frame"), ("val_score", "checkpoint score")]
+    panels = [(k, t) for k, t in panels if any(r.get(k) for r in rows)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        pts = [(float(r["elapsed_s"]) / 60.0, float(r[key])) for r in rows if r.get(key)]
+        ax.plot(*zip(*pts), "o-", ms=2)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("minutes")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+class _TrainData:
+    """What one run trains and validates on: a SIRST-style split (with extras), or the real mix."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg, self.mix = cfg, None
+        if cfg.mix:
+            from irstream.data.mix import Mix, load_backgrounds, parse_mix
+
+            from irstream.data.mix import ANTIUAV_VAL, DAUB_HELD_OUT, clip_frames, daub_frames
+
+            root = Path(cfg.data_root)
+            self.mix = Mix.load(parse_mix(cfg.mix), root)
+            self.backgrounds_val = load_backgrounds(root / "sirst-v2-backgrounds", "val")
+            self.clips_val = list(clip_frames(root / "antiuav-clips", ANTIUAV_VAL, CLIP_VAL_STEP)) \
+                if "antiuav" in self.mix.weights else []
+            self.daub_val = list(daub_frames(root / "daub", DAUB_HELD_OUT, DAUB_VAL_STEP)) \
+                if "daub" in self.mix.weights else []
+        else:
+            self.train_set = load_split(cfg.data, cfg.train_split)
+            for extra in cfg.extra_data:
+                self.train_set += load_split(extra, "train")
+        self.val_set = load_split(cfg.data, cfg.val_split)
+        self.tiles = (cfg.tile_px, cfg.tile_overlap_px)
+
+    def steps_per_epoch(self, batch: int) -> int:
+        n = sum(self.mix.sizes().values()) if self.mix else len(self.train_set)
+        return max(1, n // batch)
+
+    def batches(self, steps: int, rng: np.random.Generator):
+        if self.mix is not None:
+            for _ in range(steps):
+                yield make_mix_batch(self.mix, self.cfg, rng)
+            return
+        order = rng.permutation(len(self.train_set))
+        for b in range(steps):
+            idx = order[(b * self.cfg.batch) % len(order):][:self.cfg.batch]
+            yield make_batch(self.train_set, idx, self.cfg, rng)
+
+    def validate(self, model: LRRNet, device) -> dict:
+        """Validation figures; val_score is what checkpoints are chosen on (higher is better):
+        SIRST val IoU / 100; in mix runs plus the share of clean target-free val images, and with
+        the clips in the mix plus the drone's Pd on the validation clips minus CLIP_FA_COST per
+        false detection per frame; with DAUB in the mix the same for its held-out sequences."""
+        val = evaluate(model, self.val_set, device, tiles=self.tiles)
+        row = {f"val_{k}": v for k, v in val.items() if k in ("iou", "niou", "pd", "fa")}
+        row["val_score"] = val["iou"] / 100.0
+        if self.mix is not None:
+            bg = background_false_alarms(model, self.backgrounds_val, device, tiles=self.tiles)
+            row.update({"val_bg_clean": bg["clean_share"], "val_bg_dets": bg["dets_per_image"]})
+            row["val_score"] += bg["clean_share"]
+        if self.mix is not None and self.clips_val:
+            clips = clip_detections(model, self.clips_val, device, tiles=self.tiles)
+            row.update({"val_clip_pd": clips["pd"], "val_clip_fa": clips["fa_per_frame"]})
+            row["val_score"] += clips["pd"] - CLIP_FA_COST * min(clips["fa_per_frame"], 1.0 / CLIP_FA_COST)
+        if self.mix is not None and self.daub_val:
+            daub = clip_detections(model, self.daub_val, device, tiles=self.tiles)
+            row.update({"val_daub_pd": daub["pd"], "val_daub_fa": daub["fa_per_frame"]})
+            row["val_score"] += daub["pd"] - CLIP_FA_COST * min(daub["fa_per_frame"], 1.0 / CLIP_FA_COST)
+        return row
+
+
+def _initial_model(cfg: TrainConfig) -> LRRNet:
+    if not cfg.init_weights:
+        return build_model(cfg.model)
+    from irstream.model.weights import load_weights
+
+    model, _ = load_weights(cfg.init_weights, model_name=cfg.model)
+    return model
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    fields = ["epoch", "step", "lr", "loss", "seg_loss", "rec_loss", "elapsed_s",
+              "val_iou", "val_niou", "val_pd", "val_fa", "val_bg_clean", "val_bg_dets", "val_clip_pd", "val_clip_fa",
+              "val_daub_pd", "val_daub_fa", "val_score"]
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def _card(cfg: TrainConfig, state: dict, val: dict, data: _TrainData) -> dict:
+    if data.mix is not None:
+        sources = {n: {"weight": round(w, 4), "images": data.mix.sizes()[n]} for n, w in data.mix.weights.items()}
+        selected = ("SIRST v1 val IoU / 100 + share of sirst-v2-backgrounds val images with no detection"
+                    + (f" + drone Pd on the validation clips (every {CLIP_VAL_STEP}th labelled frame) - {CLIP_FA_COST}"
+                       " x their false detections per frame" if data.clips_val else "")
+                    + (f" + the same for the held-out DAUB sequences (every {DAUB_VAL_STEP}th frame)"
+                       if data.daub_val else ""))
+    else:
+        sources = [cfg.data, *cfg.extra_data]
+        selected = f"{cfg.val_split} IoU"
+    return {
+        "training": {
+            "data": sources,
+            "train_split": cfg.train_split,
+            "val_split": cfg.val_split,
+            "selected_on": f"{selected}, evaluated every {cfg.val_every} epoch(s)",
+            "epoch": state["epoch"],
+            "step": state["step"],
+            "minutes": round(state["elapsed_s"] / 60.0, 1),
+            "recipe": asdict(cfg),
+            "loss": f"SoftIoU + {cfg.rec_weight} x MSE(reconstruction, input); no L1 term",
+            "hard_negative_mining": state.get("mining", [])[-5:],
+        },
+        "inference": {"tile_px": cfg.tile_px, "tile_overlap_px": cfg.tile_overlap_px},
+        "metrics": {"val": {k: round(v, 4) if isinstance(v, float) else v for k, v in val.items()}},
+    }
