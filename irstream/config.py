@@ -196,6 +196,8 @@ class PipelineConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    # [[source]] tables, for a run over several sources; `source` is then the first of them.
+    sources: tuple[SourceConfig, ...] = ()
 
 
 def load_pipeline(path: str | Path | None = None) -> PipelineConfig:
@@ -225,6 +227,13 @@ def shipped_pipeline_names() -> list[str]:
 
 def from_dict(data: dict, where: str = "pipeline") -> PipelineConfig:
     try:
+        many = data.get("source")
+        if isinstance(many, list):  # [[source]]: several sources in one run
+            sources = tuple(_build(SourceConfig, d, f"source {i + 1}") for i, d in enumerate(many))
+            if not sources:
+                raise ValueError("[[source]] lists no source")
+            rest = {k: v for k, v in data.items() if k != "source"}
+            return dataclasses.replace(_build(PipelineConfig, rest, ""), source=sources[0], sources=sources)
         return _build(PipelineConfig, data, "")
     except (TypeError, ValueError) as exc:
         raise UserError(f"{where}: {exc}") from None

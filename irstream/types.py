@@ -192,6 +192,7 @@ class FrameResult:
     ignored:   (H, W) bool, pixels no target is reported from (ignore regions, learnt
                burned-in text), or None when there are none.
     live:      the frame came from a live source (latency then counts from the read).
+    stream:    the source's position among the run's sources (0 in a one-source run).
     """
 
     frame: Frame
@@ -201,3 +202,4 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     ignored: np.ndarray | None = None
     live: bool = False
+    stream: int = 0

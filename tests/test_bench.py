@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from irstream.tools.bench import TrackerScene, bench_tracker, latency_stats
 
@@ -101,3 +102,13 @@ def test_bench_stream_returns_every_frame_pushed():
     frames = [np.random.default_rng(i).random((40, 48), dtype=np.float32) for i in range(3)]
     r = bench_stream(build_model("lrrnet_light").eval(), "cpu", frames, repeats=2, overlap=True)
     assert r["frames"] == 6 and r["fps"] > 0 and r["runtime"]
+
+
+@pytest.mark.slow
+def test_bench_sources_runs_n_cameras_apart_and_batched():
+    r = _bench("pipeline", "--sources", "1", "--sources", "2", "--frames", "4", "--height", "64", "--width", "64")
+    rows = r["results"]
+    assert set(rows) == {"1 x separate", "2 x separate", "2 x batched"}
+    assert rows["2 x separate"]["processes"] == 2 and rows["2 x batched"]["processes"] == 1
+    assert rows["2 x batched"]["frames"] == rows["2 x separate"]["frames"] == 8  # no frame lost either way
+    assert rows["2 x batched"]["x separate"] > 0

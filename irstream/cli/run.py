@@ -20,8 +20,9 @@ app = typer.Typer()
 @app.command()
 @user_errors
 def run(
-    source: Annotated[Optional[str], typer.Argument(help="Video file, image folder or glob, camera index or /dev/video path, "
-                                                         "rtsp:// or http:// URL, GStreamer pipeline; default: the pipeline's.")] = None,
+    sources: Annotated[Optional[list[str]], typer.Argument(help="Video file, image folder or glob, camera index or /dev/video "
+                                                               "path, rtsp:// or http:// URL, GStreamer pipeline; several run in "
+                                                               "one process, batched; default: the pipeline's.")] = None,
     pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML (see pipelines/); default: pipelines/default.toml.")] = None,
     preview: Annotated[Optional[bool], typer.Option("--preview/--no-preview", help="Show a window (q/Esc quits, space pauses).")] = None,
     save: Annotated[Optional[str], typer.Option(help="Write the annotated video here (.mp4, .mkv lossless, .avi).")] = None,
@@ -49,8 +50,11 @@ def run(
     from irstream.config import load_pipeline, override
     from irstream.pipeline import Pipeline, graceful_interrupt
 
-    cfg = override(load_pipeline(pipeline), FLAGS, **{
-        "source.uri": source, "source.mode": mode, "output.preview": preview, "output.save": save,
+    cfg = load_pipeline(pipeline)
+    uris = list(sources or []) or [s.uri for s in cfg.sources] or [cfg.source.uri]
+    many = list(sources) if sources and len(sources) > 1 else (None if not sources and len(cfg.sources) > 1 else [])
+    cfg = override(cfg, FLAGS, **{
+        "source.uri": uris[0] or None, "source.mode": mode, "output.preview": preview, "output.save": save,
         "output.frames_dir": frames_dir,
         "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "output.curve_dir": curve_dir, "model.device": device,
         "model.runtime": runtime,
@@ -58,6 +62,9 @@ def run(
         "output.wait_subscriber_s": wait_subscriber, "run.threads": threads})
     if not cfg.source.uri:
         raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")
+    if len(uris) > 1:
+        _run_many(cfg, many, as_json)
+        return
     stop, paused = threading.Event(), threading.Event()
     extra = _preview_sink(stop, paused) if cfg.output.preview else []
     with progress() as prog:
@@ -75,6 +82,25 @@ def run(
         with graceful_interrupt(stop, on_signal):
             summary = pipe.run()
     _print_summary(summary, cfg, as_json)
+
+
+def _run_many(cfg, sources: list[str] | None, as_json: bool) -> None:
+    """sources: URIs given on the command line, or None for the pipeline's [[source]] list."""
+    import threading
+
+    from irstream.multisource import MultiPipeline
+    from irstream.pipeline import graceful_interrupt
+
+    stop = threading.Event()
+    with progress() as prog:
+        pipe = MultiPipeline(cfg, sources, stop=stop)
+        tasks = [prog.add_task(lane.source.source_id[-40:], total=None if lane.live else lane.source.frame_count)
+                 for lane in pipe.lanes]
+        with graceful_interrupt(stop):
+            for res in pipe:
+                prog.advance(tasks[res.stream])
+    for summary in (lane.summary for lane in pipe.lanes):
+        _print_summary(summary, cfg, as_json)
 
 
 def _preview_sink(stop, paused) -> list:

@@ -267,9 +267,12 @@ def bench_pipeline_cmd(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Weights; default: the pipeline's.")] = None,
     runtime: Annotated[list[str], typer.Option(help="Runtimes to compare, reference first.")] = ["torch", "auto"],
+    sources: Annotated[Optional[list[int]], typer.Option(help="Instead: N cameras (repeatable, e.g. --sources 1 --sources 4) as N "
+                                                              "processes against one batched process.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """End to end, from a video file to a ZeroMQ subscriber on loopback: per-stage p50/p99 and rate."""
+    """End to end, from a video file to a ZeroMQ subscriber on loopback: per-stage p50/p99 and rate.
+    With --sources: aggregate frames/s and latency of N sources run apart and batched."""
     import tempfile
 
     from irstream.tools.bench import bench_pipeline, machine
@@ -282,6 +285,9 @@ def bench_pipeline_cmd(
         if source is None:
             source = str(Path(tmp) / "bench.mkv")
             write_clip(source, frames, 0, _shape(height, width))
+        if sources:
+            _bench_sources(source, sources, frames, pipeline, as_json)
+            return
         cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "source.mode": "file", "model.device": device,
                                                    "model.weights": weights, "run.max_frames": frames})
         with progress() as prog:
@@ -297,6 +303,19 @@ def bench_pipeline_cmd(
     stages = [k[:-len(" p50_ms")] for k in next(iter(rows.values())) if k.endswith(" p50_ms")]
     per_stage = {st: {f"{rt} {q}": r[f"{st} {q}_ms"] for rt, r in rows.items() for q in ("p50", "p99")} for st in stages}
     _bench_report("per-stage latency, ms (queued: decoded ahead, waiting; read->publish includes it)", per_stage, info, False)
+
+
+def _bench_sources(clip: str, counts: list[int], frames: int, pipeline, as_json: bool) -> None:
+    from irstream.tools.bench import bench_sources, machine
+
+    if any(n < 1 for n in counts):
+        raise UserError("--sources: each count must be >= 1")
+    with progress() as prog:
+        task = prog.add_task("runs", total=2 * len(counts) - (1 in counts))
+        rows = bench_sources(clip, sorted(set(counts)), frames, str(pipeline) if pipeline else None,
+                             on_run=lambda what: prog.update(task, advance=1, description=what))
+    _bench_report(f"{Path(clip).name}, {frames} frames per source: N separate processes against one batched process",
+                  rows, machine(), as_json)
 
 
 @bench_app.command("soak")

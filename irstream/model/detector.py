@@ -81,13 +81,17 @@ class Detector:
 
     def reset(self) -> None:
         """Forget the stream: AGC limits and the learnt text mask."""
-        self.preprocessor = Preprocessor(self.preprocess_cfg, eight_bit_scale=self.model.cfg.input_scale)
-        self.target_stage = TargetStage(self.targets_cfg, self.osd_cfg, self.card)
+        self.stream = self.new_stream()
+
+    def new_stream(self) -> "DetectorStream":
+        """The per-stream state of one more source sharing this detector's model."""
+        return DetectorStream(Preprocessor(self.preprocess_cfg, eight_bit_scale=self.model.cfg.input_scale),
+                              TargetStage(self.targets_cfg, self.osd_cfg, self.card))
 
     @property
     def threshold(self) -> float:
         """The score threshold in use (the card's operating point unless the config set one)."""
-        return self.target_stage.cfg.score_threshold
+        return self.stream.targets.cfg.score_threshold
 
     @property
     def runtime_label(self) -> str:
@@ -97,7 +101,7 @@ class Detector:
         self.segmenter.warm_up(shape)
 
     def prepare(self, frame: Frame) -> Prepared:
-        return self.preprocessor(frame)
+        return self.stream.prepare(frame)
 
     def push(self, prepared: Prepared) -> list[tuple[Prepared, np.ndarray]]:
         """Hand one prepared frame to the model; returns the (prepared, prob) pairs finished."""
@@ -108,11 +112,17 @@ class Detector:
 
     def find(self, prepared: Prepared, prob: np.ndarray) -> Detections:
         """The targets in a finished map.  Call it in frame order: it learns the text mask."""
-        return self.target_stage(prob, prepared.unit)
+        return self.stream.find(prepared, prob)
 
     def ignored(self, prepared: Prepared) -> np.ndarray | None:
         """(H, W) bool pixels no target is reported from, or None."""
-        return self.target_stage.ignored(prepared.valid)
+        return self.stream.ignored(prepared)
+
+    def batch(self, prepared: list[Prepared]) -> list[np.ndarray]:
+        """Probability maps of frames from several streams in one forward pass per tile size
+        (runs with several sources); each stream then finds its targets with its own state."""
+        probs = self.segmenter.batch([p.unit for p in prepared])
+        return [self._masked(p, prob)[1] for p, prob in zip(prepared, probs)]
 
     def __call__(self, frame: Frame | np.ndarray) -> Detected:
         if isinstance(frame, np.ndarray):
@@ -124,6 +134,23 @@ class Detector:
     @staticmethod
     def _masked(prepared: Prepared, prob: np.ndarray) -> tuple[Prepared, np.ndarray]:
         return prepared, prob if prepared.valid is None else prob * prepared.valid
+
+
+@dataclass
+class DetectorStream:
+    """What a detector keeps per stream: the AGC's limits and the learnt text mask."""
+
+    preprocessor: Preprocessor
+    targets: TargetStage
+
+    def prepare(self, frame: Frame) -> Prepared:
+        return self.preprocessor(frame)
+
+    def find(self, prepared: Prepared, prob: np.ndarray) -> Detections:
+        return self.targets(prob, prepared.unit)
+
+    def ignored(self, prepared: Prepared) -> np.ndarray | None:
+        return self.targets.ignored(prepared.valid)
 
 
 def as_frame(image: np.ndarray, index: int = 0, timestamp_s: float = 0.0, source_id: str = "array") -> Frame:

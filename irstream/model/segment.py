@@ -82,14 +82,44 @@ def tiled(fn, image: np.ndarray, tile: int, overlap: int) -> np.ndarray:
     on (GroupNorm statistics and the attention are taken over the whole input); run in tiles of
     the size they learnt at, they see what they were taught.  tile = 0, or a frame no larger
     than a tile, is run whole."""
-    h, w = image.shape
+    return tiled_many(fn, [image], tile, overlap)[0]
+
+
+def tiled_many(fn, images: list[np.ndarray], tile: int, overlap: int) -> list[np.ndarray]:
+    """`tiled` over several frames (of several cameras) with one call of fn per tile size: the
+    tiles of all frames go into one batch, which a model runs far better than one each."""
+    layouts = [_tile_layout(img.shape, tile, overlap) for img in images]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (th, tw, _, _) in enumerate(layouts):
+        groups.setdefault((th, tw), []).append(i)
+    outs: list[np.ndarray | None] = [None] * len(images)
+    for members in groups.values():
+        batch = np.concatenate([_tiles(images[i], layouts[i]) for i in members])
+        maps = iter(fn(np.ascontiguousarray(batch)))
+        for i in members:
+            outs[i] = _untile(maps, images[i].shape, layouts[i])
+    return outs
+
+
+def _tile_layout(shape: tuple[int, int], tile: int, overlap: int):
+    h, w = shape
     if not tile or (h <= tile and w <= tile):
-        return fn(image[None, None])[0]
+        return h, w, [0], [0]
     th, tw = min(tile, h), min(tile, w)
-    ys, xs = tile_origins(h, th, overlap), tile_origins(w, tw, overlap)
-    batch = np.stack([image[y:y + th, x:x + tw] for y in ys for x in xs])[:, None]
+    return th, tw, tile_origins(h, th, overlap), tile_origins(w, tw, overlap)
+
+
+def _tiles(image: np.ndarray, layout) -> np.ndarray:
+    th, tw, ys, xs = layout
+    return np.stack([image[y:y + th, x:x + tw] for y in ys for x in xs])[:, None].astype(np.float32, copy=False)
+
+
+def _untile(maps, shape: tuple[int, int], layout) -> np.ndarray:
+    h, w = shape
+    th, tw, ys, xs = layout
+    if len(ys) == len(xs) == 1 and (th, tw) == (h, w):
+        return next(maps)
     out = np.empty((h, w), dtype=np.float32)
-    maps = iter(fn(np.ascontiguousarray(batch)))
     for y, (cy0, cy1) in zip(ys, _cores(ys, th, h)):
         for x, (cx0, cx1) in zip(xs, _cores(xs, tw, w)):
             m = next(maps)
@@ -200,6 +230,13 @@ class StreamSegmenter:
         with torch.inference_mode():
             done = self._cuda.flush() if self._cuda is not None else []
         return [(k, self._downscale(p)) for k, p in done]
+
+    @torch.inference_mode()
+    def batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Probability maps of several frames at once (one forward per tile size), for runs
+        with several sources; synchronous on every device."""
+        maps = tiled_many(self.runtime, [self._upscale(im) for im in images], self.tile_px, self.tile_overlap_px)
+        return [self._downscale(p) for p in maps]
 
     @torch.inference_mode()
     def _push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:

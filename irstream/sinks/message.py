@@ -33,6 +33,7 @@ def build_message(res: FrameResult, include_tentative: bool = False) -> dict:
         "sent_unix_s": round(time.time(), 6),
         "latency_ms": round((time.perf_counter() - f.read_at) * 1e3, 3),
         "source": f.source_id,
+        "stream": res.stream,
         "width": int(f.image.shape[1]),
         "height": int(f.image.shape[0]),
         "bit_depth": f.bit_depth,

@@ -355,6 +355,44 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None) -> dict
     return rows
 
 
+def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | None = None, on_run=None) -> dict:
+    """N cameras two ways, for each N: N separate `irstream run` processes (cores // N threads
+    each) against one `irstream run` process with the N sources batched (all cores).  Each
+    source is the same clip, run as a file (no frame dropped); aggregate frames/s is all frames
+    over the longest run's processing time (each run's own clock, from its first frame: process
+    start-up, model loading and warm-up are left out, as a long-running site would)."""
+    import json
+    import subprocess
+    import sys
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    base = [sys.executable, "-c", "from irstream.cli import main; main()", "run", "--json", "--device", "cpu",
+            "--max-frames", str(frames)] + (["--pipeline", pipeline] if pipeline else [])
+    rows = {}
+    for n in counts:
+        for way, cmds in (("separate", [[*base, "--threads", str(max(1, cores // n)), clip] for _ in range(n)]),
+                          ("batched", [[*base, "--threads", str(cores), *[clip] * n]])):
+            if way == "batched" and n == 1:
+                continue  # one source in one process: the same run as "separate"
+            if on_run:
+                on_run(f"{n} source(s), {way}")
+            procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for c in cmds]
+            outs = [p.communicate()[0] for p in procs]
+            if any(p.returncode for p in procs):
+                raise RuntimeError(f"bench sources: a run failed ({way}, {n} sources)")
+            runs = [json.loads(line) for o in outs for line in o.splitlines() if line.startswith("{")]
+            done = sum(r["frames_processed"] for r in runs)
+            wall = max(r["frames_processed"] / r["fps"] for r in runs)
+            rows[f"{n} x {way}"] = {
+                "sources": n, "processes": len(procs), "frames": done, "aggregate_fps": done / wall,
+                "latency p50_ms (mean of sources)": float(np.mean([r["latency"]["p50_ms"] for r in runs])),
+                "latency p99_ms (worst source)": float(max(r["latency"]["p99_ms"] for r in runs))}
+    for n in counts:
+        if f"{n} x batched" in rows:
+            rows[f"{n} x batched"]["x separate"] = rows[f"{n} x batched"]["aggregate_fps"] / rows[f"{n} x separate"]["aggregate_fps"]
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # Training step
 
