@@ -24,6 +24,8 @@ from irstream.io.sources import CameraConfig, ReconnectConfig
 from irstream.track.targets import TargetConfig
 from irstream.track.tracker import TrackerConfig
 
+#: How the model can run ([model] runtime).
+RUNTIMES = ("auto", "torch", "onnxruntime", "triton")
 #: Bounds that keep a typo from becoming a hang or an allocation failure: ZeroMQ takes the
 #: high-water mark as a C int, and a run that waits a day for a subscriber is a mistake.
 MAX_HWM_MSGS = 1_000_000
@@ -67,9 +69,13 @@ class ModelConfig:
     tile_px, tile_overlap_px: run frames larger than tile_px px in tiles of that side sharing
         tile_overlap_px px (irstream.model.segment.tiled); unset = what the weights' card says they
         were validated with ("inference"), 0 = whole frames.
-    runtime: "auto", "torch" or "onnxruntime" (CPU, needs the onnx extra).  auto: on CPU the
-        faster of torch and ONNX Runtime, timed on the first frame; on CUDA fp16, channels-last
-        and CUDA graphs (see irstream.model.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
+    runtime: "auto", "torch", "onnxruntime" (CPU, needs the onnx extra) or "triton" (a Triton
+        server, needs the triton extra; see irstream.model.triton).  auto: on CPU the faster of
+        torch and ONNX Runtime, timed on the first frame; on CUDA fp16, channels-last and CUDA
+        graphs (see irstream.model.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
+    triton_url, triton_model, triton_version: the server (gRPC host:port), the model's name
+        there and its version ("" = latest), for runtime "triton".  The weights are still
+        read here, for their card (input scale, tiles, threshold): give the ones it serves.
     """
 
     weights: str = ""
@@ -78,6 +84,9 @@ class ModelConfig:
     runtime: str = "auto"
     tile_px: int | None = None
     tile_overlap_px: int | None = None
+    triton_url: str = "127.0.0.1:8001"
+    triton_model: str = "irstream"
+    triton_version: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.upscale, int) or isinstance(self.upscale, bool) or self.upscale < 1:
@@ -90,8 +99,8 @@ class ModelConfig:
                 raise ValueError(f"{name}={v!r}: must be a whole number >= 0")
         if self.tile_px and self.tile_overlap_px is not None and self.tile_overlap_px >= self.tile_px:
             raise ValueError(f"tile_overlap_px={self.tile_overlap_px} must be smaller than tile_px={self.tile_px}")
-        if self.runtime not in ("auto", "torch", "onnxruntime"):
-            raise ValueError(f"runtime={self.runtime!r}: must be 'auto', 'torch' or 'onnxruntime'")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime={self.runtime!r}: must be one of {', '.join(RUNTIMES)}")
 
     @property
     def weights_path(self) -> Path:

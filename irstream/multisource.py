@@ -228,6 +228,7 @@ class MultiPipeline:
         s.wall_s = wall_s
         s.frames_read, s.frames_dropped = lane.reader.read, lane.reader.dropped
         s.reconnects = getattr(lane.source, "reconnects", 0)
+        s.runtime_outages = getattr(self.detector.segmenter.runtime, "outages", 0)
         s.frames_corrupt = getattr(lane.source, "corrupt_frames", 0)
         s.frames_expected = None if lane.live else lane.source.frame_count
         s.stopped_early = self.stop.is_set()

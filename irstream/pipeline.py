@@ -64,6 +64,7 @@ class RunSummary:
     frames_corrupt: int = 0
     frames_expected: int | None = None
     reconnects: int = 0
+    runtime_outages: int = 0  # a remote runtime (Triton) that stopped answering, and was waited for
     stalls: int = 0
     detections: int = 0
     confirmed_tracks: int = 0  # ids ever confirmed
@@ -324,6 +325,7 @@ class Pipeline:
         s.frames_read, s.frames_dropped = reader.read, reader.dropped
         s.stalls = self.watchdog.stalls
         s.reconnects = getattr(self.source, "reconnects", 0)
+        s.runtime_outages = getattr(self.detector.segmenter.runtime, "outages", 0)
         s.frames_corrupt = getattr(self.source, "corrupt_frames", 0)
         s.frames_expected = None if self.live else self.source.frame_count
         s.stopped_early = self.stop.is_set()

@@ -115,7 +115,7 @@ def test_stream_segmenter_auto_picks_a_cpu_runtime_by_timing(model, frames):
 
 
 def test_stream_segmenter_rejects_an_unknown_runtime(model):
-    with pytest.raises(UserError, match="runtime 'tensorrt'"):
+    with pytest.raises(UserError, match="runtime = 'tensorrt'"):
         StreamSegmenter(model, "cpu", runtime="tensorrt")
 
 

@@ -177,11 +177,22 @@ def detect(
 @app.command()
 @user_errors
 def export(
-    dest: Annotated[Path, typer.Argument(help="The .onnx file to write.")],
+    dest: Annotated[Optional[Path], typer.Argument(help="The .onnx file to write.")] = None,
     weights: WeightsOpt = None,
+    triton_repo: Annotated[Optional[Path], typer.Option(help="Instead: write a Triton model repository here (ONNX + "
+                                                             "config.pbtxt, dynamic batching) for the stock Triton container.")] = None,
     threads: Annotated[int, typer.Option(help=THREADS_HELP)] = 0,
 ) -> None:
     """Export weights to ONNX (dynamic batch, height and width) and check it against torch."""
+    if (dest is None) == (triton_repo is None):
+        raise UserError("give the .onnx file to write, or --triton-repo DIR (one of the two)")
+    if triton_repo is not None:
+        from irstream.model.triton import write_model_repository
+
+        folder = write_model_repository(weights_path(weights), triton_repo)
+        dest = folder / "1" / "model.onnx"
+        out.print(f"wrote {escape(str(folder))}: config.pbtxt and 1/model.onnx; serve it with the Triton container "
+                  f"(README, \"Many cameras\")")
     import numpy as np
     import torch
     from irstream.model.segment import set_threads
@@ -195,10 +206,40 @@ def export(
     import_onnxruntime()
     weights = weights_path(weights)
     model, _ = load_weights(weights)
-    export_onnx(model, dest, name=weights.stem)
+    if triton_repo is None:
+        export_onnx(model, dest, name=weights.stem)
     frames, origin = real_frames((256, 256), 10, DEFAULT_SIRST)
     ort_rt, torch_rt = OnnxRuntime(dest), TorchRuntime(model, torch.device("cpu"))
     got, want = [ort_rt(f[None, None])[0] for f in frames], [torch_rt(f[None, None])[0] for f in frames]
     diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
     out.print(f"wrote {escape(str(dest))} ({dest.stat().st_size / 2**20:.1f} MiB); against torch on {len(frames)} "
               f"frames of {escape(origin)}: max probability difference {diff:.1e}, mask IoU {mask_iou(got, want):.4f}")
+
+
+@app.command()
+@user_errors
+def serve(
+    weights: WeightsOpt = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda: where the server runs the model.")] = "auto",
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (what [model] triton_url points at).")] = 8001,
+    http_port: Annotated[int, typer.Option(help="HTTP port (health: /v2/health/ready).")] = 8000,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
+    max_batch: Annotated[int, typer.Option(help="Largest batch the dynamic batcher forms.")] = 32,
+    threads: Annotated[int, typer.Option(help=THREADS_HELP)] = 0,
+) -> None:
+    """Serve the weights from Triton Inference Server (PyTriton) with dynamic batching, for
+    runs with [model] runtime = "triton"; Ctrl-C stops it."""
+    from irstream.model.segment import resolve_device, set_threads
+
+    import importlib.util
+
+    from irstream.model.triton import serve as run_server
+
+    if importlib.util.find_spec("pytriton") is None:
+        raise UserError("serve needs the serve extra in an environment of its own: pip install 'irstream[serve]' "
+                        "(PyTriton needs numpy < 2)") from None
+    set_threads(threads)
+    dev = resolve_device(device)
+    run_server(weights_path(weights), dev, grpc_port, http_port, metrics_port, max_batch,
+               ready=lambda: out.print(f"serving {weights or 'the shipped weights'} on grpc 127.0.0.1:{grpc_port} "
+                                       f"(http {http_port}, metrics {metrics_port}); Ctrl-C stops"))

@@ -124,7 +124,7 @@ def _print_summary(s, cfg, as_json: bool) -> None:
         print(json.dumps({"source": s.source, "device": s.device, "live": s.live, "frames_read": s.frames_read,
                           "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
                           "frames_frozen": s.frames_frozen, "frames_corrupt": s.frames_corrupt,
-                          "frames_expected": s.frames_expected, "reconnects": s.reconnects, "stalls": s.stalls,
+                          "frames_expected": s.frames_expected, "reconnects": s.reconnects, "runtime_outages": s.runtime_outages, "stalls": s.stalls,
                           "fps": round(s.fps, 3), "detections": s.detections,
                           "confirmed_tracks": s.confirmed_tracks,
                           "published_tracks_per_frame": s.published_track_frames / max(1, s.frames_processed),
@@ -148,6 +148,8 @@ def _print_summary(s, cfg, as_json: bool) -> None:
         rows.append((f"output {name}", f"{target}  {o['written']} written, {o['dropped']} dropped{unfinished}"))
     if s.reconnects:
         rows.append(("reconnects", f"{s.reconnects} (the source was lost and reopened)"))
+    if s.runtime_outages:
+        rows.append(("model server", f"{s.runtime_outages} outage(s): frames waited for it (see the log)"))
     if s.stalls:
         rows.append(("stalls", f"{s.stalls} (a stage held a frame over watchdog_s; see the log)"))
     if s.frames_corrupt:

@@ -96,15 +96,21 @@ def _bit_depth(img: np.ndarray) -> int:
     return 16 if img.dtype == np.uint16 else 8
 
 
+#: OpenCV's log level ERROR (its LOG_LEVEL_ERROR, the same number in every version).
+OPENCV_LOG_ERROR = 2
+
+
 @contextmanager
 def _quiet_opencv():
     """Hold back OpenCV's own WARN lines while opening; our UserError says what went wrong."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    api = getattr(cv2.utils, "logging", None)  # OpenCV 4.x wheels have only cv2.setLogLevel
+    get, put = (api.getLogLevel, api.setLogLevel) if api else (cv2.getLogLevel, cv2.setLogLevel)
+    level = get()
+    put(OPENCV_LOG_ERROR)
     try:
         yield
     finally:
-        cv2.utils.logging.setLogLevel(level)
+        put(level)
 
 
 def _fourcc_str(value: float) -> str:

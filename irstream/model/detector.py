@@ -46,6 +46,15 @@ def load_model(cfg: ModelConfig = ModelConfig(), targets: TargetConfig = TargetC
                        resolve_targets(targets, card).score_threshold)
 
 
+def _runtime(cfg: ModelConfig):
+    """The runtime name for a local runtime; a TritonRuntime for "triton"."""
+    if cfg.runtime != "triton":
+        return cfg.runtime
+    from irstream.model.triton import TritonConfig, TritonRuntime
+
+    return TritonRuntime(TritonConfig(cfg.triton_url, cfg.triton_model, cfg.triton_version))
+
+
 @dataclass(frozen=True)
 class Detected:
     """One frame through the detector: what the model saw, its map and the targets."""
@@ -70,7 +79,7 @@ class Detector:
         self.model_cfg, self.preprocess_cfg, self.targets_cfg, self.osd_cfg = model, preprocess, targets, osd
         loaded = load_model(model, targets)
         self.model, self.card, self.device, self.tiles = loaded.model, loaded.card, loaded.device, loaded.tiles
-        self.segmenter = StreamSegmenter(self.model, self.device, model.upscale, model.runtime,
+        self.segmenter = StreamSegmenter(self.model, self.device, model.upscale, _runtime(model),
                                          tile_px=self.tiles[0], tile_overlap_px=self.tiles[1])
         self.reset()
 

@@ -94,8 +94,8 @@ class RuntimeSpec:
 
     @property
     def label(self) -> str:
-        if self.backend == "onnxruntime":
-            return "onnxruntime"
+        if self.backend != "torch":
+            return self.backend
         parts = ["compile" if self.compile_mode else "graphs" if self.cuda_graphs else "eager", self.precision]
         return "-".join(parts + (["cl"] if self.channels_last else []))
 

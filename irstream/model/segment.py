@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from irstream.config import RUNTIMES
 from irstream.errors import UserError
 from irstream.model.registry import LRRNet
 from irstream.model.runtime import (OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, onnxruntime_available,
@@ -27,7 +28,8 @@ from irstream.model.runtime import (OnnxRuntime, RuntimeSpec, TorchRuntime, expo
 #: every conv) and fp16 keeps 3 more mantissa bits.  `irstream bench model` checks the masks
 #: against fp32 and times the alternatives.
 CUDA_AUTO = RuntimeSpec(precision="fp16", channels_last=True, cuda_graphs=True)
-RUNTIMES = ("auto", "torch", "onnxruntime")
+#: The runtimes that run here; "triton" comes to the segmenter as a TritonRuntime object.
+LOCAL_RUNTIMES = tuple(r for r in RUNTIMES if r != "triton")
 #: Forward passes timed per candidate when "auto" picks a CPU runtime at warm-up.
 AUTO_PICK_RUNS = 3
 
@@ -201,12 +203,14 @@ class StreamSegmenter:
         if not isinstance(upscale, int) or upscale < 1:
             raise ValueError(f"upscale={upscale!r}: must be a whole number >= 1")
         self.tile_px, self.tile_overlap_px = tile_px, tile_overlap_px
-        if isinstance(runtime, str) and runtime not in RUNTIMES:
+        if isinstance(runtime, str) and runtime not in LOCAL_RUNTIMES:
             raise UserError(f"= {runtime!r}: use {', '.join(RUNTIMES)}", "model.runtime")
         self.device = torch.device(device)
         self.upscale = upscale
         self._cuda = None
-        if self.device.type == "cuda":
+        if not isinstance(runtime, (str, RuntimeSpec)):  # a runtime object, e.g. a TritonRuntime
+            self.runtime, self._candidates = runtime, [runtime]
+        elif self.device.type == "cuda":
             if runtime == "onnxruntime":
                 raise UserError("= 'onnxruntime' runs on CPU; use device cpu, or runtime auto or torch on CUDA", "model.runtime")
             spec = CUDA_AUTO if runtime == "auto" else RuntimeSpec() if runtime == "torch" else runtime
