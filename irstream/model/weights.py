@@ -84,7 +84,7 @@ def load_weights(path: str | Path, model_name: str | None = None) -> tuple[LRRNe
                         "it was not written by irstream (weights must come from `irstream train`)")
     stored = meta.get("model", "?")
     if model_name is not None and stored != model_name:
-        raise UserError(f"{path}: holds '{stored}' weights, not '{model_name}'; pick matching --model/--weights")
+        raise UserError(f"{path}: holds '{stored}' weights, not '{model_name}'; pick weights of that model, or that model for these weights")
     try:
         cfg = cfg_type(stored).from_dict(json.loads(meta["config"]))
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
