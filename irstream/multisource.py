@@ -29,13 +29,10 @@ from irstream.errors import UserError
 from irstream.io.reader import FrameReader
 from irstream.io.sources import Source, open_source
 from irstream.model.detector import Detector, DetectorStream
-from irstream.pipeline import READER_JOIN_S, RunSummary
-from irstream.sinks.annotate import TrackAnnotator
-from irstream.sinks.files import FramesSink, JsonlSink, MotSink, VideoSink
-from irstream.sinks.publish import ZmqPublisher
+from irstream.pipeline import READER_JOIN_S, RunSummary, file_sinks, publisher
 from irstream.sinks.worker import SinkWorker
 from irstream.track.stage import TrackingStage
-from irstream.types import CONFIRMED, FrameResult
+from irstream.types import FrameResult
 
 #: Seconds a round waits when no source has a frame ready.
 IDLE_WAIT_S = 0.005
@@ -53,7 +50,6 @@ class Lane:
     tracking: TrackingStage
     summary: RunSummary
     workers: list[SinkWorker] = field(default_factory=list)
-    confirmed: set[int] = field(default_factory=set)
     done: bool = False
 
 
@@ -82,7 +78,7 @@ class MultiPipeline:
         try:
             for k, uri in enumerate(uris):
                 self.lanes.append(self._lane(k, uri))
-            self.publisher = self._publisher()
+            self.publisher = publisher(cfg.output)
         except BaseException:
             for lane in self.lanes:
                 lane.source.close()
@@ -96,26 +92,6 @@ class MultiPipeline:
         reader = FrameReader(src, self.cfg.run.read_queue_frames, live, limit)
         summary = RunSummary(src.source_id, str(self.detector.device), live)
         return Lane(k, src, live, reader, self.detector.new_stream(), TrackingStage(self.cfg), summary)
-
-    def _publisher(self):
-        o = self.cfg.output
-        if not o.publish:
-            return None
-        return ZmqPublisher(o.publish, o.topic, o.hwm_msgs, o.wait_subscriber_s, o.include_tentative, o.curve_dir)
-
-    def _lane_sinks(self, lane: Lane) -> list:
-        o, k = self.cfg.output, lane.stream
-        annotator = lambda: TrackAnnotator(o.trail_frames, o.show_detections, o.include_tentative)  # noqa: E731
-        sinks = []
-        if o.save:
-            sinks.append(("save", VideoSink(numbered(o.save, k), lane.source.fps, annotator(), real_time=lane.live)))
-        if o.frames_dir:
-            sinks.append(("frames_dir", FramesSink(numbered(o.frames_dir, k), annotator())))
-        if o.jsonl:
-            sinks.append(("jsonl", JsonlSink(numbered(o.jsonl, k), o.include_tentative)))
-        if o.mot:
-            sinks.append(("mot", MotSink(numbered(o.mot, k))))
-        return sinks
 
     def run(self) -> list[RunSummary]:
         for _ in self:
@@ -135,7 +111,8 @@ class MultiPipeline:
             if self.publisher is not None:
                 shared.append(SinkWorker(self.publisher, "publish", q, True).start())
             for lane in self.lanes:
-                lane.workers = [SinkWorker(s, name, q, lane.live).start() for name, s in self._lane_sinks(lane)]
+                sinks = file_sinks(self.cfg.output, lane.source.fps, lane.live, lambda p, k=lane.stream: numbered(p, k))
+                lane.workers = [SinkWorker(s, name, q, drop).start() for name, s, drop in sinks]
                 lane.summary.device += f" {self.detector.runtime_label}"
             t0 = time.perf_counter()
             for lane in self.lanes:
@@ -153,7 +130,9 @@ class MultiPipeline:
                 w.close()
             wall = time.perf_counter() - t0
             for lane in self.lanes:
-                self._collect(lane, shared, wall)
+                lane.summary.wall_s = wall
+                lane.summary.collect(lane.reader, lane.source, self.detector.segmenter.runtime,
+                                     [*lane.workers, *shared], self.stop.is_set())
         failed = [w for lane in self.lanes for w in lane.workers if w.error is not None] + \
                  [w for w in shared if w.error is not None]
         if failed:
@@ -211,28 +190,5 @@ class MultiPipeline:
                           live=lane.live, stream=lane.stream)
         for w in (*lane.workers, *shared):
             w.put(res)
-        s = lane.summary
-        s.frames_processed += 1
-        s.detections += len(dets)
-        s.published_track_frames += len(tracks.published())
-        now = set(tracks.track_id[tracks.state == CONFIRMED].tolist())
-        s.confirmed_tracks += len(now - lane.confirmed)
-        lane.confirmed = (lane.confirmed | now) & set(tracks.track_id.tolist())
-        for k, v in timings.items():
-            s.stage_ms[k].append(v)
-        s.latency_ms.append((time.perf_counter() - frame.read_at) * 1e3)
+        lane.summary.add(res)
         return res
-
-    def _collect(self, lane: Lane, shared: list[SinkWorker], wall_s: float) -> None:
-        s = lane.summary
-        s.wall_s = wall_s
-        s.frames_read, s.frames_dropped = lane.reader.read, lane.reader.dropped
-        s.reconnects = getattr(lane.source, "reconnects", 0)
-        s.runtime_outages = getattr(self.detector.segmenter.runtime, "outages", 0)
-        s.frames_corrupt = getattr(lane.source, "corrupt_frames", 0)
-        s.frames_expected = None if lane.live else lane.source.frame_count
-        s.stopped_early = self.stop.is_set()
-        for w in (*lane.workers, *shared):
-            s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms,
-                                 "latency_ms": w.latency_ms, "sent": getattr(w.sink, "sent", None),
-                                 "timed_out": w.timed_out}

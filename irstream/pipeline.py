@@ -74,10 +74,64 @@ class RunSummary:
     stage_ms: dict[str, deque] = field(default_factory=lambda: {s: _window() for s in STAGES})
     latency_ms: deque = field(default_factory=lambda: _window())
     outputs: dict[str, dict] = field(default_factory=dict)
+    _confirmed_ids: set[int] = field(default_factory=set, repr=False)  # live ids already counted
 
     @property
     def fps(self) -> float:
         return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    def add(self, res: FrameResult) -> None:
+        """One processed frame: its counts, timings and latency.  A track is counted once, when
+        first confirmed; only live ids are remembered."""
+        self.frames_processed += 1
+        self.detections += len(res.detections)
+        tracks = res.tracks
+        self.published_track_frames += len(tracks.published())
+        now = set(tracks.track_id[tracks.state == CONFIRMED].tolist())
+        self.confirmed_tracks += len(now - self._confirmed_ids)
+        self._confirmed_ids = (self._confirmed_ids | now) & set(tracks.track_id.tolist())
+        for k, v in res.timings_ms.items():
+            self.stage_ms[k].append(v)
+        self.latency_ms.append((time.perf_counter() - res.frame.read_at) * 1e3)
+
+    def collect(self, reader: FrameReader, source: Source, runtime, workers, stopped: bool) -> None:
+        """The end of the run: what the reader, the source, the model's runtime and the outputs
+        counted."""
+        self.frames_read, self.frames_dropped = reader.read, reader.dropped
+        self.reconnects = getattr(source, "reconnects", 0)
+        self.runtime_outages = getattr(runtime, "outages", 0)
+        self.frames_corrupt = getattr(source, "corrupt_frames", 0)
+        self.frames_expected = None if self.live else source.frame_count
+        self.stopped_early = stopped
+        for w in workers:
+            self.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms,
+                                    "latency_ms": w.latency_ms, "sent": getattr(w.sink, "sent", None),
+                                    "timed_out": w.timed_out}
+
+
+def file_sinks(o, fps: float, live: bool, path=lambda p: p) -> list:
+    """(name, sink, drop_when_full) for the file outputs the [output] config names; `path` maps
+    each configured path (a run over several sources numbers them per source)."""
+    def annotator() -> TrackAnnotator:
+        return TrackAnnotator(o.trail_frames, o.show_detections, o.include_tentative)
+
+    sinks = []
+    if o.save:
+        sinks.append(("save", VideoSink(path(o.save), fps, annotator(), real_time=live), live))
+    if o.frames_dir:
+        sinks.append(("frames_dir", FramesSink(path(o.frames_dir), annotator()), live))
+    if o.jsonl:
+        sinks.append(("jsonl", JsonlSink(path(o.jsonl), o.include_tentative), live))
+    if o.mot:
+        sinks.append(("mot", MotSink(path(o.mot)), live))
+    return sinks
+
+
+def publisher(o):
+    """The ZeroMQ publisher the [output] config names, or None."""
+    if not o.publish:
+        return None
+    return ZmqPublisher(o.publish, o.topic, o.hwm_msgs, o.wait_subscriber_s, o.include_tentative, o.curve_dir)
 
 
 def _window() -> deque:
@@ -166,7 +220,6 @@ class Pipeline:
             raise
         self.summary = RunSummary(self.source.source_id, str(self.detector.device), self.live)
         self.watchdog = Watchdog(cfg.run.watchdog_s, self.source.source_id)
-        self._confirmed: set[int] = set()
         self._times: dict[int, tuple[float, float, float]] = {}  # frame index -> queued_ms, pre_ms, t_submit
         self._started = False
 
@@ -178,24 +231,8 @@ class Pipeline:
         return cls(cfg)
 
     def _output_sinks(self) -> list:
-        o = self.cfg.output
-        sinks = []
-        if o.publish:
-            sinks.append(("publish", ZmqPublisher(o.publish, o.topic, o.hwm_msgs, o.wait_subscriber_s,
-                                                  o.include_tentative, o.curve_dir), True))
-        if o.save:
-            sinks.append(("save", VideoSink(o.save, self.source.fps, self._annotator(), real_time=self.live), self.live))
-        if o.frames_dir:
-            sinks.append(("frames_dir", FramesSink(o.frames_dir, self._annotator()), self.live))
-        if o.jsonl:
-            sinks.append(("jsonl", JsonlSink(o.jsonl, o.include_tentative), self.live))
-        if o.mot:
-            sinks.append(("mot", MotSink(o.mot), self.live))
-        return sinks
-
-    def _annotator(self) -> TrackAnnotator:
-        o = self.cfg.output
-        return TrackAnnotator(o.trail_frames, o.show_detections, o.include_tentative)
+        pub = publisher(self.cfg.output)
+        return ([("publish", pub, True)] if pub else []) + file_sinks(self.cfg.output, self.source.fps, self.live)
 
     def run(self) -> RunSummary:
         """Process the whole source; the summary of the run."""
@@ -302,36 +339,14 @@ class Pipeline:
         for w in workers:
             w.put(res)
         self.watchdog.enter("inference")
-        s = self.summary
-        s.frames_processed += 1
-        s.detections += len(dets)
-        self._count_confirmed(tracks)
-        for k, v in timings.items():
-            s.stage_ms[k].append(v)
-        s.latency_ms.append((time.perf_counter() - frame.read_at) * 1e3)
+        self.summary.add(res)
         if self.on_frame:
             self.on_frame(res)
         return res
 
-    def _count_confirmed(self, tracks) -> None:
-        """Count each track once, when first confirmed; only live ids are remembered."""
-        self.summary.published_track_frames += len(tracks.published())
-        now = set(tracks.track_id[tracks.state == CONFIRMED].tolist())
-        self.summary.confirmed_tracks += len(now - self._confirmed)
-        self._confirmed = (self._confirmed | now) & set(tracks.track_id.tolist())
-
     def _collect(self, reader: FrameReader, workers: list[SinkWorker]) -> None:
-        s = self.summary
-        s.frames_read, s.frames_dropped = reader.read, reader.dropped
-        s.stalls = self.watchdog.stalls
-        s.reconnects = getattr(self.source, "reconnects", 0)
-        s.runtime_outages = getattr(self.detector.segmenter.runtime, "outages", 0)
-        s.frames_corrupt = getattr(self.source, "corrupt_frames", 0)
-        s.frames_expected = None if self.live else self.source.frame_count
-        s.stopped_early = self.stop.is_set()
-        for w in workers:
-            s.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms, "latency_ms": w.latency_ms,
-                                 "sent": getattr(w.sink, "sent", None), "timed_out": w.timed_out}
+        self.summary.collect(reader, self.source, self.detector.segmenter.runtime, workers, self.stop.is_set())
+        self.summary.stalls = self.watchdog.stalls
 
 
 @contextlib.contextmanager

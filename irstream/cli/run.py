@@ -52,7 +52,6 @@ def run(
 
     cfg = load_pipeline(pipeline)
     uris = list(sources or []) or [s.uri for s in cfg.sources] or [cfg.source.uri]
-    many = list(sources) if sources and len(sources) > 1 else (None if not sources and len(cfg.sources) > 1 else [])
     cfg = override(cfg, FLAGS, **{
         "source.uri": uris[0] or None, "source.mode": mode, "output.preview": preview, "output.save": save,
         "output.frames_dir": frames_dir,
@@ -63,7 +62,7 @@ def run(
     if not cfg.source.uri:
         raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")
     if len(uris) > 1:
-        _run_many(cfg, many, as_json)
+        _run_many(cfg, list(sources) if sources else None, as_json)
         return
     stop, paused = threading.Event(), threading.Event()
     extra = _preview_sink(stop, paused) if cfg.output.preview else []

@@ -40,9 +40,10 @@ class LoadedModel:
 
 def load_model(cfg: ModelConfig = ModelConfig(), targets: TargetConfig = TargetConfig()) -> LoadedModel:
     """The one place weights are turned into something that runs."""
-    model, card = load_weights(cfg.weights_path)
+    path = cfg.weights_path
+    model, card = load_weights(path)
     device = resolve_device(cfg.device)
-    return LoadedModel(model.eval().to(device), card, cfg.weights_path, device, cfg.tiles(card),
+    return LoadedModel(model.eval().to(device), card, path, device, cfg.tiles(card),
                        resolve_targets(targets, card).score_threshold)
 
 
