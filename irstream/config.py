@@ -71,7 +71,7 @@ class ModelConfig:
         were validated with ("inference"), 0 = whole frames.
     runtime: "auto", "torch", "onnxruntime" (CPU, needs the onnx extra) or "triton" (a Triton
         server, needs the triton extra; see irstream.model.triton).  auto: on CPU the faster of
-        torch and ONNX Runtime, timed on the first frame; on CUDA fp16, channels-last and CUDA
+        torch and ONNX Runtime, timed on the first frame; on CUDA fp32 replayed as CUDA
         graphs (see irstream.model.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
     triton_url, triton_model, triton_version: the server (gRPC host:port), the model's name
         there and its version ("" = latest), for runtime "triton".  The weights are still

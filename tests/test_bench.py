@@ -112,3 +112,13 @@ def test_bench_sources_runs_n_cameras_apart_and_batched():
     assert rows["2 x separate"]["processes"] == 2 and rows["2 x batched"]["processes"] == 1
     assert rows["2 x batched"]["frames"] == rows["2 x separate"]["frames"] == 8  # no frame lost either way
     assert rows["2 x batched"]["x separate"] > 0
+
+
+def test_mask_check_falls_back_to_the_sample_videos_without_shared_data(tmp_path):
+    # A GPU machine has the checkout but no ../shared: the check must still find real frames
+    # (it once looked for sample_videos/ inside the package and found none).
+    from irstream.tools.bench import real_frames
+
+    frames, origin = real_frames((64, 80), 3, sirst_root=tmp_path / "absent")
+    assert origin == "sample_videos/*.mkv"
+    assert len(frames) == 3 and all(f.shape == (64, 80) and 0.0 <= f.min() <= f.max() <= 1.0 for f in frames)

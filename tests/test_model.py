@@ -88,9 +88,11 @@ def test_cuda_double_buffered_stream_matches_cpu(overlap):
     gpu = StreamSegmenter(model, "cuda", runtime="torch", overlap=overlap)
     got = [out for i, f in enumerate(frames) for out in gpu.push(i, f)] + gpu.flush()
     assert [k for k, _ in got] == list(range(len(frames)))
+    # cuDNN runs fp32 convolutions in TF32 by default: 10-bit mantissas, so a probability can move
+    # by ~1e-3 against the CPU (seen on an H200: 1.1e-3 at one pixel of 4608).
     for (_, p), e in zip(got, expect):
-        np.testing.assert_allclose(p, e, atol=1e-3)
-    # The default CUDA runtime (fp16, channels-last, CUDA graphs) through the same buffers.
+        np.testing.assert_allclose(p, e, atol=3e-3)
+    # The default CUDA runtime (fp32 replayed as a CUDA graph) through the same buffers.
     fast = StreamSegmenter(model, "cuda", overlap=overlap)
     got = [p for i, f in enumerate(frames) for _, p in fast.push(i, f)] + [p for _, p in fast.flush()]
-    assert max(np.abs(p - e).max() for p, e in zip(got, expect)) < 0.05
+    assert max(np.abs(p - e).max() for p, e in zip(got, expect)) < 3e-3

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from irstream.errors import UserError
 from irstream.tools.loopback import Subscriber, free_port
 from irstream.types import Detections
 
@@ -137,6 +138,9 @@ def real_frames(shape: tuple[int, int], count: int, sirst_root=None) -> tuple[li
         images, origin = [load_sample(sirst_root, n).image for n in names], f"{sirst_root} (test split)"
     else:
         images, origin = _sample_video_frames(count), "sample_videos/*.mkv"
+    if not images:
+        raise UserError(f"no real frames to check the fast paths on: neither {sirst_root} nor the checkout's "
+                        "sample_videos/*.mkv is there; run from a checkout or set IRSTREAM_DATA")
     h, w = shape
     return [cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images], origin
 
@@ -148,7 +152,8 @@ def _sample_video_frames(count: int) -> list[np.ndarray]:
     from irstream.io.sources import open_source
 
     images = []
-    for clip in sorted((Path(__file__).resolve().parent.parent / "sample_videos").glob("*.mkv")):
+    # The checkout's sample videos (irstream/tools/bench.py -> the repository root).
+    for clip in sorted((Path(__file__).resolve().parents[2] / "sample_videos").glob("*.mkv")):
         with open_source(str(clip)) as src:
             for frame in src:
                 if len(images) >= count:
@@ -276,8 +281,8 @@ def cpu_paths(model, onnx: bool) -> list[tuple[str, object]]:
 def cuda_paths(model, device, compile_mode: str) -> list[tuple[str, object]]:
     from irstream.model.runtime import RuntimeSpec, TorchRuntime
 
-    specs = [RuntimeSpec()] + [RuntimeSpec(precision=p, channels_last=True, cuda_graphs=g)
-                               for g in (False, True) for p in ("fp16", "bf16")]
+    specs = [RuntimeSpec(), RuntimeSpec(cuda_graphs=True)] + [
+        RuntimeSpec(precision=p, channels_last=True, cuda_graphs=g) for g in (False, True) for p in ("fp16", "bf16")]
     if compile_mode:
         specs.append(RuntimeSpec(precision="fp16", channels_last=True, compile_mode=compile_mode))
     labels = [s.label + (" (reference)" if i == 0 else "") for i, s in enumerate(specs)]

@@ -361,7 +361,9 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
     model = _initial_model(cfg).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
 
-    state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "best_score": -1.0, "best_epoch": 0, "config": asdict(cfg),
+    # Any first validation beats the starting best: the score has no lower bound (it subtracts
+    # false alarms per frame), so a from-scratch model's first epoch can score below -1.
+    state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "best_score": -1e9, "best_epoch": 0, "config": asdict(cfg),
              "mining": []}
     if resume and (run / "last.safetensors").is_file():
         state = {**state, **_load_checkpoint(run, model, opt), "config": asdict(cfg)}
@@ -387,6 +389,8 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             state["mining"].append({"step": state["step"], **found})
         losses = []
         for batch in data.batches(steps_per_epoch, rng):
+            if cfg.max_minutes and progress_fraction() >= 1.0:
+                break  # the budget ends inside an epoch: validate and checkpoint what there is
             lr = cfg.lr * (1.0 - progress_fraction()) ** cfg.poly_power
             for g in opt.param_groups:
                 g["lr"] = lr
