@@ -137,7 +137,7 @@ class OutputConfig:
     jsonl: one message per line.
     mot: confirmed tracks as MOTChallenge CSV.  preview: a window (needs a display).
     trail_frames: length of the drawn track trails, frames.
-    include_tentative: publish and draw unconfirmed tracks too (debugging the tracker).
+    include_tentative: publish and draw unconfirmed and lost tracks too (debugging the tracker).
     show_detections: draw raw single-frame detections under the tracks.
     """
 

@@ -112,9 +112,10 @@ class Frame:
 
 #: Track lifecycle, stored as small ints in Tracks.state.  A track is TENTATIVE until it has
 #: enough hits, then CONFIRMED while it keeps being matched, COASTING (confirmed, predicted
-#: only) during misses, and gone once it has coasted too long.
-TENTATIVE, CONFIRMED, COASTING = 0, 1, 2
-TRACK_STATES = ("tentative", "confirmed", "coasting")
+#: only) during its first misses, LOST (kept, unpublished, in case its target comes back) after
+#: more of them, and gone once it has missed too long.
+TENTATIVE, CONFIRMED, COASTING, LOST = 0, 1, 2, 3
+TRACK_STATES = ("tentative", "confirmed", "coasting", "lost")
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class Tracks:
     """Tracks alive after one frame's update, as parallel arrays (N rows).
 
     track_id:      (N,) int, unique within a run, never reused.
-    state:         (N,) int, TENTATIVE / CONFIRMED / COASTING (names in TRACK_STATES).
+    state:         (N,) int, TENTATIVE / CONFIRMED / COASTING / LOST (names in TRACK_STATES).
     centroid_xy:   (N, 2) float, filtered position, px (x = column, y = row).
     velocity_xy:   (N, 2) float, filtered velocity, px/s.
     covariance_xy: (N, 2, 2) float, position covariance, px^2.
@@ -165,7 +166,7 @@ class Tracks:
 
     def published(self) -> "Tracks":
         """The confirmed tracks, matched or coasting: what sinks show by default."""
-        return self[self.state != TENTATIVE]
+        return self[(self.state == CONFIRMED) | (self.state == COASTING)]
 
     def to_records(self) -> list[dict]:
         return [

@@ -37,14 +37,14 @@ def test_preprocessing_gives_a_finite_unit_image_for_any_frame(img, agc):
 @SETTINGS
 @given(shapes.flatmap(lambda hw: st.tuples(arrays(np.float32, hw, elements=st.floats(0, 1, width=32)),
                                            arrays(np.float32, hw, elements=st.floats(0, 1, width=32)))),
-       st.floats(0.05, 0.95), st.integers(1, 5), st.integers(0, 6))
-def test_targets_are_finite_and_inside_the_frame(maps, threshold, min_area, ring):
+       st.floats(0.05, 0.95), st.integers(1, 5), st.integers(0, 6), st.integers(0, 4))
+def test_targets_are_finite_and_inside_the_frame(maps, threshold, min_area, ring, border):
     score, image = maps
     d = extract_targets(score, image, TargetConfig(score_threshold=threshold, min_area_px=min_area,
-                                                   max_area_px=min_area + 400, ring_px=ring))
+                                                   max_area_px=min_area + 400, ring_px=ring, border_px=border))
     h, w = score.shape
     assert all(np.isfinite(getattr(d, f)).all() for f in ("centroid_xy", "peak_score", "mean_score", "contrast"))
-    assert ((d.centroid_xy >= -0.5) & (d.centroid_xy <= [w - 0.5, h - 0.5])).all()
+    assert ((d.centroid_xy >= border - 0.5) & (d.centroid_xy <= [w - 0.5 - border, h - 0.5 - border])).all()
     assert (d.area_px >= min_area).all() and (d.peak_score > threshold).all()
 
 

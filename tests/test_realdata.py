@@ -269,3 +269,17 @@ def test_box_hits_give_every_part_of_a_drone_to_its_box():
     assert box_hits(parts_and_clutter, [(10, 10, 10, 6)], 3.0) == (1, 1, 1)
     assert box_hits(parts_and_clutter, [(10, 10, 10, 6)], 2.0) == (1, 1, 2)
     assert box_hits(parts_and_clutter[3:], [(10, 10, 10, 6)], 3.0) == (1, 0, 1)
+
+
+def test_a_border_keeps_the_edge_rows_free_of_targets():
+    # A bright dashed line along the top rows, as one real clip has, and a target inside.
+    from irstream.track.targets import TargetConfig, extract_targets
+
+    score = np.zeros((64, 80), np.float32)
+    image = np.zeros((64, 80), np.float32)
+    score[2:5, 10:30:4] = 0.99
+    score[30:32, 40:42] = 0.99
+    image[score > 0] = 1.0
+    assert len(extract_targets(score, image, TargetConfig(score_threshold=0.5))) == 6
+    kept = extract_targets(score, image, TargetConfig(score_threshold=0.5, border_px=6))
+    np.testing.assert_allclose(kept.centroid_xy, [[40.5, 30.5]])

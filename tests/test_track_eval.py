@@ -122,3 +122,24 @@ def test_eval_track_cli_on_a_sample_video(tmp_path):
 def test_eval_track_without_ground_truth_is_one_line(tmp_path):
     res = CliRunner().invoke(app, ["eval-track", str(tmp_path)])
     assert res.exit_code == 2 and "no ground truth" in res.output and "Traceback" not in res.output
+
+
+def test_cached_maps_follow_the_files_bytes_not_their_times(tmp_path):
+    import os
+    import shutil
+
+    from irstream.eval.tracks import EvalSequence, cache_key
+
+    weights = REPO / "weights" / "lrrnet_light_real.safetensors"
+    clip = tmp_path / "a" / "clip.mkv"
+    clip.parent.mkdir()
+    shutil.copy(REPO / "sample_videos" / "ground_clutter.mkv", clip)
+    seq = EvalSequence("clip", str(clip), [Truth(np.zeros(0, np.int64), np.zeros((0, 2)))] * 3)
+    key = cache_key(seq, weights, 1, "pre")
+    os.utime(clip, (1, 1))  # the same data mounted again: new times, same bytes
+    assert cache_key(seq, weights, 1, "pre") == key
+    data = bytearray(clip.read_bytes())
+    data[-1] ^= 1
+    clip.write_bytes(bytes(data))
+    assert cache_key(seq, weights, 1, "pre") != key
+    assert cache_key(seq, weights, 2, "pre") != cache_key(seq, weights, 1, "pre")

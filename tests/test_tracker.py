@@ -7,7 +7,7 @@ import pytest
 
 from irstream.track.kalman import cv_model
 from irstream.track.tracker import Tracker, TrackerConfig, assign
-from irstream.types import COASTING, CONFIRMED, TENTATIVE, Detections, Tracks
+from irstream.types import COASTING, CONFIRMED, TENTATIVE, TRACK_STATES, Detections, Tracks
 
 FPS = 25.0
 DT = 1.0 / FPS
@@ -75,7 +75,7 @@ def test_two_crossing_targets_keep_their_ids():
 
 
 def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_frames():
-    cfg = TrackerConfig(max_coast_frames=5)
+    cfg = TrackerConfig(max_coast_frames=5, publish_coast_frames=5)
     vel = np.array([80.0, 40.0])
     tracker = Tracker(cfg)
 
@@ -112,6 +112,24 @@ def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_frame
     k += 1
     out = tracker.update(Detections.empty(), k * DT)
     assert len(out) == 0 and len(out.published()) == 0
+
+
+def test_a_track_coasts_on_screen_briefly_then_waits_unpublished_for_its_target():
+    tracker = Tracker(TrackerConfig(publish_coast_frames=2, max_coast_frames=6))
+    k = 0
+    for k in range(8):
+        tracker.update(dets([[20.0 + 2.0 * k, 30.0]]), k * DT)
+    states = []
+    for _ in range(4):
+        k += 1
+        out = tracker.update(Detections.empty(), k * DT)
+        states.append(TRACK_STATES[int(out.state[0])])
+        assert len(out.published()) == (1 if out.state[0] == COASTING else 0)
+    assert states == ["coasting", "coasting", "lost", "lost"]
+    k += 1
+    out = tracker.update(dets([[20.0 + 2.0 * k, 30.0]]), k * DT)
+    assert list(out.track_id) == [1] and list(out.state) == [CONFIRMED]
+    assert list(out.published().track_id) == [1]
 
 
 def test_zero_coast_frames_deletes_at_the_first_miss():
@@ -228,7 +246,7 @@ def test_timestamps_that_do_not_advance_use_default_dt():
 
 @pytest.mark.parametrize("jump_px, cfg", [
     (20.0, TrackerConfig(accel_noise_px_s2=5000.0)),  # inside the (huge) covariance gate, beyond max_gate_px
-    (8.0, TrackerConfig()),  # within max_gate_px, but ~6 sigma for a settled track
+    (8.0, TrackerConfig(reacquire_gate_px=0.0)),  # within max_gate_px, but ~6 sigma for a settled track
 ])
 def test_a_detection_outside_the_gate_starts_a_new_track(jump_px, cfg):
     tracker = Tracker(cfg)
@@ -237,6 +255,22 @@ def test_a_detection_outside_the_gate_starts_a_new_track(jump_px, cfg):
     out = tracker.update(dets([[60.0 + jump_px, 60.0]]), 15 * DT)
     assert list(out.track_id) == [1, 2] and list(out.state) == [COASTING, TENTATIVE]
     assert list(out.detection) == [-1, 0]
+
+
+def test_a_track_takes_back_its_target_just_outside_its_gate():
+    # As on a real clip after the camera re-points: the track learnt a velocity from the jolt
+    # (-11 px/frame, then 0), the drone is 8 px from the prediction, far outside the settled
+    # covariance but well inside reacquire_gate_px.  One id, no coasting ghost.
+    tracker = Tracker()
+    for k in range(15):
+        tracker.update(dets([[60.0, 60.0]]), k * DT)
+    out = tracker.update(dets([[68.0, 60.0], [100.0, 60.0]]), 15 * DT)
+    assert list(out.track_id) == [1, 2] and list(out.detection) == [0, 1]
+    assert out.state[0] == CONFIRMED
+    far = Tracker(TrackerConfig(reacquire_gate_px=5.0))
+    for k in range(15):
+        far.update(dets([[60.0, 60.0]]), k * DT)
+    assert list(far.update(dets([[68.0, 60.0]]), 15 * DT).detection) == [-1, 0]
 
 
 def test_established_tracks_take_precedence_over_newborn_ones():

@@ -64,3 +64,24 @@ def test_half_scale_crops_keep_every_target():
     small, small_mask = half_scale_pair(Sample("t", img, mask), 64, np.random.default_rng(0), centred=True)
     assert small.shape == small_mask.shape == (64, 64)
     assert small_mask.sum() == 1 and small[small_mask][0] == pytest.approx(0.25)  # area-averaged
+
+
+def test_the_false_alarm_term_pushes_down_a_confident_false_alarm_that_soft_iou_leaves():
+    from irstream.train.loop import false_alarm_loss, soft_iou_loss
+
+    target = torch.zeros(1, 1, 32, 32)
+    logits = torch.full((1, 1, 32, 32), -8.0)
+    logits[..., 10:14, 10:14] = 6.0  # a 16-px blob at p = 0.9975 on a target-free crop
+    logits.requires_grad_(True)
+    soft_iou_loss(logits, target).backward()
+    soft = logits.grad[0, 0, 12, 12].item()
+    logits.grad = None
+    false_alarm_loss(logits, target).backward()
+    fa = logits.grad[0, 0, 12, 12].item()
+    assert 0 < soft < 1e-4 and fa > 50 * soft
+    # Target pixels are left to SoftIoU.
+    assert false_alarm_loss(logits.detach(), torch.ones_like(target)).item() == 0.0
+    loss, _ = lrrnet_loss(logits.detach(), torch.zeros_like(target), torch.zeros_like(target), target, 0.1,
+                          negative_weight=2.0)
+    base, _ = lrrnet_loss(logits.detach(), torch.zeros_like(target), torch.zeros_like(target), target, 0.1)
+    assert loss.item() == pytest.approx(base.item() + 2.0 * false_alarm_loss(logits.detach(), target).item())

@@ -273,13 +273,15 @@ def frames_to_confirm(truth: list[Truth], log: TrackLog, max_px: float = MATCH_P
 
 
 def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, tiles=(0, 0)) -> str:
-    """Changes with the weights' bytes, the frames' files, the upscale and the preprocessing."""
+    """Changes with the weights' bytes, the frames' files, the upscale and the preprocessing.
+    The files count by their bytes, not their times: a data folder mounted or copied afresh
+    keeps its cache (reading a clip costs nothing beside running the model over it)."""
     h = hashlib.sha256(Path(weights).read_bytes())
     src = Path(seq.uri)
     files = sorted(src.iterdir()) if src.is_dir() else [src]
     for f in files:
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(f.name.encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
     h.update(f"{upscale}:{preprocess_cfg!r}:{seq.frames}".encode())
     if tiles[0]:  # whole frames keep the key they always had
         h.update(f":tiles {tiles[0]} {tiles[1]}".encode())

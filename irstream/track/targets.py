@@ -27,6 +27,10 @@ class TargetConfig:
         splits into body and rotors, or a close aircraft into nose and engines, is reported once
         (its box covers all parts).  0 keeps every 8-connected component apart; larger values
         also merge two real targets that come this close.
+    border_px: targets whose centroid lies closer than this to the frame's edge are dropped, px.
+        Sensors and encoders leave dead or bright rows and columns there (one real clip has a
+        dashed line along its top rows, a confirmed track on every frame); a target entering
+        the picture is found border_px px later.  0 keeps all.
     """
 
     score_threshold: float | None = None
@@ -34,6 +38,7 @@ class TargetConfig:
     max_area_px: int = 400
     ring_px: int = 3
     merge_gap_px: int = 0
+    border_px: int = 0
 
     def __post_init__(self) -> None:
         if self.score_threshold is not None and not 0.0 < self.score_threshold < 1.0:
@@ -42,6 +47,8 @@ class TargetConfig:
             raise ValueError(f"need 1 <= min_area_px <= max_area_px, got {self.min_area_px}, {self.max_area_px}")
         if self.merge_gap_px < 0:
             raise ValueError(f"merge_gap_px={self.merge_gap_px}: must be >= 0")
+        if self.border_px < 0:
+            raise ValueError(f"border_px={self.border_px}: must be >= 0")
 
 
 #: The model's own decision (logit > 0): the threshold of weights whose card has no operating point.
@@ -62,6 +69,11 @@ def resolve_targets(cfg: TargetConfig, card: dict) -> TargetConfig:
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))).astype(np.float32)
+
+
+def _inside(x: float, y: float, shape: tuple[int, int], border_px: int) -> bool:
+    h, w = shape[:2]
+    return border_px <= x <= w - 1 - border_px and border_px <= y <= h - 1 - border_px
 
 
 def extract_targets(score: np.ndarray, image: np.ndarray, cfg: TargetConfig = TargetConfig()) -> Detections:
@@ -88,6 +100,8 @@ def extract_targets(score: np.ndarray, image: np.ndarray, cfg: TargetConfig = Ta
         weight = np.maximum(im - bg, 0.0) * inside + 1e-6 * inside
         yy, xx = np.mgrid[y:y + bh, x:x + bw]
         cx, cy = float((weight * xx).sum() / weight.sum()), float((weight * yy).sum() / weight.sum())
+        if not _inside(cx, cy, score.shape, cfg.border_px):
+            continue
         rows.append(((cx, cy), (x, y, x + bw, y + bh), area, s.max(), s.mean(), float(im[inside].max() - bg)))
     if not rows:
         return Detections.empty()

@@ -18,7 +18,7 @@ from scipy.stats import chi2
 
 from irstream.track import kalman
 from irstream.track.clutter import ClutterMap
-from irstream.types import COASTING, CONFIRMED, TENTATIVE, Detections, Tracks
+from irstream.types import COASTING, CONFIRMED, LOST, TENTATIVE, Detections, Tracks
 
 #: Peak scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before their logit, so a saturated
 #: 1.0 from the model adds a large but finite amount of evidence.
@@ -87,6 +87,21 @@ class TrackerConfig:
         against the scene since it started, px.  Clutter locked to the scene gains nothing; a
         target that hovers still confirms on its scores alone, only later.
 
+    reacquire_gate_px: a confirmed or coasting track that finds nothing inside its statistical
+        gate may still take the nearest detection left over within reacquire_gate_px px of its
+        prediction, px; 0 turns this off.  Its covariance can be too sure of a velocity learnt
+        in the frames after a camera jolt or a turn, which puts the target outside the gate
+        while it is still a few px away; without this a second track starts on the target and
+        the first coasts on, published, where nothing is.  Raising it keeps ids through wilder
+        motion; it also lets a track that lost its target take a clutter detection nearby.
+
+    publish_coast_frames: consecutive missed frames a confirmed track is still published for,
+        at its predicted position (COASTING), frames; after that it is LOST: kept, unpublished,
+        so that its target can come back to it until max_coast_frames.  A prediction published
+        long after the last detection is mostly a position where nothing is (on the real clips
+        a track that lost its drone coasted on for 10 frames, each a false alarm); raising it
+        bridges longer gaps on screen.
+
     max_coast_frames: consecutive missed frames a confirmed track is kept for, predicted only
         (state COASTING), frames; the next miss deletes it.  0 deletes a track at
         its first miss.  Raising it carries ids through occlusions and missed detections; it
@@ -121,6 +136,8 @@ class TrackerConfig:
     clutter_max_penalty_nats: float = 6.0
     motion_gain_nats: float = 1.0
     motion_ref_px: float = 3.0
+    reacquire_gate_px: float = 15.0
+    publish_coast_frames: int = 2
     max_coast_frames: int = 10
     min_start_score: float = 0.5
     default_dt_s: float = 1.0 / 25.0
@@ -135,11 +152,13 @@ class TrackerConfig:
         _check(self, "confirm_window", Integral, lambda v: v >= self.confirm_hits,
                f"an integer >= confirm_hits ({self.confirm_hits!r})")
         _check(self, "max_coast_frames", Integral, lambda v: v >= 0, "an integer >= 0")
+        _check(self, "publish_coast_frames", Integral, lambda v: v >= 0, "an integer >= 0")
         _check(self, "score_weight", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "hit_llr_nats", Real, math.isfinite, "a finite number")
         _check(self, "miss_llr_nats", Real, lambda v: math.isfinite(v) and v <= 0, "a finite number <= 0")
         _check(self, "confirm_llr_nats", Real, math.isfinite, "a finite number")
-        for name in ("static_clutter_shift_px", "clutter_cell_px", "clutter_max_penalty_nats", "motion_gain_nats"):
+        for name in ("static_clutter_shift_px", "clutter_cell_px", "clutter_max_penalty_nats", "motion_gain_nats",
+                     "reacquire_gate_px"):
             _check(self, name, Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         for name in ("clutter_time_constant_s", "clutter_floor", "motion_ref_px"):
             _check(self, name, Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
@@ -223,7 +242,8 @@ class Tracker:
 
         TENTATIVE --M hits within first N frames--> CONFIRMED <--hit-- COASTING
         TENTATIVE --cannot reach M within N--> deleted
-        CONFIRMED --miss--> COASTING --more than max_coast_frames misses in a row--> deleted
+        CONFIRMED --miss--> COASTING --more than publish_coast_frames misses--> LOST (unpublished)
+        COASTING, LOST --hit--> CONFIRMED;  more than max_coast_frames misses in a row --> deleted
 
     Ids come from a counter on the instance, start at 1 and are never reused until reset().
     """
@@ -347,7 +367,26 @@ class Tracker:
                 if moved:
                     group[r].with_scene = bool(with_scene[r, c])
             free = np.delete(free, cols)
-        return free
+        return self._reacquire(det, shift, free, np.flatnonzero(~tentative))
+
+    def _reacquire(self, det: Detections, shift: np.ndarray, free: np.ndarray, established: np.ndarray) -> np.ndarray:
+        """Established tracks that matched nothing take the nearest free detection within
+        reacquire_gate_px of their prediction, by distance alone (see TrackerConfig)."""
+        rows = np.array([i for i in established if self._tracks[i].detection < 0], dtype=np.int64)
+        if not self.cfg.reacquire_gate_px or not len(rows) or not len(free):
+            return free
+        pred = self._x[rows, :2]
+        xy = det.centroid_xy[free]
+        dist = np.linalg.norm(xy[None] - pred[:, None], axis=2)
+        dist_scene = np.linalg.norm(xy[None] - (pred + shift)[:, None], axis=2)
+        with_scene = dist_scene < dist
+        dist = np.minimum(dist, dist_scene)
+        r, c = assign(np.where(dist <= self.cfg.reacquire_gate_px, dist, np.inf))
+        for i, j in zip(r, c):
+            self._tracks[rows[i]].detection = int(free[j])
+            if np.any(shift):
+                self._tracks[rows[i]].with_scene = bool(with_scene[i, j])
+        return np.delete(free, c)
 
     def _hit(self, t: _Track, det: Detections) -> None:
         i = t.detection
@@ -360,7 +399,7 @@ class Tracker:
             gain += self._motion_nats(t) - float(self._clutter_nats(det.centroid_xy[i:i + 1])[0])
         t.llr = min(t.llr + gain, self.cfg.max_llr_nats)
         # A tentative track still alive is within its window (see _alive), so M hits confirm it.
-        if t.state == COASTING or (self._evidenced(t) and not self._static_clutter(t)):
+        if t.state in (COASTING, LOST) or (self._evidenced(t) and not self._static_clutter(t)):
             t.state = CONFIRMED
 
     def _evidenced(self, t: _Track) -> bool:
@@ -385,7 +424,7 @@ class Tracker:
         t.misses += 1
         t.llr += self.cfg.miss_llr_nats
         if t.state != TENTATIVE:
-            t.state = COASTING
+            t.state = COASTING if t.misses <= self.cfg.publish_coast_frames else LOST
 
     def _alive(self, t: _Track) -> bool:
         if t.state == TENTATIVE:
