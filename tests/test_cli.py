@@ -37,6 +37,9 @@ def test_models_lists_both_variants():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0
     assert "lrrnet_light" in result.output and "3,454,994" in result.output
+    # The full model's cost as counted independently (lrrnet-facts: about 99.7 GFLOP per
+    # 512x512 frame, the attention's products included).
+    assert "99.6" in result.output
 
 
 def test_root_cli_py_is_the_same_command():

@@ -19,15 +19,16 @@ app = typer.Typer()
 @app.command()
 @user_errors
 def models() -> None:
-    """List the registered models with their size."""
-    from irstream.model.registry import MODEL_CFGS, build_model, count_parameters
+    """List the registered models with their size and cost (GFLOP per 512x512 frame)."""
+    from irstream.model.registry import MODEL_CFGS, build_model, count_flops, count_parameters
 
-    t = Table(title="models")
-    for col in ("name", "channels", "blocks", "groups", "params", "pad to"):
+    t = Table(title="models (GFLOP: one forward pass on a 512x512 frame)")
+    for col in ("name", "channels", "blocks", "groups", "params", "GFLOP", "pad to"):
         t.add_column(col, no_wrap=True)
     for name, cfg in MODEL_CFGS.items():
+        model = build_model(name)
         t.add_row(name, "/".join(map(str, cfg.channels)), str(cfg.blocks_per_stage), str(cfg.groups),
-                  f"{count_parameters(build_model(name)):,}", str(cfg.size_multiple))
+                  f"{count_parameters(model):,}", f"{count_flops(model) / 1e9:.1f}", str(cfg.size_multiple))
     out.print(t)
 
 

@@ -48,3 +48,18 @@ def cfg_type(name: str) -> type:
 
 __all__ = ["LCRNet", "LCRNetCfg", "LRRNet", "LRRNetCfg", "MODEL_CFGS", "MODEL_CLASSES", "build_model",
            "cfg_type", "count_parameters", "model_cfg"]
+
+
+def count_flops(model: nn.Module, height: int = 512, width: int = 512) -> float:
+    """Floating-point operations of one forward pass on one height x width frame, counted by
+    torch's FlopCounterMode (a multiply-add is 2; the attention's matrix products included) on
+    a copy of the model on the meta device: shapes only, no arithmetic, well under a second."""
+    import copy
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).eval().to("meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        meta(torch.zeros(1, 1, height, width, device="meta"))
+    return float(counter.get_total_flops())
