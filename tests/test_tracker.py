@@ -132,6 +132,19 @@ def test_a_track_coasts_on_screen_briefly_then_waits_unpublished_for_its_target(
     assert list(out.published().track_id) == [1]
 
 
+def test_a_fixed_point_waits_static_confirm_frames_and_a_mover_does_not():
+    cfg = TrackerConfig(static_confirm_frames=20, motion_ref_px=1.5)
+    fixed, mover = Tracker(cfg), Tracker(cfg)
+    first = {}
+    for k in range(30):
+        for name, tracker, xy in (("fixed", fixed, [40.0, 40.0]), ("mover", mover, [40.0 + 1.0 * k, 40.0])):
+            out = tracker.update(dets([xy], score=0.99), k * DT)
+            if len(out.published()) and name not in first:
+                first[name] = k
+    assert first == {"mover": 2, "fixed": 19}  # confirmed at 3 hits; at age 20
+    assert list(fixed.update(dets([[40.0, 40.0]], score=0.99), 30 * DT).track_id) == [1]  # one id throughout
+
+
 def test_zero_coast_frames_deletes_at_the_first_miss():
     tracker = Tracker(TrackerConfig(max_coast_frames=0))
     for k in range(4):

@@ -278,7 +278,7 @@ def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, ti
     keeps its cache (reading a clip costs nothing beside running the model over it)."""
     h = hashlib.sha256(Path(weights).read_bytes())
     src = Path(seq.uri)
-    files = sorted(src.iterdir()) if src.is_dir() else [src]
+    files = sorted(f for f in src.iterdir() if f.is_file()) if src.is_dir() else [src]
     for f in files:
         h.update(f.name.encode())
         h.update(hashlib.sha256(f.read_bytes()).digest())
