@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -5,6 +7,7 @@ import torch
 from irstream.data.sirst import load_split
 from irstream.data.synthetic import write_image_set
 from irstream.model.registry import build_model
+from irstream.train import loop
 from irstream.train.loop import TrainConfig, lrrnet_loss, make_batch, train
 from irstream.model.weights import load_weights, read_card
 
@@ -51,6 +54,34 @@ def test_run_checkpoints_resumes_and_keeps_best(tmp_path):
     model, card = load_weights(run / "best.safetensors")
     assert card["training"]["val_split"] == "val" and "val_iou" in card["metrics"]["val"]
     assert read_card(run / "best.safetensors")["training"]["recipe"]["crop_px"] == 32
+
+
+@pytest.mark.slow
+def test_a_cpu_budget_ends_the_run_and_leaves_validation_out(tmp_path, monkeypatch):
+    data = tmp_path / "synth"
+    write_image_set(data, 12, seed=2, shape=(64, 64))
+    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
+    budget_s, val_burn_s = 2.0, 0.4
+    validate = loop._TrainData.validate
+
+    def slow_validate(self, model, device):
+        start = time.process_time()
+        while time.process_time() - start < val_burn_s:  # a slow model's validation
+            pass
+        return validate(self, model, device)
+
+    monkeypatch.setattr(loop._TrainData, "validate", slow_validate)
+    cfg = TrainConfig(model="lrrnet_light", data=str(data), epochs=1000, steps_per_epoch=1, batch=2, lr=1e-3,
+                      crop_px=32, threads=1, max_cpu_minutes=budget_s / 60.0)
+    start = time.process_time()
+    state = train(cfg, tmp_path / "run")
+    spent_s = time.process_time() - start
+    assert state["epoch"] < 1000 and state["epoch"] >= 2
+    # Training ends at the first step past the budget; every validation's CPU time is on top.
+    assert budget_s <= state["train_cpu_s"] < budget_s + 1.0
+    assert spent_s >= state["train_cpu_s"] + state["epoch"] * val_burn_s
+    card = read_card(tmp_path / "run" / "best.safetensors")
+    assert card["training"]["training_cpu_minutes"] >= 0.0
 
 
 def test_half_scale_crops_keep_every_target():

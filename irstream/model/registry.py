@@ -4,9 +4,12 @@ Each entry of MODEL_CFGS is a config; its type says which model class it builds.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from irstream.model.lcrnet import LCRNet, LCRNetCfg
 from irstream.model.lrrnet import LRRNet, LRRNetCfg, count_parameters
@@ -54,11 +57,6 @@ def count_flops(model: nn.Module, height: int = 512, width: int = 512) -> float:
     """Floating-point operations of one forward pass on one height x width frame, counted by
     torch's FlopCounterMode (a multiply-add is 2; the attention's matrix products included) on
     a copy of the model on the meta device: shapes only, no arithmetic, well under a second."""
-    import copy
-
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     meta = copy.deepcopy(model).eval().to("meta")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         meta(torch.zeros(1, 1, height, width, device="meta"))

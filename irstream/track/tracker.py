@@ -357,44 +357,48 @@ class Tracker:
         unmatched detection rows."""
         free = np.arange(len(det))
         tentative = np.array([t.state == TENTATIVE for t in self._tracks], dtype=bool)
-        moved = bool(np.any(shift))
         for rows in (np.flatnonzero(~tentative), np.flatnonzero(tentative)):
-            if not len(rows) or not len(free):
-                continue
-            group = [self._tracks[i] for i in rows]
-            pred = self._x[rows, :2]
             innov = kalman.innovation_cov(self._P[rows], self._R)
-            args = (innov, det.centroid_xy[free], self._gate_d2, self.cfg.max_gate_px)
-            cost = gated_cost(pred, *args)
-            if moved:
-                cost_scene = gated_cost(pred + shift, *args)
-                with_scene = cost_scene < cost
-                cost = np.minimum(cost, cost_scene)
-            rows, cols = assign(cost)
-            for r, c in zip(rows, cols):
-                group[r].detection = int(free[c])
-                if moved:
-                    group[r].with_scene = bool(with_scene[r, c])
-            free = np.delete(free, cols)
+
+            def mahalanobis(pred, xy, innov=innov):
+                return gated_cost(pred, innov, xy, self._gate_d2, self.cfg.max_gate_px)
+
+            free = self._match(rows, det, free, shift, mahalanobis)
         return self._reacquire(det, shift, free, np.flatnonzero(~tentative))
 
     def _reacquire(self, det: Detections, shift: np.ndarray, free: np.ndarray, established: np.ndarray) -> np.ndarray:
         """Established tracks that matched nothing take the nearest free detection within
         reacquire_gate_px of their prediction, by distance alone (see TrackerConfig)."""
-        rows = np.array([i for i in established if self._tracks[i].detection < 0], dtype=np.int64)
-        if not self.cfg.reacquire_gate_px or not len(rows) or not len(free):
+        gate = self.cfg.reacquire_gate_px
+        if not gate:
             return free
-        pred = self._x[rows, :2]
-        xy = det.centroid_xy[free]
-        dist = np.linalg.norm(xy[None] - pred[:, None], axis=2)
-        dist_scene = np.linalg.norm(xy[None] - (pred + shift)[:, None], axis=2)
-        with_scene = dist_scene < dist
-        dist = np.minimum(dist, dist_scene)
-        r, c = assign(np.where(dist <= self.cfg.reacquire_gate_px, dist, np.inf))
+        rows = np.array([i for i in established if self._tracks[i].detection < 0], dtype=np.int64)
+
+        def distance(pred, xy):
+            d = np.linalg.norm(xy[None] - pred[:, None], axis=2)
+            return np.where(d <= gate, d, np.inf)
+
+        return self._match(rows, det, free, shift, distance)
+
+    def _match(self, rows: np.ndarray, det: Detections, free: np.ndarray, shift: np.ndarray, cost_of) -> np.ndarray:
+        """Assign the tracks `rows` to the `free` detection rows by cost_of(predicted xy, detection
+        xy), each track under the better of its two motion hypotheses (held in the image, or moved
+        with the scene); sets track.detection and track.with_scene, returns the rows left free."""
+        if not len(rows) or not len(free):
+            return free
+        pred, xy = self._x[rows, :2], det.centroid_xy[free]
+        cost = cost_of(pred, xy)
+        moved = bool(np.any(shift))
+        if moved:
+            cost_scene = cost_of(pred + shift, xy)
+            with_scene = cost_scene < cost
+            cost = np.minimum(cost, cost_scene)
+        r, c = assign(cost)
         for i, j in zip(r, c):
-            self._tracks[rows[i]].detection = int(free[j])
-            if np.any(shift):
-                self._tracks[rows[i]].with_scene = bool(with_scene[i, j])
+            track = self._tracks[rows[i]]
+            track.detection = int(free[j])
+            if moved:
+                track.with_scene = bool(with_scene[i, j])
         return np.delete(free, c)
 
     def _hit(self, t: _Track, det: Detections) -> None:
@@ -455,10 +459,10 @@ class Tracker:
         for i, pen in zip(rows, penalty):
             score = float(det.peak_score[i])
             llr = min(self._hit_llr(score) - float(pen), self.cfg.max_llr_nats)
-            sure = self.cfg.confirm_hits == 1 and llr >= self.cfg.confirm_llr_nats and self.cfg.static_confirm_frames <= 1
-            state = CONFIRMED if sure else TENTATIVE
-            self._tracks.append(_Track(self._next_id, det.bbox_xyxy[i].copy(), score,
-                                       state, detection=int(i), llr=llr))
+            track = _Track(self._next_id, det.bbox_xyxy[i].copy(), score, TENTATIVE, detection=int(i), llr=llr)
+            if self._evidenced(track) and not self._waits(track):
+                track.state = CONFIRMED  # one hit is enough (confirm_hits 1) and nothing to wait for
+            self._tracks.append(track)
             self._next_id += 1
 
     def _snapshot(self) -> Tracks:

@@ -59,7 +59,12 @@ class TrainConfig:
         None keeps 1, as on target-free images.
     negative_weight: weight of the false-alarm term (false_alarm_loss), 0 = off.
     poly_power: lr = lr0 * (1 - progress) ** poly_power, progress in iterations, or in
-        wall time when max_minutes is set (so a time-budgeted run still decays to zero).
+        wall time when max_minutes is set (so a time-budgeted run still decays to zero), or in
+        training CPU time when max_cpu_minutes is set.
+    max_cpu_minutes: a budget in CPU minutes of this process spent training (steps, batch making,
+        mining); validation is not counted.  Models compared at equal cost get the same budget:
+        it does not depend on what else the machine runs, and a slow model's validation does not
+        eat its training.
     """
 
     model: str = "lrrnet"
@@ -80,6 +85,7 @@ class TrainConfig:
     half_scale_share: float = 0.0
     val_every: int = 1
     max_minutes: float = 0.0
+    max_cpu_minutes: float = 0.0
     seed: int = 0
     threads: int = 0
     init_weights: str = ""
@@ -380,7 +386,7 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
 
     # Any first validation beats the starting best: the score has no lower bound (it subtracts
     # false alarms per frame), so a from-scratch model's first epoch can score below -1.
-    state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "best_score": -1e9, "best_epoch": 0, "config": asdict(cfg),
+    state = {"epoch": 0, "step": 0, "elapsed_s": 0.0, "train_cpu_s": 0.0, "best_score": -1e9, "best_epoch": 0, "config": asdict(cfg),
              "mining": []}
     if resume and (run / "last.safetensors").is_file():
         state = {**state, **_load_checkpoint(run, model, opt), "config": asdict(cfg)}
@@ -391,13 +397,24 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
     rng = np.random.default_rng([cfg.seed, state["epoch"]])
     t_start = time.monotonic() - state["elapsed_s"]
 
+    cpu_mark = time.process_time()
+
+    def count_cpu() -> None:
+        nonlocal cpu_mark
+        now = time.process_time()
+        state["train_cpu_s"] += now - cpu_mark
+        cpu_mark = now
+
     def progress_fraction() -> float:
+        if cfg.max_cpu_minutes:
+            count_cpu()
+            return min(1.0, state["train_cpu_s"] / (60.0 * cfg.max_cpu_minutes))
         if cfg.max_minutes:
             return min(1.0, (time.monotonic() - t_start) / (60.0 * cfg.max_minutes))
         return state["step"] / total_steps
 
     # With a wall-time budget the step count is unknown up front: the bar then only pulses.
-    bar_total = None if cfg.max_minutes else total_steps
+    bar_total = None if cfg.max_minutes or cfg.max_cpu_minutes else total_steps
     task = progress.add_task("train", total=bar_total, completed=state["step"]) if progress else None
     while state["epoch"] < cfg.epochs and progress_fraction() < 1.0:
         if data.mix is not None and cfg.mine_every and (state["step"] % cfg.mine_every < steps_per_epoch
@@ -406,7 +423,7 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             state["mining"].append({"step": state["step"], **found})
         losses = []
         for batch in data.batches(steps_per_epoch, rng):
-            if cfg.max_minutes and progress_fraction() >= 1.0:
+            if progress_fraction() >= 1.0:
                 break  # the budget ends inside an epoch: validate and checkpoint what there is
             lr = cfg.lr * (1.0 - progress_fraction()) ** cfg.poly_power
             for g in opt.param_groups:
@@ -424,7 +441,9 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
                "rec_loss": float(np.mean([l[2] for l in losses])), "elapsed_s": round(state["elapsed_s"], 1)}
         last = state["epoch"] >= cfg.epochs or progress_fraction() >= 1.0
         if state["epoch"] % cfg.val_every == 0 or last:
+            count_cpu()
             val = data.validate(model, device)
+            cpu_mark = time.process_time()  # validation is not training
             row.update(val)
             if val["val_score"] > state["best_score"]:
                 state["best_score"], state["best_epoch"] = val["val_score"], state["epoch"]
@@ -562,6 +581,7 @@ def _card(cfg: TrainConfig, state: dict, val: dict, data: _TrainData) -> dict:
             "epoch": state["epoch"],
             "step": state["step"],
             "minutes": round(state["elapsed_s"] / 60.0, 1),
+            "training_cpu_minutes": round(state.get("train_cpu_s", 0.0) / 60.0, 1),
             "recipe": asdict(cfg),
             "loss": f"SoftIoU + {cfg.rec_weight} x MSE(reconstruction, input)"
                     + (f" + {cfg.negative_weight} x BCE on target-free pixels" if cfg.negative_weight else "")
