@@ -107,6 +107,26 @@ def test_eval_prints_the_numbers_on_the_card():
     assert got["pd"] == pytest.approx(want["pd"], abs=1.0) and got["fa"] == pytest.approx(want["fa"], rel=0.05, abs=0.5)
 
 
+@needs_sirst
+@needs_weights
+def test_eval_every_nth_image_is_recorded_under_its_own_name(tmp_path):
+    import shutil
+
+    from irstream.data.sirst import read_split
+
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(DEFAULT_WEIGHTS, weights)
+    shutil.copy(DEFAULT_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
+    result = runner.invoke(app, ["eval", "--data", str(SIRST), "--split", "test", "--weights", str(weights),
+                                 "--device", "cpu", "--every", "12", "--record", "--json", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output.strip().splitlines()[-1])
+    assert got["images"] == len(read_split(SIRST, "test")[::12])
+    recorded = json.loads(weights.with_suffix(".json").read_text())["metrics"]["sirst-v1/test every 12"]
+    assert recorded["images"] == got["images"] and recorded["measured_by"].endswith("--every 12")
+    assert runner.invoke(app, ["eval", "--every", "0"]).exit_code != 0
+
+
 @pytest.mark.slow
 @needs_weights
 def test_export_writes_an_onnx_file_that_agrees_with_torch(tmp_path):

@@ -145,6 +145,33 @@ def test_a_fixed_point_waits_static_confirm_frames_and_a_mover_does_not():
     assert list(fixed.update(dets([[40.0, 40.0]], score=0.99), 30 * DT).track_id) == [1]  # one id throughout
 
 
+def _jump_and_come_back(cfg: TrackerConfig, gap_frames: int, others=()) -> list[int]:
+    """One target tracked 20 frames, gone gap_frames frames, then seen 150 px away (a pan-tilt
+    camera re-pointed) and tracked 20 more; `others` are fixed points of a second target seen
+    throughout.  Returns the ids of the published tracks on the target after the jump."""
+    tracker, ids, k = Tracker(cfg), [], 0
+    for phase, frames in (("before", 20), ("gap", gap_frames), ("after", 20)):
+        for _ in range(frames):
+            xy = [] if phase == "gap" else [[50.0 + k * 0.5 + (150.0 if phase == "after" else 0.0), 60.0]]
+            out = tracker.update(dets(xy + list(others)), k * DT)
+            k += 1
+            if phase == "after":
+                pub = out.published()
+                ids += [int(i) for i, c in zip(pub.track_id, pub.centroid_xy) if c[0] > 150.0]
+    return ids
+
+
+def test_a_lone_target_that_jumps_keeps_its_id_within_handover_frames():
+    for gap in (4, 15):  # the old track still kept (LOST), and already deleted
+        ids = _jump_and_come_back(TrackerConfig(handover_frames=30), gap_frames=gap)
+        assert ids and set(ids) == {1}
+    assert set(_jump_and_come_back(TrackerConfig(handover_frames=0), gap_frames=15)) == {2}
+    # Past the window the next track is a new target.
+    assert 1 not in _jump_and_come_back(TrackerConfig(handover_frames=30), gap_frames=40)
+    # Another target in view: whose id it would be is not clear, so nothing is handed over.
+    assert 1 not in _jump_and_come_back(TrackerConfig(handover_frames=30), gap_frames=15, others=[[20.0, 200.0]])
+
+
 def test_zero_coast_frames_deletes_at_the_first_miss():
     tracker = Tracker(TrackerConfig(max_coast_frames=0))
     for k in range(4):

@@ -35,12 +35,13 @@ def evaluate_weights(weights: str | Path, data: str | Path, split: str, device: 
     return evaluate_model(loaded, data, split, on_image)
 
 
-def evaluate_model(loaded: LoadedModel, data: str | Path, split: str, on_image=None) -> dict:
+def evaluate_model(loaded: LoadedModel, data: str | Path, split: str, on_image=None, every: int = 1) -> dict:
+    """Figures of a loaded model on a split (every `every`-th image of it, in split order)."""
     t, tiles, dev = loaded.threshold, loaded.tiles, loaded.device
     if is_target_free(data):
-        res = background_false_alarms(loaded.model, load_backgrounds(Path(data), split), dev, t, on_image, tiles)
+        res = background_false_alarms(loaded.model, load_backgrounds(Path(data), split)[::every], dev, t, on_image, tiles)
     else:
-        res = evaluate(loaded.model, load_split(data, split), dev, on_image, t, tiles)
+        res = evaluate(loaded.model, load_split(data, split)[::every], dev, on_image, t, tiles)
     return {**res, "threshold": t, "tile_px": tiles[0]}
 
 

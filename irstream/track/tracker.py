@@ -109,6 +109,15 @@ class TrackerConfig:
         a track that lost its drone coasted on for 10 frames, each a false alarm); raising it
         bridges longer gaps on screen.
 
+    handover_frames: a track confirmed when no other confirmed or coasting track is alive takes
+        over the id of the established track (published before, lost inside the picture by
+        misses) whose last hit is at most handover_frames frames old; of several, the one with
+        the most hits.  0 turns this off.  A pan-tilt
+        camera that re-points to keep its target in view moves it farther in one frame than
+        any gate, often over sky that shows no motion, so the target comes back as a new
+        track; with one target in view it is the same target.  Raising it keeps the id through
+        longer gaps; it also gives the id of a target that left unseen to the next one to come.
+
     max_coast_frames: consecutive missed frames a confirmed track is kept for, predicted only
         (state COASTING), frames; the next miss deletes it.  0 deletes a track at
         its first miss.  Raising it carries ids through occlusions and missed detections; it
@@ -146,6 +155,7 @@ class TrackerConfig:
     static_confirm_frames: int = 0
     reacquire_gate_px: float = 15.0
     publish_coast_frames: int = 2
+    handover_frames: int = 0
     max_coast_frames: int = 10
     min_start_score: float = 0.5
     default_dt_s: float = 1.0 / 25.0
@@ -162,6 +172,7 @@ class TrackerConfig:
         _check(self, "max_coast_frames", Integral, lambda v: v >= 0, "an integer >= 0")
         _check(self, "static_confirm_frames", Integral, lambda v: v >= 0, "an integer >= 0")
         _check(self, "publish_coast_frames", Integral, lambda v: v >= 0, "an integer >= 0")
+        _check(self, "handover_frames", Integral, lambda v: v >= 0, "an integer >= 0")
         _check(self, "score_weight", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "hit_llr_nats", Real, math.isfinite, "a finite number")
         _check(self, "miss_llr_nats", Real, lambda v: math.isfinite(v) and v <= 0, "a finite number <= 0")
@@ -239,6 +250,8 @@ class _Track:
     with_scene: bool = True  # moves with the scene (see update), as clutter and most targets do
     scene_travel_xy: np.ndarray = field(default_factory=lambda: np.zeros(2))  # against the scene, px
     shift_seen_px: float = 0.0  # how far the scene moved during the track's life, px
+    established: bool = False  # has been published as confirmed
+    last_hit_frame: int = 0
 
 
 class Tracker:
@@ -270,6 +283,8 @@ class Tracker:
         self._x, self._P = kalman.initial_state(np.zeros((0, 2)), 1.0, 1.0)
         self._next_id = 1
         self._last_t: float | None = None
+        self._frame = 0
+        self._gone: list[_Track] = []  # established tracks lost by misses, for handover_frames
         c = self.cfg
         self._clutter = ClutterMap(c.clutter_cell_px, c.clutter_time_constant_s, c.clutter_floor,
                                    c.clutter_max_penalty_nats) if c.clutter_cell_px > 0 else None
@@ -292,6 +307,7 @@ class Tracker:
         rather than published outside it.
         """
         dt = self._step_s(timestamp_s)
+        self._frame += 1
         F, Q = kalman.cv_model(dt, self.cfg.accel_noise_px_s2)
         shift = np.zeros(2) if scene_shift_xy is None else np.asarray(scene_shift_xy, np.float64)
         if self._clutter is not None:
@@ -315,16 +331,42 @@ class Tracker:
                 self._miss(t)
             if t.state != TENTATIVE and self._static_clutter(t):
                 t.state = TENTATIVE  # unpublished; _alive keeps it, so clutter does not restart
-        keep = [self._alive(t) for t in self._tracks]
+                t.established = False
+        alive = [self._alive(t) for t in self._tracks]
+        keep = alive
         if image_shape is not None:
             h, w = image_shape[:2]
             inside = (self._x[:, 0] >= 0) & (self._x[:, 0] <= w - 1) & (self._x[:, 1] >= 0) & (self._x[:, 1] <= h - 1)
             keep = [k and bool(i) for k, i in zip(keep, inside)]
+        self._gone += [t for t, a in zip(self._tracks, alive) if not a and t.established]
         self._tracks = [t for t, k in zip(self._tracks, keep) if k]
         self._x, self._P = self._x[keep], self._P[keep]
+        self._hand_over()
         self._start(detections, unmatched)
         self._learn_clutter(detections)
         return self._snapshot()
+
+    def _hand_over(self) -> None:
+        """Newly confirmed tracks become established; see TrackerConfig.handover_frames."""
+        window = self.cfg.handover_frames
+        self._gone = [t for t in self._gone if self._frame - t.last_hit_frame <= window]
+        new = [t for t in self._tracks if t.state == CONFIRMED and not t.established]
+        for t in new:
+            t.established = True
+        if not window or len(new) != 1:
+            return
+        lost = [t for t in self._tracks if t.state == LOST and self._frame - t.last_hit_frame <= window]
+        others = [t for t in self._tracks if t.state in (CONFIRMED, COASTING) and t is not new[0]]
+        if others or not lost + self._gone:
+            return
+        # Short-lived tracks that were confirmed on clutter die too; the target's has the most hits.
+        old = max(lost + self._gone, key=lambda t: t.hits)
+        new[0].id = old.id
+        self._gone = [t for t in self._gone if t is not old]
+        if any(t is old for t in lost):
+            keep = [t is not old for t in self._tracks]
+            self._tracks = [t for t, k in zip(self._tracks, keep) if k]
+            self._x, self._P = self._x[keep], self._P[keep]
 
     def _learn_clutter(self, det: Detections) -> None:
         """Detections that no established track explains feed the clutter map."""
@@ -405,6 +447,7 @@ class Tracker:
         i = t.detection
         t.hits += 1
         t.misses = 0
+        t.last_hit_frame = self._frame
         t.score = float(det.peak_score[i])
         t.bbox = det.bbox_xyxy[i].copy()
         gain = self._hit_llr(t.score)
@@ -459,7 +502,8 @@ class Tracker:
         for i, pen in zip(rows, penalty):
             score = float(det.peak_score[i])
             llr = min(self._hit_llr(score) - float(pen), self.cfg.max_llr_nats)
-            track = _Track(self._next_id, det.bbox_xyxy[i].copy(), score, TENTATIVE, detection=int(i), llr=llr)
+            track = _Track(self._next_id, det.bbox_xyxy[i].copy(), score, TENTATIVE, detection=int(i), llr=llr,
+                           last_hit_frame=self._frame)
             if self._evidenced(track) and not self._waits(track):
                 track.state = CONFIRMED  # one hit is enough (confirm_hits 1) and nothing to wait for
             self._tracks.append(track)
