@@ -36,6 +36,21 @@ def test_pickle_is_refused_not_loaded(tmp_path):
         load_weights(path)
 
 
+def test_a_safetensors_header_length_starting_with_a_pickle_byte_still_loads(tmp_path):
+    # The file starts with its header's length, little-endian: a length of 0x..80 starts it with
+    # 0x80, a pickle's first byte (a real LCRNet checkpoint was refused for it).
+    from irstream.model.weights import _read_tensors
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(512):
+        save_file({"w": torch.ones(3)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    tensors, meta = _read_tensors(path)
+    assert torch.equal(tensors["w"], torch.ones(3)) and meta["pad"] == "x" * pad
+
+
 def test_truncated_file(light_weights):
     data = light_weights.read_bytes()
     light_weights.write_bytes(data[: len(data) // 2])

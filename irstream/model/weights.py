@@ -55,12 +55,15 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     if not path.is_file():
         raise UserError(f"{path}: no such weights file; give a .safetensors file written by irstream, or a shipped name", "model.weights")
     with path.open("rb") as f:
-        head = f.read(2)
+        head = f.read(9)
     if path.suffix.lower() == ".onnx":
         raise UserError(f"{path}: an ONNX export, which irstream does not run: it runs the .safetensors "
                         "weights the export was made from (the .onnx is for serving without irstream: "
                         "ONNX Runtime, TensorRT, Triton); pass --weights with that .safetensors file")
-    if head[:1] == b"\x80" or head == b"PK":
+    # A safetensors file is an 8-byte header length and then the JSON header; that length's first
+    # byte may be 0x80, a pickle's first byte, so the JSON is looked for before the pickle marks.
+    looks_safetensors = head[8:9] == b"{"
+    if not looks_safetensors and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise UserError(f"{path}: this is a pickle/torch.save file, which irstream never loads; "
                         "convert it to safetensors with a tool you trust")
     try:
