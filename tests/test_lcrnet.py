@@ -100,3 +100,16 @@ def test_config_round_trip_and_bad_config():
         LCRNetCfg(channels=(6, 12, 24, 24))
     with pytest.raises(ValueError, match="unknown LCRNetCfg keys"):
         LCRNetCfg.from_dict({"dropout": 0.1})
+
+
+@pytest.mark.parametrize("name", ["lcrnet_light", "lcrnet"])
+def test_shipped_lcrnet_weights_load_by_name_with_their_card(name):
+    from irstream.model.weights import load_weights, read_card
+    from irstream.shipped import shipped_weights
+
+    path = shipped_weights(f"{name}_cpu25")
+    model, card = load_weights(path)
+    assert isinstance(model, LCRNet) and model.cfg == build_model(name).cfg
+    training = read_card(path)["training"]
+    # The equal-cost comparison's budget and the card's own warning travel with the weights.
+    assert training["recipe"]["max_cpu_minutes"] == 25.0 and "not weights to detect with" in training["trade_off"]
