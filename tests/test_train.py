@@ -46,6 +46,7 @@ def test_run_checkpoints_resumes_and_keeps_best(tmp_path):
     run = tmp_path / "run"
     first = train(cfg, run)
     assert first["epoch"] == 1 and first["step"] == 3
+    assert first["train_cpu_s"] > 0.0  # recorded without a CPU budget too
     cfg.epochs = 2
     second = train(cfg, run, resume=True)
     assert second["epoch"] == 2 and second["step"] == 6

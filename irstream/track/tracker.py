@@ -337,10 +337,9 @@ class Tracker:
         if image_shape is not None:
             h, w = image_shape[:2]
             inside = (self._x[:, 0] >= 0) & (self._x[:, 0] <= w - 1) & (self._x[:, 1] >= 0) & (self._x[:, 1] <= h - 1)
-            keep = [k and bool(i) for k, i in zip(keep, inside)]
+            keep = [a and bool(i) for a, i in zip(alive, inside)]
         self._gone += [t for t, a in zip(self._tracks, alive) if not a and t.established]
-        self._tracks = [t for t, k in zip(self._tracks, keep) if k]
-        self._x, self._P = self._x[keep], self._P[keep]
+        self._keep(keep)
         self._hand_over()
         self._start(detections, unmatched)
         self._learn_clutter(detections)
@@ -364,9 +363,12 @@ class Tracker:
         new[0].id = old.id
         self._gone = [t for t in self._gone if t is not old]
         if any(t is old for t in lost):
-            keep = [t is not old for t in self._tracks]
-            self._tracks = [t for t, k in zip(self._tracks, keep) if k]
-            self._x, self._P = self._x[keep], self._P[keep]
+            self._keep([t is not old for t in self._tracks])
+
+    def _keep(self, keep: list[bool]) -> None:
+        """Drop the tracks whose flag is False, with their rows of the filter state."""
+        self._tracks = [t for t, k in zip(self._tracks, keep) if k]
+        self._x, self._P = self._x[keep], self._P[keep]
 
     def _learn_clutter(self, det: Detections) -> None:
         """Detections that no established track explains feed the clutter map."""

@@ -406,8 +406,8 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
         cpu_mark = now
 
     def progress_fraction() -> float:
+        count_cpu()  # every run's card gives its training CPU time, whatever its budget
         if cfg.max_cpu_minutes:
-            count_cpu()
             return min(1.0, state["train_cpu_s"] / (60.0 * cfg.max_cpu_minutes))
         if cfg.max_minutes:
             return min(1.0, (time.monotonic() - t_start) / (60.0 * cfg.max_minutes))
