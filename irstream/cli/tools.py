@@ -212,7 +212,7 @@ def bench_model_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     weights: WeightsOpt = None,
     model: Annotated[Optional[str], typer.Option(help="Time an untrained model of this name instead "
-                                                      "(lrrnet, lrrnet_light).")] = None,
+                                                      "(see `irstream models`).")] = None,
     compile_mode: Annotated[str, typer.Option("--compile", help="Also time torch.compile in this mode "
                                                                 "(e.g. max-autotune; CUDA, takes minutes).")] = "",
     check_frames: Annotated[int, typer.Option(help="Real frames on which each path's masks are checked.")] = 20,
