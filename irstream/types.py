@@ -124,7 +124,8 @@ class Tracks:
 
     track_id:      (N,) int, unique within a run, never reused.
     state:         (N,) int, TENTATIVE / CONFIRMED / COASTING / LOST (names in TRACK_STATES).
-    centroid_xy:   (N, 2) float, filtered position, px (x = column, y = row).
+    centroid_xy:   (N, 2) float, px (x = column, y = row): the matched detection's centroid,
+                   or the filter's prediction for a track without one this frame.
     velocity_xy:   (N, 2) float, filtered velocity, px/s.
     covariance_xy: (N, 2, 2) float, position covariance, px^2.
     bbox_xyxy:     (N, 4) int, box of the last matched detection.

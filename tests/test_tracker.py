@@ -132,6 +132,24 @@ def test_a_track_coasts_on_screen_briefly_then_waits_unpublished_for_its_target(
     assert list(out.published().track_id) == [1]
 
 
+def test_a_track_is_reported_where_its_target_was_seen_and_coasts_on_its_prediction():
+    # Camera shake jerks a 1-3 px target 2 px each way: the filter's smoothed position would
+    # sit off the target by about the target's size, the detection does not.
+    tracker = Tracker(TrackerConfig())
+    rng = np.random.default_rng(3)
+    k = 0
+    for k in range(30):
+        seen = np.array([40.0 + 2.0 * k, 50.0]) + rng.choice([-2.0, 2.0], 2)
+        out = tracker.update(dets(seen), k * DT)
+        assert list(out.track_id) == [1]
+        np.testing.assert_array_equal(out.centroid_xy[0], seen)
+    velocity = out.velocity_xy[0].copy()
+    np.testing.assert_allclose(velocity, [50.0, 0.0], atol=15.0)
+    out = tracker.update(Detections.empty(), (k + 1) * DT)
+    assert out.state[0] == COASTING and out.detection[0] == -1
+    assert np.linalg.norm(out.centroid_xy[0] - seen) > 0.5  # moved on by its velocity, not held
+
+
 def test_a_fixed_point_waits_static_confirm_frames_and_a_mover_does_not():
     cfg = TrackerConfig(static_confirm_frames=20, motion_ref_px=1.5)
     fixed, mover = Tracker(cfg), Tracker(cfg)
@@ -170,6 +188,43 @@ def test_a_lone_target_that_jumps_keeps_its_id_within_handover_frames():
     assert 1 not in _jump_and_come_back(TrackerConfig(handover_frames=30), gap_frames=40)
     # Another target in view: whose id it would be is not clear, so nothing is handed over.
     assert 1 not in _jump_and_come_back(TrackerConfig(handover_frames=30), gap_frames=15, others=[[20.0, 200.0]])
+
+
+def boxes(xy, side, score=0.99) -> Detections:
+    """Detections at centroids xy (N, 2) px, each a side x side box."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    corner = np.floor(xy).astype(np.int64) - side // 2
+    peak = np.full(len(xy), score)
+    return Detections(xy, np.concatenate([corner, corner + side], axis=1), np.full(len(xy), side * side, dtype=np.int64),
+                      peak, 0.8 * peak, np.full(len(xy), 0.2))
+
+
+def _re_pointed(cfg: TrackerConfig, side: int, second_side: int | None = None, other=None) -> list[list[int]]:
+    """A lone target tracked 10 frames, then 200 px away in the next frame (the camera re-pointed)
+    as a box of second_side px; `other` is a second detection of that size in that frame.  Returns the ids
+    published on the target in each frame after the jump."""
+    tracker, out_ids = Tracker(cfg), []
+    for k in range(14):
+        jumped = k >= 10
+        xy = [[60.0 + k + (200.0 if jumped else 0.0), 80.0]]
+        if k == 10 and other is not None:
+            xy.append(other)
+        det = boxes(xy, second_side if jumped and second_side else side)
+        pub = tracker.update(det, k * DT).published()
+        if jumped:
+            out_ids.append([int(i) for i, c in zip(pub.track_id, pub.centroid_xy) if c[0] > 200.0])
+    return out_ids
+
+
+def test_a_lone_large_target_that_jumps_is_followed_at_once():
+    cfg = TrackerConfig(jump_min_area_px=25)
+    assert _re_pointed(cfg, side=12) == [[1]] * 4  # no frame lost, same id
+    assert _re_pointed(cfg, side=12, second_side=16) == [[1]] * 4  # 144 -> 256 px^2: within 2x
+    # Not the same object by size, too small for size to say, or not the only candidate:
+    # a new track, published after confirm_hits frames.
+    for kwargs in ({"second_side": 20}, {"side": 3}, {"other": [30.0, 30.0]}):
+        assert _re_pointed(cfg, **{"side": 12, **kwargs})[0] == []
+    assert _re_pointed(TrackerConfig(jump_min_area_px=0), side=12)[0] == []
 
 
 def test_zero_coast_frames_deletes_at_the_first_miss():

@@ -42,7 +42,7 @@ class JsonlSink:
 class MotSink:
     """Published tracks in MOTChallenge result format, one row per track per frame:
     frame (1-based), id, left, top, width, height, score, -1, -1, -1.  The box is the last
-    matched detection's size centred on the filtered position."""
+    matched detection's size centred on the track's position (see Tracks.centroid_xy)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

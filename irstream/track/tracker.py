@@ -118,6 +118,18 @@ class TrackerConfig:
         track; with one target in view it is the same target.  Raising it keeps the id through
         longer gaps; it also gives the id of a target that left unseen to the next one to come.
 
+    jump_min_area_px, jump_area_ratio: a close target under a pan-tilt camera that keeps it in
+        view jumps 20-300 px between frames (the camera re-points, or the target crosses the
+        picture faster than any gate), over sky that shows no motion.  When exactly one
+        confirmed, coasting or lost track exists, it matched nothing this frame, and exactly one
+        unmatched detection of peak score >= min_start_score is left, the track takes that
+        detection wherever it is, provided both boxes (the track's last, the detection's) are at
+        least jump_min_area_px px^2 and their areas within a factor jump_area_ratio: one object
+        of one size in view.  Its filter restarts there.  Small targets are left out because a
+        2-px blob's size says nothing (on a real clip such jumps went to a tower top); 0 turns
+        this off.  Raising the ratio keeps targets that change size on screen; it also lets a
+        lone track jump to clutter of another size.
+
     max_coast_frames: consecutive missed frames a confirmed track is kept for, predicted only
         (state COASTING), frames; the next miss deletes it.  0 deletes a track at
         its first miss.  Raising it carries ids through occlusions and missed detections; it
@@ -156,6 +168,8 @@ class TrackerConfig:
     reacquire_gate_px: float = 15.0
     publish_coast_frames: int = 2
     handover_frames: int = 0
+    jump_min_area_px: float = 0.0
+    jump_area_ratio: float = 2.0
     max_coast_frames: int = 10
     min_start_score: float = 0.5
     default_dt_s: float = 1.0 / 25.0
@@ -180,6 +194,8 @@ class TrackerConfig:
         for name in ("static_clutter_shift_px", "clutter_cell_px", "clutter_max_penalty_nats", "motion_gain_nats",
                      "reacquire_gate_px"):
             _check(self, name, Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+        _check(self, "jump_min_area_px", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+        _check(self, "jump_area_ratio", Real, lambda v: math.isfinite(v) and v >= 1, "a finite number >= 1")
         for name in ("clutter_time_constant_s", "clutter_floor", "motion_ref_px"):
             _check(self, name, Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
         _check(self, "max_llr_nats", Real, lambda v: math.isfinite(v) and v >= self.confirm_llr_nats,
@@ -231,6 +247,11 @@ def assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r, c = linear_sum_assignment(np.where(ok, sub, big))
     keep = ok[r, c]
     return rows_in[r[keep]], cols_in[c[keep]]
+
+
+def _box_area(bbox_xyxy: np.ndarray) -> float:
+    """px^2 of an inclusive-exclusive box."""
+    return float((bbox_xyxy[2] - bbox_xyxy[0]) * (bbox_xyxy[3] - bbox_xyxy[1]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +364,7 @@ class Tracker:
         self._hand_over()
         self._start(detections, unmatched)
         self._learn_clutter(detections)
-        return self._snapshot()
+        return self._snapshot(detections)
 
     def _hand_over(self) -> None:
         """Newly confirmed tracks become established; see TrackerConfig.handover_frames."""
@@ -408,7 +429,27 @@ class Tracker:
                 return gated_cost(pred, innov, xy, self._gate_d2, self.cfg.max_gate_px)
 
             free = self._match(rows, det, free, shift, mahalanobis)
-        return self._reacquire(det, shift, free, np.flatnonzero(~tentative))
+        free = self._reacquire(det, shift, free, np.flatnonzero(~tentative))
+        return self._jump(det, free)
+
+    def _jump(self, det: Detections, free: np.ndarray) -> np.ndarray:
+        """A lone track that lost its target takes a lone free detection of its size, anywhere
+        (see TrackerConfig.jump_min_area_px); returns the rows left free."""
+        c = self.cfg
+        held = [i for i, t in enumerate(self._tracks) if t.state != TENTATIVE]
+        if not c.jump_min_area_px or len(held) != 1 or self._tracks[held[0]].detection >= 0:
+            return free
+        strong = free[det.peak_score[free] >= c.min_start_score]
+        if len(strong) != 1:
+            return free
+        i, j = held[0], int(strong[0])
+        small, large = sorted((_box_area(self._tracks[i].bbox), _box_area(det.bbox_xyxy[j])))
+        if small < c.jump_min_area_px or large > c.jump_area_ratio * small:
+            return free
+        x, P = kalman.initial_state(det.centroid_xy[j:j + 1], c.meas_noise_px, c.init_velocity_std_px_s)
+        self._x[i], self._P[i] = x[0], P[0]
+        self._tracks[i].detection = j
+        return free[free != j]
 
     def _reacquire(self, det: Detections, shift: np.ndarray, free: np.ndarray, established: np.ndarray) -> np.ndarray:
         """Established tracks that matched nothing take the nearest free detection within
@@ -511,18 +552,26 @@ class Tracker:
             self._tracks.append(track)
             self._next_id += 1
 
-    def _snapshot(self) -> Tracks:
+    def _snapshot(self, det: Detections) -> Tracks:
         ts = self._tracks
         if not ts:
             return Tracks.empty()
         x = self._x
+        # A track that found its target this frame is reported where it was seen: the filter
+        # trusts its constant-velocity prediction, and its posterior lags a target that jinks
+        # in the image (camera shake) by 3-5 px, more than a 1-3 px target's own size; the
+        # filter still carries the velocity and gates the next frame.  Coasting tracks are
+        # reported at their prediction.
+        xy = x[:, :2].copy()
+        hit = np.array([t.detection for t in ts], dtype=np.int64)
+        xy[hit >= 0] = det.centroid_xy[hit[hit >= 0]]
 
         def ints(name: str) -> np.ndarray:
             return np.array([getattr(t, name) for t in ts], dtype=np.int64)
 
         return Tracks(
             track_id=ints("id"), state=ints("state"),
-            centroid_xy=x[:, :2].copy(), velocity_xy=x[:, 2:].copy(),
+            centroid_xy=xy, velocity_xy=x[:, 2:].copy(),
             covariance_xy=self._P[:, :2, :2].copy(),
             bbox_xyxy=np.stack([t.bbox for t in ts]).astype(np.int64),
             age_frames=ints("age"), hits=ints("hits"), misses=ints("misses"),
