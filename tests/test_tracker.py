@@ -199,16 +199,20 @@ def boxes(xy, side, score=0.99) -> Detections:
                       peak, 0.8 * peak, np.full(len(xy), 0.2))
 
 
-def _re_pointed(cfg: TrackerConfig, side: int, second_side: int | None = None, other=None) -> list[list[int]]:
+def _re_pointed(cfg: TrackerConfig, side: int, second_side: int | None = None, other=None,
+                gone=None) -> list[list[int]]:
     """A lone target tracked 10 frames, then 200 px away in the next frame (the camera re-pointed)
-    as a box of second_side px; `other` is a second detection of that size in that frame.  Returns the ids
-    published on the target in each frame after the jump."""
+    as a box of second_side px; `other` is a second detection of that size in that frame, `gone`
+    a second target seen in frames 0-5 only (its track lost, not yet deleted, at the jump).
+    Returns the ids published on the target in each frame after the jump."""
     tracker, out_ids = Tracker(cfg), []
     for k in range(14):
         jumped = k >= 10
         xy = [[60.0 + k + (200.0 if jumped else 0.0), 80.0]]
         if k == 10 and other is not None:
             xy.append(other)
+        if k < 6 and gone is not None:
+            xy.append(gone)
         det = boxes(xy, second_side if jumped and second_side else side)
         pub = tracker.update(det, k * DT).published()
         if jumped:
@@ -220,11 +224,25 @@ def test_a_lone_large_target_that_jumps_is_followed_at_once():
     cfg = TrackerConfig(jump_min_area_px=25)
     assert _re_pointed(cfg, side=12) == [[1]] * 4  # no frame lost, same id
     assert _re_pointed(cfg, side=12, second_side=16) == [[1]] * 4  # 144 -> 256 px^2: within 2x
+    assert _re_pointed(cfg, side=12, gone=[30.0, 30.0]) == [[1]] * 4  # a lost track does not count
     # Not the same object by size, too small for size to say, or not the only candidate:
     # a new track, published after confirm_hits frames.
     for kwargs in ({"second_side": 20}, {"side": 3}, {"other": [30.0, 30.0]}):
         assert _re_pointed(cfg, **{"side": 12, **kwargs})[0] == []
     assert _re_pointed(TrackerConfig(jump_min_area_px=0), side=12)[0] == []
+
+
+def test_a_large_target_is_taken_back_within_body_lengths_of_its_prediction():
+    def ids_after_jerk(side: int) -> list[int]:
+        tracker = Tracker(TrackerConfig(reacquire_gate_px=15.0, reacquire_body_lengths=2.0))
+        for k in range(10):
+            tracker.update(boxes([[60.0 + k, 80.0]], side), k * DT)
+        # the camera jerks: the target moves 22 px in a frame, past the 15 px gate
+        out = tracker.update(boxes([[91.0, 80.0]], side), 10 * DT)
+        return [int(i) for i in out.track_id[out.detection >= 0]]
+
+    assert ids_after_jerk(12) == [1]  # 24 px gate for a 12 px target
+    assert ids_after_jerk(3) == [2]  # a new track: 15 px for a 3 px target
 
 
 def test_zero_coast_frames_deletes_at_the_first_miss():

@@ -102,6 +102,13 @@ class TrackerConfig:
         the first coasts on, published, where nothing is.  Raising it keeps ids through wilder
         motion; it also lets a track that lost its target take a clutter detection nearby.
 
+    reacquire_body_lengths: the same gate, widened for a large target to this many of its own
+        lengths (the longer side of its last box), px/px; 0 keeps reacquire_gate_px for all.  A
+        close drone 25 px long moves 40 px in a frame when a pan-tilt camera jerks after it,
+        and such jerks came every few frames on a real clip; a 2-px target keeps the 15 px
+        gate.  Raising it follows harder jerks; it also lets a large track take a detection
+        of something else farther away.
+
     publish_coast_frames: consecutive missed frames a confirmed track is still published for,
         at its predicted position (COASTING), frames; after that it is LOST: kept, unpublished,
         so that its target can come back to it until max_coast_frames.  A prediction published
@@ -166,6 +173,7 @@ class TrackerConfig:
     motion_ref_px: float = 3.0
     static_confirm_frames: int = 0
     reacquire_gate_px: float = 15.0
+    reacquire_body_lengths: float = 0.0
     publish_coast_frames: int = 2
     handover_frames: int = 0
     jump_min_area_px: float = 0.0
@@ -436,7 +444,8 @@ class Tracker:
         """A lone track that lost its target takes a lone free detection of its size, anywhere
         (see TrackerConfig.jump_min_area_px); returns the rows left free."""
         c = self.cfg
-        held = [i for i, t in enumerate(self._tracks) if t.state != TENTATIVE]
+        held = [i for i, t in enumerate(self._tracks) if t.state in (CONFIRMED, COASTING)]
+        held = held or [i for i, t in enumerate(self._tracks) if t.state == LOST]
         if not c.jump_min_area_px or len(held) != 1 or self._tracks[held[0]].detection >= 0:
             return free
         strong = free[det.peak_score[free] >= c.min_start_score]
@@ -458,10 +467,12 @@ class Tracker:
         if not gate:
             return free
         rows = np.array([i for i in established if self._tracks[i].detection < 0], dtype=np.int64)
+        sizes = np.array([max(self._tracks[i].bbox[2:] - self._tracks[i].bbox[:2]) for i in rows], dtype=np.float64)
+        gates = np.maximum(gate, self.cfg.reacquire_body_lengths * sizes)[:, None]
 
         def distance(pred, xy):
             d = np.linalg.norm(xy[None] - pred[:, None], axis=2)
-            return np.where(d <= gate, d, np.inf)
+            return np.where(d <= gates, d, np.inf)
 
         return self._match(rows, det, free, shift, distance)
 
