@@ -516,6 +516,24 @@ def test_static_clutter_rule_unpublishes_a_ground_point_once_the_scene_has_moved
     assert last.track_id.tolist() == [1] and np.allclose(last.centroid_xy[0], [60.0, 60.0], atol=0.5)
 
 
+def test_static_clutter_ratio_keeps_a_slow_target_and_large_tracks_are_exempt():
+    # The scene pans 1.5 px a frame; a rock goes with it, a small aircraft creeps 0.5 px a frame
+    # against it (0.33 of the scene's move), and a large target seems to go with the scene (the
+    # phase correlation followed it): only the rock is dropped.
+    cfg = TrackerConfig(static_clutter_shift_px=10.0, static_clutter_travel_ratio=0.15, static_clutter_max_area_px=25.0)
+    tracker = Tracker(cfg)
+    scene = np.zeros(2)
+    for k in range(30):
+        step = np.array([1.5, 0.0])
+        scene = scene + step
+        small = dets([np.array([40.0, 40.0]) + scene, np.array([100.0 + 2.0 * k, 100.0])], score=0.95)
+        large = boxes([np.array([200.0, 150.0]) + scene], side=8, score=0.95)
+        both = Detections(*(np.concatenate([getattr(small, f), getattr(large, f)]) for f in
+                            ("centroid_xy", "bbox_xyxy", "area_px", "peak_score", "mean_score", "contrast")))
+        out = tracker.update(both, k * DT, scene_shift_xy=step)
+    assert sorted(out.published().track_id.tolist()) == [2, 3]
+
+
 # ---- clutter map, motion evidence, the picture's edge -----------------------------------------
 
 

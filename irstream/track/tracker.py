@@ -94,6 +94,19 @@ class TrackerConfig:
         thing stays fixed: a hovering target is published this much later, a moving one is
         not delayed.  0 turns the wait off.
 
+    static_clutter_shift_px, static_clutter_travel_ratio, static_clutter_max_area_px: a ground
+        point under a panning camera.  Once the scene has moved static_clutter_shift_px px (path
+        length, in the track's life) and the track has travelled less than
+        static_clutter_travel_ratio of that against the scene, it is a fixed point carried by
+        the pan and is not published (0 turns this off).  On DAUB's panning sequence the
+        ground clutter travelled 0.06-0.10 of the scene's move against it, the aircraft
+        0.23-0.40, hence 0.15.  Tracks whose box is static_clutter_max_area_px px^2 or more are
+        exempt (0: none is): the scene's motion is read by phase correlation, which a large
+        target over empty sky drives by itself, so such a target seems to go with the scene.
+        A hovering target under a pan is indistinguishable from the ground by its motion and
+        is dropped too, which is why the ratio is low; raising it drops slow targets,
+        lowering it keeps clutter that wobbles.
+
     reacquire_gate_px: a confirmed or coasting track that finds nothing inside its statistical
         gate may still take the nearest detection left over within reacquire_gate_px px of its
         prediction, px; 0 turns this off.  Its covariance can be too sure of a velocity learnt
@@ -165,6 +178,8 @@ class TrackerConfig:
     confirm_llr_nats: float = 3.0
     max_llr_nats: float = 10.0
     static_clutter_shift_px: float = 0.0
+    static_clutter_travel_ratio: float = 0.5
+    static_clutter_max_area_px: float = 0.0
     clutter_cell_px: float = 8.0
     clutter_time_constant_s: float = 4.0
     clutter_floor: float = 0.01
@@ -278,7 +293,7 @@ class _Track:
     llr: float = 0.0
     with_scene: bool = True  # moves with the scene (see update), as clutter and most targets do
     scene_travel_xy: np.ndarray = field(default_factory=lambda: np.zeros(2))  # against the scene, px
-    shift_seen_px: float = 0.0  # how far the scene moved during the track's life, px
+    scene_path_px: float = 0.0  # how far the scene moved in the track's life, px (path length)
     established: bool = False  # has been published as confirmed
     last_hit_frame: int = 0
 
@@ -350,10 +365,9 @@ class Tracker:
         self._x[[t.with_scene for t in self._tracks], :2] += shift
         self._correct(detections)
         travel = self._x[:, :2] - before - shift
-        step = float(np.hypot(*shift))
         for t, moved in zip(self._tracks, travel):
             t.scene_travel_xy += moved
-            t.shift_seen_px += step
+            t.scene_path_px += float(np.hypot(*shift))
             if t.detection >= 0:
                 self._hit(t, detections)
             else:
@@ -523,8 +537,12 @@ class Tracker:
         """The scene moved far enough under the track, and the track went with it: a fixed
         point of the ground (a rock, a roof), not a target, which holds its place in the image
         of a camera that follows it or moves across the scene on its own."""
-        limit = self.cfg.static_clutter_shift_px
-        return limit > 0 and t.shift_seen_px >= limit and math.hypot(*t.scene_travel_xy) < 0.5 * t.shift_seen_px
+        limit, scene = self.cfg.static_clutter_shift_px, t.scene_path_px
+        largest = self.cfg.static_clutter_max_area_px
+        if largest and _box_area(t.bbox) >= largest:
+            return False
+        return (limit > 0 and scene >= limit
+                and math.hypot(*t.scene_travel_xy) < self.cfg.static_clutter_travel_ratio * scene)
 
     def _motion_nats(self, t: _Track) -> float:
         travel = math.hypot(*t.scene_travel_xy)
