@@ -228,6 +228,27 @@ def test_burned_in_text_becomes_an_ignore_mask_and_a_moving_target_does_not():
     assert OsdMask(OsdConfig(enabled=False)).update(frame) is None
 
 
+def test_text_stays_masked_while_the_gain_moves():
+    # On a real clip the camera's gain moved for a few seconds: no pixel was "still", the text's
+    # share fell below still_share within a dozen frames, and the unmasked clock was tracked as a
+    # target for 74 frames.  Text once learnt holds until its share falls below release_share.
+    from irstream.track.osd import OsdConfig, OsdMask
+
+    rng = np.random.default_rng(1)
+    osd = OsdMask(OsdConfig(learn_frames=50))
+    text = np.zeros((40, 60), bool)
+    text[5:15, 10:12] = text[5:7, 10:18] = True
+    held = []
+    for k in range(120):
+        drift = 0.03 * (k % 2) if 60 <= k < 100 else 0.0  # frames 60-99: the gain flickers
+        frame = cv2.GaussianBlur((0.3 + 0.05 * rng.random((40, 60))).astype(np.float32), (0, 0), 2) + drift
+        frame[text] = 0.75 + drift
+        mask = osd.update(frame)
+        if k >= 50:
+            held.append(bool(mask[text].all()))
+    assert all(held) and not mask[25:].any()
+
+
 def test_ignored_pixels_are_shaded_in_the_video():
     from irstream.sinks.annotate import TrackAnnotator
     from irstream.types import Detections, Frame, FrameResult, Tracks

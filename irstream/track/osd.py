@@ -7,8 +7,9 @@ and bright, frame after frame, which a target, a cloud or a panning scene does n
 
 Per pixel the learner keeps a running average (over about learn_frames frames) of "still, sharp
 and bright in this frame": within still_level of the previous frame, on an edge (3x3 max minus
-min above sharp_level), and at least bright_level.  Once learn_frames frames are in, pixels whose
-average is at least still_share are text; the mask is that, closed over gaps of grow_px (between
+min above sharp_level), and at least bright_level.  A pixel becomes text when its average
+reaches still_share and stays text until it falls below release_share.  Once learn_frames frames
+are in, the mask is the text pixels, closed over gaps of grow_px (between
 glyphs and strokes) and grown by grow_px.  A clock's digits change once a second, i.e. in 1 frame
 of 25, so the strokes they share stay masked; the mask follows the display if it changes.
 
@@ -34,6 +35,10 @@ class OsdConfig:
     sharp_level: a pixel is on an edge when its 3x3 max minus min exceeds this ([0, 1] gray).
     bright_level: text is at least this bright ([0, 1] gray; displays draw white).
     still_share: share of frames a pixel must be still, sharp and bright in to be text (0..1).
+    release_share: a text pixel stays text until its share falls below this (0..still_share):
+        when a clock's minute digit changes, its old strokes would otherwise leave the mask
+        within about 10 frames and the new ones join it only after about 40, and in between
+        the new digit is a sharp, bright detection that the tracker takes for a target.
     grow_px: gaps between glyphs this wide are closed, and the mask grows by as much, px.
     """
 
@@ -43,6 +48,7 @@ class OsdConfig:
     sharp_level: float = 0.12
     bright_level: float = 0.7
     still_share: float = 0.8
+    release_share: float = 0.2
     grow_px: int = 4
 
     def __post_init__(self) -> None:
@@ -50,6 +56,8 @@ class OsdConfig:
             raise ValueError(f"learn_frames={self.learn_frames}: must be >= 1")
         if not 0.0 < self.still_share <= 1.0:
             raise ValueError(f"still_share={self.still_share}: must be within (0, 1]")
+        if not 0.0 <= self.release_share <= self.still_share:
+            raise ValueError(f"release_share={self.release_share}: must be within [0, still_share]")
         for name in ("still_level", "sharp_level", "bright_level"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be within (0, 1)")
@@ -64,6 +72,7 @@ class OsdMask:
         self.cfg = cfg
         self._prev: np.ndarray | None = None
         self._share: np.ndarray | None = None
+        self._text: np.ndarray | None = None  # text pixels, with hysteresis (release_share)
         self.frames = 0
         self.mask: np.ndarray | None = None
 
@@ -72,6 +81,7 @@ class OsdMask:
             return None
         if self._prev is None or self._prev.shape != unit.shape:
             self._prev, self._share, self.frames, self.mask = unit.copy(), np.zeros(unit.shape, np.float32), 0, None
+            self._text = np.zeros(unit.shape, bool)
             return None
         k = np.ones((3, 3), np.uint8)
         text_like = ((np.abs(unit - self._prev) < self.cfg.still_level)
@@ -81,8 +91,9 @@ class OsdMask:
         self.frames += 1
         rate = 1.0 / min(self.frames, self.cfg.learn_frames)  # a plain mean until learn_frames, then running
         self._share += np.float32(rate) * (text_like.astype(np.float32) - self._share)
+        self._text = (self._share >= self.cfg.still_share) | (self._text & (self._share >= self.cfg.release_share))
         if self.frames >= self.cfg.learn_frames:
-            self.mask = self._grow(self._share >= self.cfg.still_share)
+            self.mask = self._grow(self._text)
         return self.mask
 
     def _grow(self, text: np.ndarray) -> np.ndarray:
