@@ -212,7 +212,7 @@ def test_burned_in_text_becomes_an_ignore_mask_and_a_moving_target_does_not():
     from irstream.track.osd import OsdConfig, OsdMask
 
     rng = np.random.default_rng(0)
-    osd = OsdMask(OsdConfig(learn_frames=30))
+    osd = OsdMask(OsdConfig(learn_frames=30, first_mask_frames=10))
     text = np.zeros((64, 96), bool)
     text[4:12, 6:40:3] = True  # glyph strokes, 1 px wide, 2 px apart
     for k in range(40):
@@ -221,7 +221,7 @@ def test_burned_in_text_becomes_an_ignore_mask_and_a_moving_target_does_not():
         frame[text] = 1.0
         frame[40:43, 10 + 2 * k:13 + 2 * k] = 0.95  # a bright target crossing
         mask = osd.update(frame)
-        assert (mask is None) == (k < 30)
+        assert (mask is None) == (k < 10)
     assert mask[text].all() and mask[4:12, 6:38].all()  # the gaps between strokes closed
     assert not mask[35:50].any()  # not where the target flew
     assert mask.mean() < 0.15
