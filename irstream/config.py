@@ -210,7 +210,7 @@ class PipelineConfig:
 
 
 def load_pipeline(path: str | Path | None = None) -> PipelineConfig:
-    """Read a pipeline TOML: a path, the name of a shipped pipeline ("tiny_targets"), or the
+    """Read a pipeline TOML: a path, the name of a shipped pipeline ("noisy"), or the
     shipped default when None."""
     path = pipeline_path(path)
     if not path.is_file():

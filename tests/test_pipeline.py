@@ -222,7 +222,7 @@ def test_preview_without_display_runs_headless(tmp_path, monkeypatch):
 
 def test_shipped_pipelines_load():
     names = sorted(p.name for p in pipelines_dir().glob("*.toml"))
-    assert {"default.toml", "camera.toml", "noisy.toml", "tiny_targets.toml"} <= set(names)
+    assert {"default.toml", "camera.toml", "noisy.toml"} <= set(names)
     for name in names:
         load_pipeline(pipelines_dir() / name)
 
@@ -261,20 +261,21 @@ def test_ignore_rects_suppress_detections(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (DAUB / "sequence1").is_dir(), reason="../shared/data/daub is not present")
-def test_daub_sequence1_target_is_tracked(tmp_path):
-    labels = np.loadtxt(DAUB / "sequence1" / "labels.csv", delimiter=",", skiprows=1)
-    # Its aircraft is 2 to 3 px: the shipped weights need the frame enlarged 2x to see it.
-    cfg = override(load_pipeline("tiny_targets"),
-                   **{"source.uri": str(DAUB / "sequence1"), "model.device": "cpu", "output.jsonl": str(tmp_path / "o.jsonl")})
+@pytest.mark.skipif(not (DAUB / "sequence2").is_dir(), reason="../shared/data/daub is not present")
+def test_a_held_out_daub_aircraft_is_tracked_at_the_frames_own_scale(tmp_path):
+    # sequence2 (held out of training): a 1-3 px aircraft over ground, the default pipeline as it ships.
+    labels = np.loadtxt(DAUB / "sequence2" / "labels.csv", delimiter=",", skiprows=1)
+    cfg = override(load_pipeline("default"),
+                   **{"source.uri": str(DAUB / "sequence2"), "model.device": "cpu", "output.jsonl": str(tmp_path / "o.jsonl")})
     Pipeline(cfg).run()
     msgs = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert len(msgs) == len(labels)
-    on_target = 0
+    on_target = false_tracks = 0
     for m, (_, x, y) in zip(msgs, labels):
         d = [np.hypot(t["x"] - x, t["y"] - y) for t in m["tracks"]]
         on_target += bool(d) and min(d) <= 3.0
-    assert on_target >= 0.9 * len(labels)
+        false_tracks += sum(v > 3.0 for v in d)
+    assert on_target >= 0.85 * len(labels) and false_tracks <= 0.1 * len(labels)  # measured: 92 of 100, 0
 
 
 @pytest.mark.slow

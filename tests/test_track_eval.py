@@ -89,6 +89,21 @@ def test_eval_numbers_on_a_real_sequence_match_a_hand_count():
     assert r.mot["IDSW"] == 0 and r.confirm_frames == [2.0]
 
 
+def test_the_threshold_sweep_masks_learnt_text_as_the_detection_stage_does():
+    from irstream.eval.tracks import EvalSequence
+
+    n, shape = 40, (64, 96)
+    units = np.full((n, *shape), 0.3, np.float16)
+    units[:, 5:9, 5:30] = 1.0  # burned-in text: still, sharp, bright
+    probs = np.zeros((n, *shape), np.float16)
+    probs[:, 6:8, 10:13] = 0.99  # the model fires on it every frame
+    truth = [Truth(np.zeros(0, np.int64), np.zeros((0, 2)))] * n
+    seq = EvalSequence("osd", "", truth)
+    r = evaluate_sequence(seq, SequenceMaps(units, probs, np.arange(n) / 25.0), load_pipeline(), thresholds=(0.5,))
+    masked_from = 10  # first_mask_frames: the frames before it count, in both
+    assert r.detections.false_alarms == r.sweep[0.5].false_alarms <= masked_from
+
+
 def test_frames_to_confirm_counts_from_first_appearance():
     truth = [Truth(np.array([1]), np.array([[5.0, 5.0]])) for _ in range(6)]
     log = TrackLog()

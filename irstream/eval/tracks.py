@@ -375,6 +375,9 @@ def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: floa
     for k, truth in enumerate(seq.truth):
         unit, prob = maps.units[k].astype(np.float32), maps.probs[k].astype(np.float32)
         dets = find(prob, unit)
+        # The threshold sweep sees what the detection stage sees: learnt text masked too.
+        if find.osd.mask is not None:
+            prob = np.where(find.osd.mask, 0.0, prob)
         tracks = stage(dets, unit, float(maps.timestamps_s[k]))
         pub = tracks.published()
         det.add(dets.centroid_xy, truth, match_px)
@@ -426,10 +429,15 @@ def summary_row(r: SequenceResult) -> dict:
     }
 
 
+#: False alarms per frame shown on the curves' x axis (log), lowest and highest.
+PLOT_FA_RANGE = (5e-4, 20.0)
+
+
 def plot_curves(results: list[SequenceResult], path: Path) -> None:
     """Pd against false alarms per frame: the detector's threshold sweep as a line, the tracked
     output as a point, per sequence and pooled."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
@@ -443,6 +451,9 @@ def plot_curves(results: list[SequenceResult], path: Path) -> None:
         ax.plot([max(f, 1e-3) for f, _ in pts], [p for _, p in pts], "o-", ms=3, label="single-frame detector")
         ax.plot([max(r.tracks.fa_per_frame, 1e-3)], [r.tracks.pd], "r*", ms=12, label="published tracks")
         ax.set_xscale("log")
+        # One span for every panel, so that they compare at a glance (0 is drawn at 1e-3).
+        ax.set_xlim(PLOT_FA_RANGE)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylim(0, 1.02)
         ax.set_title(r.name, fontsize=10)
         ax.set_xlabel("false alarms per frame")

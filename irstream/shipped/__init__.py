@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 
 #: The weights a pipeline uses when it names none.
-DEFAULT_WEIGHTS = "lrrnet_light_real"
+DEFAULT_WEIGHTS = "lrrnet_light_real2"
 #: The pipeline `irstream run` uses when given none.
 DEFAULT_PIPELINE = "default"
 
