@@ -249,6 +249,15 @@ def test_text_stays_masked_while_the_gain_moves():
     assert all(held) and not mask[25:].any()
 
 
+@pytest.mark.parametrize("field, value", [("first_mask_frames", 0), ("first_mask_frames", 60), ("release_share", 0.9),
+                                          ("release_share", -0.1)])
+def test_bad_text_mask_settings_name_the_key(field, value):
+    from irstream.track.osd import OsdConfig
+
+    with pytest.raises(ValueError, match=f"{field}={value}"):
+        OsdConfig(**{field: value})  # learn_frames 50, still_share 0.8
+
+
 def test_ignored_pixels_are_shaded_in_the_video():
     from irstream.sinks.annotate import TrackAnnotator
     from irstream.types import Detections, Frame, FrameResult, Tracks

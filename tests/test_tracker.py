@@ -324,6 +324,8 @@ def test_empty_frames():
     ("default_dt_s", 0.0), ("gate_prob", 0.0), ("gate_prob", 1.0), ("gate_prob", 1.5),
     ("confirm_hits", 0), ("confirm_hits", 2.5), ("confirm_window", 2), ("max_coast_frames", -1),
     ("max_coast_frames", True), ("min_start_score", 1.2), ("min_start_score", -0.1), ("meas_noise_px", "1"),
+    ("jump_area_ratio", 0.5), ("jump_min_area_px", -1.0), ("reacquire_body_lengths", -2.0),
+    ("static_clutter_travel_ratio", 0.0), ("static_clutter_travel_ratio", 1.5), ("static_clutter_max_area_px", -1.0),
 ])
 def test_bad_config_raises_quoting_the_value(field, value):
     with pytest.raises(ValueError, match=re.escape(f"{field}={value!r}")):

@@ -141,7 +141,8 @@ class TrackerConfig:
     jump_min_area_px, jump_area_ratio: a close target under a pan-tilt camera that keeps it in
         view jumps 20-300 px between frames (the camera re-points, or the target crosses the
         picture faster than any gate), over sky that shows no motion.  When exactly one
-        confirmed, coasting or lost track exists, it matched nothing this frame, and exactly one
+        confirmed or coasting track exists (or, with none, exactly one lost track; tentative
+        ones do not count), it matched nothing this frame, and exactly one
         unmatched detection of peak score >= min_start_score is left, the track takes that
         detection wherever it is, provided both boxes (the track's last, the detection's) are at
         least jump_min_area_px px^2 and their areas within a factor jump_area_ratio: one object
@@ -214,11 +215,12 @@ class TrackerConfig:
         _check(self, "hit_llr_nats", Real, math.isfinite, "a finite number")
         _check(self, "miss_llr_nats", Real, lambda v: math.isfinite(v) and v <= 0, "a finite number <= 0")
         _check(self, "confirm_llr_nats", Real, math.isfinite, "a finite number")
-        for name in ("static_clutter_shift_px", "clutter_cell_px", "clutter_max_penalty_nats", "motion_gain_nats",
-                     "reacquire_gate_px"):
+        for name in ("static_clutter_shift_px", "static_clutter_max_area_px", "clutter_cell_px",
+                     "clutter_max_penalty_nats", "motion_gain_nats", "reacquire_gate_px", "reacquire_body_lengths"):
             _check(self, name, Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "jump_min_area_px", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "jump_area_ratio", Real, lambda v: math.isfinite(v) and v >= 1, "a finite number >= 1")
+        _check(self, "static_clutter_travel_ratio", Real, lambda v: 0 < v <= 1, "a share in (0, 1]")
         for name in ("clutter_time_constant_s", "clutter_floor", "motion_ref_px"):
             _check(self, name, Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
         _check(self, "max_llr_nats", Real, lambda v: math.isfinite(v) and v >= self.confirm_llr_nats,
