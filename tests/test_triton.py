@@ -108,6 +108,18 @@ def test_several_sources_through_triton_get_what_they_get_locally(server):
         np.testing.assert_allclose(a.detections.centroid_xy, b.detections.centroid_xy, atol=0.05)
 
 
+def test_bench_sources_measures_workers_on_triton(server, tmp_path):
+    from irstream.data.synthetic import write_clip
+    from irstream.tools.bench import bench_sources
+
+    clip = tmp_path / "clip.mkv"
+    write_clip(clip, 6, seed=3, shape=(96, 128))
+    rows = bench_sources(str(clip), [1], 6, triton_url=server.url)
+    assert set(rows) == {"1 x separate", "1 x triton"}
+    assert rows["1 x triton"]["frames"] == 6 and rows["1 x triton"]["aggregate_fps"] > 0
+    assert rows["1 x triton"]["x separate"] > 0
+
+
 def test_a_server_restart_mid_run_loses_no_frame_and_is_counted():
     from irstream.pipeline import Pipeline
 

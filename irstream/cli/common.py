@@ -101,7 +101,8 @@ THREADS_HELP = "CPU threads for the model; 0 = all usable cores but one."
 FLAGS = {"source.uri": "SOURCE", "source.mode": "--mode", "output.preview": "--preview", "output.save": "--save",
          "output.frames_dir": "--frames-dir", "output.jsonl": "--jsonl", "output.mot": "--mot",
          "output.publish": "--publish", "output.curve_dir": "--curve-dir", "model.device": "--device",
-         "model.runtime": "--runtime", "model.weights": "--weights", "model.upscale": "--upscale",
+         "model.runtime": "--runtime", "model.triton_url": "--triton-url", "model.weights": "--weights",
+         "model.upscale": "--upscale",
          "targets.score_threshold": "--threshold", "run.max_frames": "--max-frames",
          "output.wait_subscriber_s": "--wait-subscriber", "run.threads": "--threads"}
 

@@ -33,7 +33,9 @@ def run(
     curve_dir: Annotated[Optional[str], typer.Option(help="Key folder from `irstream keys`: publish encrypted, to "
                                                           "authorised subscribers only.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
-    runtime: Annotated[Optional[str], typer.Option(help="auto (fastest measured), torch (eager fp32) or onnxruntime (CPU).")] = None,
+    runtime: Annotated[Optional[str], typer.Option(help="auto (fastest measured), torch (eager fp32), onnxruntime (CPU) or "
+                                                       "triton (a Triton server: --triton-url).")] = None,
+    triton_url: Annotated[Optional[str], typer.Option(help="The Triton server's gRPC host:port, for --runtime triton.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold.")] = None,
     upscale: Annotated[Optional[int], typer.Option(help="Run the model on the frame enlarged by this factor (tiny targets).")] = None,
@@ -56,7 +58,7 @@ def run(
         "source.uri": uris[0] or None, "source.mode": mode, "output.preview": preview, "output.save": save,
         "output.frames_dir": frames_dir,
         "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "output.curve_dir": curve_dir, "model.device": device,
-        "model.runtime": runtime,
+        "model.runtime": runtime, "model.triton_url": triton_url,
         "model.weights": weights, "model.upscale": upscale, "targets.score_threshold": threshold, "run.max_frames": max_frames,
         "output.wait_subscriber_s": wait_subscriber, "run.threads": threads})
     if not cfg.source.uri:

@@ -269,10 +269,12 @@ def bench_pipeline_cmd(
     runtime: Annotated[list[str], typer.Option(help="Runtimes to compare, reference first.")] = ["torch", "auto"],
     sources: Annotated[Optional[list[int]], typer.Option(help="Instead: N cameras (repeatable, e.g. --sources 1 --sources 4) as N "
                                                               "processes against one batched process.")] = None,
+    triton_url: Annotated[Optional[str], typer.Option(help="With --sources: also N worker processes whose model runs on "
+                                                           "this Triton server (host:port; start it with `irstream serve`).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """End to end, from a video file to a ZeroMQ subscriber on loopback: per-stage p50/p99 and rate.
-    With --sources: aggregate frames/s and latency of N sources run apart and batched."""
+    With --sources: aggregate frames/s and latency of N sources run apart, batched, and on Triton."""
     import tempfile
 
     from irstream.tools.bench import bench_pipeline, machine
@@ -286,7 +288,7 @@ def bench_pipeline_cmd(
             source = str(Path(tmp) / "bench.mkv")
             write_clip(source, frames, 0, _shape(height, width))
         if sources:
-            _bench_sources(source, sources, frames, pipeline, as_json)
+            _bench_sources(source, sources, frames, pipeline, as_json, triton_url)
             return
         cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "source.mode": "file", "model.device": device,
                                                    "model.weights": weights, "run.max_frames": frames})
@@ -305,16 +307,18 @@ def bench_pipeline_cmd(
     _bench_report("per-stage latency, ms (queued: decoded ahead, waiting; read->publish includes it)", per_stage, info, False)
 
 
-def _bench_sources(clip: str, counts: list[int], frames: int, pipeline, as_json: bool) -> None:
+def _bench_sources(clip: str, counts: list[int], frames: int, pipeline, as_json: bool, triton_url: str | None) -> None:
     from irstream.tools.bench import bench_sources, machine
 
     if any(n < 1 for n in counts):
         raise UserError("--sources: each count must be >= 1")
     with progress() as prog:
-        task = prog.add_task("runs", total=2 * len(counts) - (1 in counts))
+        ways = 3 if triton_url else 2
+        task = prog.add_task("runs", total=ways * len(counts) - (1 in counts))
         rows = bench_sources(clip, sorted(set(counts)), frames, str(pipeline) if pipeline else None,
-                             on_run=lambda what: prog.update(task, advance=1, description=what))
-    _bench_report(f"{Path(clip).name}, {frames} frames per source: N separate processes against one batched process",
+                             on_run=lambda what: prog.update(task, advance=1, description=what), triton_url=triton_url)
+    against = "one batched process" + (f" and N workers on Triton at {triton_url}" if triton_url else "")
+    _bench_report(f"{Path(clip).name}, {frames} frames per source: N separate processes against {against}",
                   rows, machine(), as_json)
 
 

@@ -360,9 +360,12 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None) -> dict
     return rows
 
 
-def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | None = None, on_run=None) -> dict:
+def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | None = None, on_run=None,
+                  triton_url: str | None = None) -> dict:
     """N cameras two ways, for each N: N separate `irstream run` processes (cores // N threads
-    each) against one `irstream run` process with the N sources batched (all cores).  Each
+    each) against one `irstream run` process with the N sources batched (all cores); with
+    triton_url a third: N worker processes whose model runs on that Triton server (started
+    apart, `irstream serve`; on the same machine it shares the cores with the workers).  Each
     source is the same clip, run as a file (no frame dropped); aggregate frames/s is all frames
     over the longest run's processing time (each run's own clock, from its first frame: process
     start-up, model loading and warm-up are left out, as a long-running site would)."""
@@ -375,8 +378,12 @@ def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | Non
             "--max-frames", str(frames)] + (["--pipeline", pipeline] if pipeline else [])
     rows = {}
     for n in counts:
-        for way, cmds in (("separate", [[*base, "--threads", str(max(1, cores // n)), clip] for _ in range(n)]),
-                          ("batched", [[*base, "--threads", str(cores), *[clip] * n]])):
+        ways = [("separate", [[*base, "--threads", str(max(1, cores // n)), clip] for _ in range(n)]),
+                ("batched", [[*base, "--threads", str(cores), *[clip] * n]])]
+        if triton_url:
+            ways.append(("triton", [[*base, "--runtime", "triton", "--triton-url", triton_url, "--threads", "1", clip]
+                                    for _ in range(n)]))
+        for way, cmds in ways:
             if way == "batched" and n == 1:
                 continue  # one source in one process: the same run as "separate"
             if on_run:
@@ -393,8 +400,9 @@ def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | Non
                 "latency p50_ms (mean of sources)": float(np.mean([r["latency"]["p50_ms"] for r in runs])),
                 "latency p99_ms (worst source)": float(max(r["latency"]["p99_ms"] for r in runs))}
     for n in counts:
-        if f"{n} x batched" in rows:
-            rows[f"{n} x batched"]["x separate"] = rows[f"{n} x batched"]["aggregate_fps"] / rows[f"{n} x separate"]["aggregate_fps"]
+        for way in ("batched", "triton"):
+            if f"{n} x {way}" in rows:
+                rows[f"{n} x {way}"]["x separate"] = rows[f"{n} x {way}"]["aggregate_fps"] / rows[f"{n} x separate"]["aggregate_fps"]
     return rows
 
 
