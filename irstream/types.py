@@ -127,7 +127,8 @@ class Tracks:
     centroid_xy:   (N, 2) float, px (x = column, y = row): the matched detection's centroid,
                    or the filter's prediction for a track without one this frame.
     velocity_xy:   (N, 2) float, filtered velocity, px/s.
-    covariance_xy: (N, 2, 2) float, position covariance, px^2.
+    covariance_xy: (N, 2, 2) float, the filter's position covariance, px^2 (about its estimate,
+                   which a hit track's centroid_xy replaces by the detection).
     bbox_xyxy:     (N, 4) int, box of the last matched detection.
     age_frames:    (N,) int, frames since the track was born (1 on its first frame).
     hits:          (N,) int, detections matched to it so far.

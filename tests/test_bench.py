@@ -122,3 +122,12 @@ def test_mask_check_falls_back_to_the_sample_videos_without_shared_data(tmp_path
     frames, origin = real_frames((64, 80), 3, sirst_root=tmp_path / "absent")
     assert origin == "sample_videos/*.mkv"
     assert len(frames) == 3 and all(f.shape == (64, 80) and 0.0 <= f.min() <= f.max() <= 1.0 for f in frames)
+
+
+def test_bench_triton_url_without_sources_is_one_line():
+    from typer.testing import CliRunner
+
+    from irstream.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "pipeline", "--triton-url", "127.0.0.1:1"])
+    assert res.exit_code != 0 and "--sources" in res.output and "Traceback" not in res.output

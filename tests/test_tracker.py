@@ -145,9 +145,10 @@ def test_a_track_is_reported_where_its_target_was_seen_and_coasts_on_its_predict
         np.testing.assert_array_equal(out.centroid_xy[0], seen)
     velocity = out.velocity_xy[0].copy()
     np.testing.assert_allclose(velocity, [50.0, 0.0], atol=15.0)
+    estimate = tracker._x[0, :2].copy()  # the filter's own position, not the detection's
     out = tracker.update(Detections.empty(), (k + 1) * DT)
     assert out.state[0] == COASTING and out.detection[0] == -1
-    assert np.linalg.norm(out.centroid_xy[0] - seen) > 0.5  # moved on by its velocity, not held
+    np.testing.assert_allclose(out.centroid_xy[0], estimate + velocity * DT, atol=1e-6)
 
 
 def test_a_fixed_point_waits_static_confirm_frames_and_a_mover_does_not():
@@ -230,6 +231,11 @@ def test_a_lone_large_target_that_jumps_is_followed_at_once():
     for kwargs in ({"second_side": 20}, {"side": 3}, {"other": [30.0, 30.0]}):
         assert _re_pointed(cfg, **{"side": 12, **kwargs})[0] == []
     assert _re_pointed(TrackerConfig(jump_min_area_px=0), side=12)[0] == []
+    # The restart is not travel against the scene: the track still counts as not having moved.
+    tracker = Tracker(TrackerConfig(jump_min_area_px=25))
+    for k in range(8):
+        tracker.update(boxes([[60.0 + (200.0 if k >= 4 else 0.0), 80.0]], 12), k * DT)
+    assert np.hypot(*tracker._tracks[0].scene_travel_xy) < 1.0
 
 
 def test_a_large_target_is_taken_back_within_body_lengths_of_its_prediction():

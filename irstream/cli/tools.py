@@ -283,6 +283,8 @@ def bench_pipeline_cmd(
 
     if frames < 1:
         raise UserError("--frames must be >= 1")
+    if triton_url and not sources:
+        raise UserError("--triton-url compares N cameras on Triton: give it with --sources N")
     with tempfile.TemporaryDirectory() as tmp:
         if source is None:
             source = str(Path(tmp) / "bench.mkv")
@@ -314,7 +316,7 @@ def _bench_sources(clip: str, counts: list[int], frames: int, pipeline, as_json:
         raise UserError("--sources: each count must be >= 1")
     with progress() as prog:
         ways = 3 if triton_url else 2
-        task = prog.add_task("runs", total=ways * len(counts) - (1 in counts))
+        task = prog.add_task("runs", total=ways * len(set(counts)) - (1 in counts))
         rows = bench_sources(clip, sorted(set(counts)), frames, str(pipeline) if pipeline else None,
                              on_run=lambda what: prog.update(task, advance=1, description=what), triton_url=triton_url)
     against = "one batched process" + (f" and N workers on Triton at {triton_url}" if triton_url else "")

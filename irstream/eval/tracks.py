@@ -431,6 +431,8 @@ def summary_row(r: SequenceResult) -> dict:
 
 #: False alarms per frame shown on the curves' x axis (log), lowest and highest.
 PLOT_FA_RANGE = (5e-4, 20.0)
+#: Where 0 false alarms per frame is drawn on that log axis.
+PLOT_FA_ZERO = 1e-3
 
 
 def plot_curves(results: list[SequenceResult], path: Path) -> None:
@@ -448,10 +450,10 @@ def plot_curves(results: list[SequenceResult], path: Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
     for ax, r in zip(axes.ravel(), every):
         pts = sorted((f, p) for p, f in curve(r))
-        ax.plot([max(f, 1e-3) for f, _ in pts], [p for _, p in pts], "o-", ms=3, label="single-frame detector")
-        ax.plot([max(r.tracks.fa_per_frame, 1e-3)], [r.tracks.pd], "r*", ms=12, label="published tracks")
+        ax.plot([max(f, PLOT_FA_ZERO) for f, _ in pts], [p for _, p in pts], "o-", ms=3, label="single-frame detector")
+        ax.plot([max(r.tracks.fa_per_frame, PLOT_FA_ZERO)], [r.tracks.pd], "r*", ms=12, label="published tracks")
         ax.set_xscale("log")
-        # One span for every panel, so that they compare at a glance (0 is drawn at 1e-3).
+        # One span for every panel, so that they compare at a glance; more than 20 per frame is off it.
         ax.set_xlim(PLOT_FA_RANGE)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylim(0, 1.02)

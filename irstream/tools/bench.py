@@ -360,6 +360,10 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None) -> dict
     return rows
 
 
+#: Threads of a camera worker whose model runs on Triton: it only reads, tiles, finds targets, tracks.
+TRITON_WORKER_THREADS = 1
+
+
 def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | None = None, on_run=None,
                   triton_url: str | None = None) -> dict:
     """N cameras two ways, for each N: N separate `irstream run` processes (cores // N threads
@@ -381,17 +385,19 @@ def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | Non
         ways = [("separate", [[*base, "--threads", str(max(1, cores // n)), clip] for _ in range(n)]),
                 ("batched", [[*base, "--threads", str(cores), *[clip] * n]])]
         if triton_url:
-            ways.append(("triton", [[*base, "--runtime", "triton", "--triton-url", triton_url, "--threads", "1", clip]
-                                    for _ in range(n)]))
+            ways.append(("triton", [[*base, "--runtime", "triton", "--triton-url", triton_url,
+                                     "--threads", str(TRITON_WORKER_THREADS), clip] for _ in range(n)]))
         for way, cmds in ways:
             if way == "batched" and n == 1:
                 continue  # one source in one process: the same run as "separate"
             if on_run:
                 on_run(f"{n} source(s), {way}")
-            procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for c in cmds]
-            outs = [p.communicate()[0] for p in procs]
-            if any(p.returncode for p in procs):
-                raise RuntimeError(f"bench sources: a run failed ({way}, {n} sources)")
+            procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds]
+            ends = [p.communicate() for p in procs]
+            outs = [out for out, _ in ends]
+            failed = [err.strip().splitlines()[-1:] for p, (_, err) in zip(procs, ends) if p.returncode]
+            if failed:
+                raise RuntimeError(f"bench sources: a run failed ({way}, {n} sources): {' '.join(failed[0]) or 'no message'}")
             runs = [json.loads(line) for o in outs for line in o.splitlines() if line.startswith("{")]
             done = sum(r["frames_processed"] for r in runs)
             wall = max(r["frames_processed"] / r["fps"] for r in runs)

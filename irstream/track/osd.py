@@ -60,12 +60,15 @@ class OsdConfig:
     def __post_init__(self) -> None:
         if self.learn_frames < 1:
             raise ValueError(f"learn_frames={self.learn_frames}: must be >= 1")
-        if not 1 <= self.first_mask_frames <= self.learn_frames:
-            raise ValueError(f"first_mask_frames={self.first_mask_frames}: must be within [1, learn_frames]")
+        if (not isinstance(self.first_mask_frames, int) or isinstance(self.first_mask_frames, bool)
+                or not 1 <= self.first_mask_frames <= self.learn_frames):
+            raise ValueError(f"first_mask_frames={self.first_mask_frames}: must be a whole number within "
+                             f"[1, learn_frames={self.learn_frames}] (the default is 10)")
         if not 0.0 < self.still_share <= 1.0:
             raise ValueError(f"still_share={self.still_share}: must be within (0, 1]")
         if not 0.0 <= self.release_share <= self.still_share:
-            raise ValueError(f"release_share={self.release_share}: must be within [0, still_share]")
+            raise ValueError(f"release_share={self.release_share}: must be within [0, still_share={self.still_share}] "
+                             "(the default is 0.2)")
         for name in ("still_level", "sharp_level", "bright_level"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be within (0, 1)")

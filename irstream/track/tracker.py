@@ -179,7 +179,7 @@ class TrackerConfig:
     confirm_llr_nats: float = 3.0
     max_llr_nats: float = 10.0
     static_clutter_shift_px: float = 0.0
-    static_clutter_travel_ratio: float = 0.5
+    static_clutter_travel_ratio: float = 0.15
     static_clutter_max_area_px: float = 0.0
     clutter_cell_px: float = 8.0
     clutter_time_constant_s: float = 4.0
@@ -297,6 +297,7 @@ class _Track:
     scene_travel_xy: np.ndarray = field(default_factory=lambda: np.zeros(2))  # against the scene, px
     scene_path_px: float = 0.0  # how far the scene moved in the track's life, px (path length)
     established: bool = False  # has been published as confirmed
+    jumped: bool = False  # restarted this frame at a far detection (see Tracker._jump)
     last_hit_frame: int = 0
 
 
@@ -363,10 +364,13 @@ class Tracker:
         for t in self._tracks:
             t.age += 1
             t.detection = -1
+            t.jumped = False
         unmatched = self._associate(detections, shift)
-        self._x[[t.with_scene for t in self._tracks], :2] += shift
+        jumped = np.array([t.jumped for t in self._tracks], dtype=bool)
+        self._x[[t.with_scene and not t.jumped for t in self._tracks], :2] += shift
         self._correct(detections)
         travel = self._x[:, :2] - before - shift
+        travel[jumped] = 0.0  # a restart where the target was seen, not a move against the scene
         for t, moved in zip(self._tracks, travel):
             t.scene_travel_xy += moved
             t.scene_path_px += float(np.hypot(*shift))
@@ -381,7 +385,8 @@ class Tracker:
         keep = alive
         if image_shape is not None:
             h, w = image_shape[:2]
-            inside = (self._x[:, 0] >= 0) & (self._x[:, 0] <= w - 1) & (self._x[:, 1] >= 0) & (self._x[:, 1] <= h - 1)
+            xy = self._reported_xy(detections)
+            inside = (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
             keep = [a and bool(i) for a, i in zip(alive, inside)]
         self._gone += [t for t, a in zip(self._tracks, alive) if not a and t.established]
         self._keep(keep)
@@ -473,12 +478,13 @@ class Tracker:
             return free
         x, P = kalman.initial_state(det.centroid_xy[j:j + 1], c.meas_noise_px, c.init_velocity_std_px_s)
         self._x[i], self._P[i] = x[0], P[0]
-        self._tracks[i].detection = j
+        self._tracks[i].detection, self._tracks[i].jumped = j, True
         return free[free != j]
 
     def _reacquire(self, det: Detections, shift: np.ndarray, free: np.ndarray, established: np.ndarray) -> np.ndarray:
         """Established tracks that matched nothing take the nearest free detection within
-        reacquire_gate_px of their prediction, by distance alone (see TrackerConfig)."""
+        reacquire_gate_px, or reacquire_body_lengths of their own length if more, of their
+        prediction, by distance alone (see TrackerConfig)."""
         gate = self.cfg.reacquire_gate_px
         if not gate:
             return free
@@ -583,19 +589,23 @@ class Tracker:
             self._tracks.append(track)
             self._next_id += 1
 
+    def _reported_xy(self, det: Detections) -> np.ndarray:
+        """(T, 2) px.  A track that found its target this frame is reported where it was seen:
+        the filter trusts its constant-velocity prediction, and its posterior lags a target that
+        jinks in the image (camera shake) by 3-5 px, more than a 1-3 px target's own size; the
+        filter still carries the velocity and gates the next frame.  Coasting tracks are
+        reported at their prediction."""
+        xy = self._x[:, :2].copy()
+        hit = np.array([t.detection for t in self._tracks], dtype=np.int64)
+        xy[hit >= 0] = det.centroid_xy[hit[hit >= 0]]
+        return xy
+
     def _snapshot(self, det: Detections) -> Tracks:
         ts = self._tracks
         if not ts:
             return Tracks.empty()
         x = self._x
-        # A track that found its target this frame is reported where it was seen: the filter
-        # trusts its constant-velocity prediction, and its posterior lags a target that jinks
-        # in the image (camera shake) by 3-5 px, more than a 1-3 px target's own size; the
-        # filter still carries the velocity and gates the next frame.  Coasting tracks are
-        # reported at their prediction.
-        xy = x[:, :2].copy()
-        hit = np.array([t.detection for t in ts], dtype=np.int64)
-        xy[hit >= 0] = det.centroid_xy[hit[hit >= 0]]
+        xy = self._reported_xy(det)
 
         def ints(name: str) -> np.ndarray:
             return np.array([getattr(t, name) for t in ts], dtype=np.int64)
