@@ -375,9 +375,7 @@ def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: floa
     for k, truth in enumerate(seq.truth):
         unit, prob = maps.units[k].astype(np.float32), maps.probs[k].astype(np.float32)
         dets = find(prob, unit)
-        # The threshold sweep sees what the detection stage sees: learnt text masked too.
-        if find.osd.mask is not None:
-            prob = np.where(find.osd.mask, 0.0, prob)
+        prob = find.masked(prob)  # the threshold sweep sees what the detection stage sees
         tracks = stage(dets, unit, float(maps.timestamps_s[k]))
         pub = tracks.published()
         det.add(dets.centroid_xy, truth, match_px)

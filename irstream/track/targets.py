@@ -141,10 +141,13 @@ class TargetStage:
         self.osd = OsdMask(osd)
 
     def __call__(self, prob: np.ndarray, unit: np.ndarray) -> Detections:
-        text = self.osd.update(unit)
-        if text is not None:
-            prob = np.where(text, 0.0, prob)
-        return extract_targets(prob, unit, self.cfg)
+        self.osd.update(unit)
+        return extract_targets(self.masked(prob), unit, self.cfg)
+
+    def masked(self, prob: np.ndarray) -> np.ndarray:
+        """The map with the text learnt so far set to 0: what targets are taken from."""
+        text = self.osd.mask
+        return prob if text is None else np.where(text, 0.0, prob)
 
     def ignored(self, valid: np.ndarray | None) -> np.ndarray | None:
         """Pixels no target is reported from: outside `valid` (ignore regions) and learnt text."""
