@@ -13,13 +13,13 @@ FPS = 25.0
 DT = 1.0 / FPS
 
 
-def dets(xy, score=0.9) -> Detections:
-    """Detections at centroids xy (N, 2) px, each a 3x3 box around it, with peak_score score."""
+def dets(xy, score=0.9, side: int = 3) -> Detections:
+    """Detections at centroids xy (N, 2) px, each a side x side box around it, with peak_score score."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
-    corner = np.floor(xy).astype(np.int64) - 1
+    corner = np.floor(xy).astype(np.int64) - side // 2
     peak = np.broadcast_to(np.asarray(score, dtype=np.float64), (n,)).copy()
-    return Detections(xy, np.concatenate([corner, corner + 3], axis=1), np.full(n, 9, dtype=np.int64),
+    return Detections(xy, np.concatenate([corner, corner + side], axis=1), np.full(n, side * side, dtype=np.int64),
                       peak, 0.8 * peak, np.full(n, 0.2))
 
 
@@ -191,15 +191,6 @@ def test_a_lone_target_that_jumps_keeps_its_id_within_handover_frames():
     assert 1 not in _jump_and_come_back(TrackerConfig(handover_frames=30), gap_frames=15, others=[[20.0, 200.0]])
 
 
-def boxes(xy, side, score=0.99) -> Detections:
-    """Detections at centroids xy (N, 2) px, each a side x side box."""
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    corner = np.floor(xy).astype(np.int64) - side // 2
-    peak = np.full(len(xy), score)
-    return Detections(xy, np.concatenate([corner, corner + side], axis=1), np.full(len(xy), side * side, dtype=np.int64),
-                      peak, 0.8 * peak, np.full(len(xy), 0.2))
-
-
 def _re_pointed(cfg: TrackerConfig, side: int, second_side: int | None = None, other=None,
                 gone=None) -> list[list[int]]:
     """A lone target tracked 10 frames, then 200 px away in the next frame (the camera re-pointed)
@@ -214,7 +205,7 @@ def _re_pointed(cfg: TrackerConfig, side: int, second_side: int | None = None, o
             xy.append(other)
         if k < 6 and gone is not None:
             xy.append(gone)
-        det = boxes(xy, second_side if jumped and second_side else side)
+        det = dets(xy, score=0.99, side=second_side if jumped and second_side else side)
         pub = tracker.update(det, k * DT).published()
         if jumped:
             out_ids.append([int(i) for i, c in zip(pub.track_id, pub.centroid_xy) if c[0] > 200.0])
@@ -234,7 +225,7 @@ def test_a_lone_large_target_that_jumps_is_followed_at_once():
     # The restart is not travel against the scene: the track still counts as not having moved.
     tracker = Tracker(TrackerConfig(jump_min_area_px=25))
     for k in range(8):
-        tracker.update(boxes([[60.0 + (200.0 if k >= 4 else 0.0), 80.0]], 12), k * DT)
+        tracker.update(dets([[60.0 + (200.0 if k >= 4 else 0.0), 80.0]], score=0.99, side=12), k * DT)
     assert np.hypot(*tracker._tracks[0].scene_travel_xy) < 1.0
 
 
@@ -242,9 +233,9 @@ def test_a_large_target_is_taken_back_within_body_lengths_of_its_prediction():
     def ids_after_jerk(side: int) -> list[int]:
         tracker = Tracker(TrackerConfig(reacquire_gate_px=15.0, reacquire_body_lengths=2.0))
         for k in range(10):
-            tracker.update(boxes([[60.0 + k, 80.0]], side), k * DT)
+            tracker.update(dets([[60.0 + k, 80.0]], score=0.99, side=side), k * DT)
         # the camera jerks: the target moves 22 px in a frame, past the 15 px gate
-        out = tracker.update(boxes([[91.0, 80.0]], side), 10 * DT)
+        out = tracker.update(dets([[91.0, 80.0]], score=0.99, side=side), 10 * DT)
         return [int(i) for i in out.track_id[out.detection >= 0]]
 
     assert ids_after_jerk(12) == [1]  # 24 px gate for a 12 px target
@@ -535,7 +526,7 @@ def test_static_clutter_ratio_keeps_a_slow_target_and_large_tracks_are_exempt():
         step = np.array([1.5, 0.0])
         scene = scene + step
         small = dets([np.array([40.0, 40.0]) + scene, np.array([100.0 + 2.0 * k, 100.0])], score=0.95)
-        large = boxes([np.array([200.0, 150.0]) + scene], side=8, score=0.95)
+        large = dets([np.array([200.0, 150.0]) + scene], score=0.95, side=8)
         both = Detections(*(np.concatenate([getattr(small, f), getattr(large, f)]) for f in
                             ("centroid_xy", "bbox_xyxy", "area_px", "peak_score", "mean_score", "contrast")))
         out = tracker.update(both, k * DT, scene_shift_xy=step)
