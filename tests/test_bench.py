@@ -112,6 +112,9 @@ def test_bench_sources_runs_n_cameras_apart_and_batched():
     assert rows["2 x separate"]["processes"] == 2 and rows["2 x batched"]["processes"] == 1
     assert rows["2 x batched"]["frames"] == rows["2 x separate"]["frames"] == 8  # no frame lost either way
     assert rows["2 x batched"]["x separate"] > 0
+    # Two processes each hold torch and the model: their peak memory adds up, one process's does not.
+    one, two = rows["1 x separate"]["memory_mib (all processes)"], rows["2 x separate"]["memory_mib (all processes)"]
+    assert 1.5 * one < two and rows["2 x batched"]["memory_mib (all processes)"] < two
 
 
 def test_mask_check_falls_back_to_the_sample_videos_without_shared_data(tmp_path):

@@ -126,6 +126,31 @@ def test_mining_stores_false_alarms_away_from_targets():
     assert list(mix.hard) == [("b", 0)] and mix.hard[("b", 0)].shape == (1, 2)
 
 
+def test_false_alarm_centres_keep_the_strongest_away_from_truth():
+    from irstream.train.loop import MINE_PER_IMAGE, false_alarm_centres
+
+    logits = np.full((60, 200), -1.0, np.float32)
+    for k in range(20):  # 20 separate blobs, the k-th scoring k
+        logits[10:13, 5 + 9 * k:8 + 9 * k] = float(k + 1)  # centre (11, 6 + 9k)
+    truth = np.zeros_like(logits, bool)
+    truth[15, 6 + 9 * 19] = True  # 3 px below the strongest blob: it touches the truth
+    centres, count = false_alarm_centres(logits, truth)
+    assert count == 19 and len(centres) == MINE_PER_IMAGE
+    assert centres.tolist() == [[11, 6 + 9 * k] for k in range(18, 18 - MINE_PER_IMAGE, -1)]  # strongest first
+    assert false_alarm_centres(np.full((8, 8), -1.0, np.float32), truth[:8, :8])[1] == 0
+
+
+def test_mining_waits_for_a_model_trained_from_scratch_to_learn():
+    from irstream.train.loop import mining_due
+
+    scratch = TrainConfig(model="lrrnet", mine_every=1500, mix=[])
+    tuned = TrainConfig(model="lrrnet", mine_every=1500, mix=[], init_weights="w.safetensors")
+    assert not mining_due(scratch, 0, 500, False) and not mining_due(scratch, 1000, 500, False)
+    assert mining_due(scratch, 1500, 500, False) and not mining_due(scratch, 2000, 500, True)
+    assert mining_due(tuned, 0, 500, False) and mining_due(tuned, 500, 500, False)  # nothing mined yet
+    assert not mining_due(TrainConfig(model="lrrnet", mix=[]), 0, 500, False)  # mining off
+
+
 def test_crop_at_pads_small_images_and_clips_to_the_edge():
     img, mask = np.ones((20, 30), np.float32), np.zeros((20, 30), bool)
     c, m = crop_at(img, mask, 32, (0, 0), np.random.default_rng(0), 4)

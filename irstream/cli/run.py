@@ -115,6 +115,7 @@ def _preview_sink(stop, paused) -> list:
 
 def _print_summary(s, cfg, as_json: bool) -> None:
     from irstream.pipeline import percentiles
+    from irstream.tools.soak import peak_rss_mib
 
     outputs = {name: {k: v for k, v in o.items() if not k.endswith("_ms")} for name, o in s.outputs.items()}
     stages = dict(s.stage_ms) | {f"write {n}": o["write_ms"] for n, o in s.outputs.items()}
@@ -130,7 +131,8 @@ def _print_summary(s, cfg, as_json: bool) -> None:
                           "confirmed_tracks": s.confirmed_tracks,
                           "published_tracks_per_frame": s.published_track_frames / max(1, s.frames_processed),
                           "stopped_early": s.stopped_early,
-                          "timing": json_safe(timing), "latency": json_safe(lat), "outputs": outputs}))
+                          "timing": json_safe(timing), "latency": json_safe(lat), "outputs": outputs,
+                          "process_peak_rss_mib": peak_rss_mib()}))
         return
     t = Table(title=escape(f"run: {s.source}"), show_header=False)
     t.add_column("what", no_wrap=True)

@@ -372,7 +372,8 @@ def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | Non
     apart, `irstream serve`; on the same machine it shares the cores with the workers).  Each
     source is the same clip, run as a file (no frame dropped); aggregate frames/s is all frames
     over the longest run's processing time (each run's own clock, from its first frame: process
-    start-up, model loading and warm-up are left out, as a long-running site would)."""
+    start-up, model loading and warm-up are left out, as a long-running site would).  Memory is
+    the sum of the processes' peak resident sets (the Triton server's own is not in it)."""
     import json
     import subprocess
     import sys
@@ -398,13 +399,17 @@ def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | Non
             failed = [err.strip().splitlines()[-1:] for p, (_, err) in zip(procs, ends) if p.returncode]
             if failed:
                 raise RuntimeError(f"bench sources: a run failed ({way}, {n} sources): {' '.join(failed[0]) or 'no message'}")
-            runs = [json.loads(line) for o in outs for line in o.splitlines() if line.startswith("{")]
+            per_process = [[json.loads(line) for line in o.splitlines() if line.startswith("{")] for o in outs]
+            runs = [r for rs in per_process for r in rs]
             done = sum(r["frames_processed"] for r in runs)
+            # Each process reports its own peak once per source it ran: count a process once.
+            peaks = [max((r.get("process_peak_rss_mib") or 0.0) for r in rs) for rs in per_process if rs]
             wall = max(r["frames_processed"] / r["fps"] for r in runs)
             rows[f"{n} x {way}"] = {
                 "sources": n, "processes": len(procs), "frames": done, "aggregate_fps": done / wall,
                 "latency p50_ms (mean of sources)": float(np.mean([r["latency"]["p50_ms"] for r in runs])),
-                "latency p99_ms (worst source)": float(max(r["latency"]["p99_ms"] for r in runs))}
+                "latency p99_ms (worst source)": float(max(r["latency"]["p99_ms"] for r in runs)),
+                "memory_mib (all processes)": float(sum(peaks)) if all(peaks) else None}
     for n in counts:
         for way in ("batched", "triton"):
             if f"{n} x {way}" in rows:

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from scipy import ndimage
 from safetensors.torch import load_file, save_file
 
 from irstream.data import DEV_DATA_ROOT
@@ -304,6 +305,30 @@ MINE_CLEARANCE_PX = 3
 MINE_PER_IMAGE = 8
 
 
+def false_alarm_centres(logits: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, int]:
+    """(row, col) centres of the highest-scoring components of logits > 0 that stay
+    MINE_CLEARANCE_PX away from every truth pixel (at most MINE_PER_IMAGE), and how many such
+    components there are."""
+    near_truth = cv2.dilate(truth.astype(np.uint8), np.ones((2 * MINE_CLEARANCE_PX + 1,) * 2, np.uint8)) > 0
+    n, labels, _, cents = cv2.connectedComponentsWithStats((logits > 0).astype(np.uint8), connectivity=8)
+    # Per-label reductions, not a mask per component: an untrained model makes thousands.
+    peaks = ndimage.maximum(logits, labels, np.arange(n))
+    touching = np.zeros(n, bool)
+    touching[np.unique(labels[near_truth])] = True
+    pts = sorted(((float(peaks[c]), int(round(cents[c][1])), int(round(cents[c][0])))
+                  for c in range(1, n) if not touching[c]), reverse=True)
+    return np.array([p[1:] for p in pts[:MINE_PER_IMAGE]], dtype=np.int64).reshape(-1, 2), len(pts)
+
+
+def mining_due(cfg: TrainConfig, step: int, steps_per_epoch: int, have_hard: bool) -> bool:
+    """At the start of the epoch that holds a multiple of mine_every steps, or while nothing is
+    mined yet.  A model trained from scratch is not mined before its first mine_every steps: it
+    has learnt nothing, and would only time random blobs."""
+    if not cfg.mine_every or (step < cfg.mine_every and not cfg.init_weights):
+        return False
+    return step % cfg.mine_every < steps_per_epoch or not have_hard
+
+
 @torch.inference_mode()
 def mine_hard_negatives(model: LRRNet, mix, count: int, rng: np.random.Generator, device, tiles=(0, 0)) -> dict:
     """Run the model over `count` training images (drawn as training draws them) and store the
@@ -317,19 +342,11 @@ def mine_hard_negatives(model: LRRNet, mix, count: int, rng: np.random.Generator
             continue
         seen.add(key)
         s = mix.sources[key[0]][key[1]]
-        logits = image_logits(model, s.image, device, *tiles)
-        near_truth = cv2.dilate(s.mask.astype(np.uint8), np.ones((2 * MINE_CLEARANCE_PX + 1,) * 2, np.uint8)) > 0
-        n, labels, _, cents = cv2.connectedComponentsWithStats((logits > 0).astype(np.uint8), connectivity=8)
-        pts = []
-        for c in range(1, n):
-            comp = labels == c
-            if not (comp & near_truth).any():
-                pts.append((float(logits[comp].max()), int(round(cents[c][1])), int(round(cents[c][0]))))
-        if pts:
-            pts.sort(reverse=True)
-            mix.hard[key] = np.array([p[1:] for p in pts[:MINE_PER_IMAGE]], dtype=np.int64)
+        centres, count = false_alarm_centres(image_logits(model, s.image, device, *tiles), s.mask)
+        if count:
+            mix.hard[key] = centres
             with_fa += 1
-            fa_total += len(pts)
+            fa_total += count
         else:
             mix.hard.pop(key, None)
     model.train(was_training)
@@ -417,8 +434,7 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
     bar_total = None if cfg.max_minutes or cfg.max_cpu_minutes else total_steps
     task = progress.add_task("train", total=bar_total, completed=state["step"]) if progress else None
     while state["epoch"] < cfg.epochs and progress_fraction() < 1.0:
-        if data.mix is not None and cfg.mine_every and (state["step"] % cfg.mine_every < steps_per_epoch
-                                                        or not data.mix.hard):
+        if data.mix is not None and mining_due(cfg, state["step"], steps_per_epoch, bool(data.mix.hard)):
             found = mine_hard_negatives(model, data.mix, cfg.mine_images, rng, device, data.tiles)
             state["mining"].append({"step": state["step"], **found})
         losses = []
