@@ -27,7 +27,8 @@ def models() -> None:
         t.add_column(col, no_wrap=True)
     for name, cfg in MODEL_CFGS.items():
         model = build_model(name)
-        t.add_row(name, "/".join(map(str, cfg.channels)), str(cfg.blocks_per_stage), str(cfg.groups),
+        channels = "/".join(map(str, cfg.channels)) if hasattr(cfg, "channels") else "-"
+        t.add_row(name, channels, str(getattr(cfg, "blocks_per_stage", "-")), str(getattr(cfg, "groups", "-")),
                   f"{count_parameters(model):,}", f"{count_flops(model) / 1e9:.1f}", str(cfg.size_multiple))
     out.print(t)
 

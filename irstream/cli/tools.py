@@ -152,10 +152,12 @@ def bench_train_cmd(
     import torch
 
     from irstream.tools.bench import TRAIN_SETTINGS, _usable_cores, bench_train_step, machine
-    from irstream.model.registry import MODEL_CFGS
+    from irstream.model.registry import MODEL_CFGS, trainable
 
     if model not in MODEL_CFGS:
         raise UserError(f"--model {model}: unknown; known: {', '.join(sorted(MODEL_CFGS))}")
+    if not trainable(model):
+        raise UserError(f"--model {model}: has no parameters to learn; pick a network")
     if batch < 1 or steps < 1 or crop < 8 or crop % 8:
         raise UserError("--batch and --steps must be >= 1, --crop a multiple of 8")
     counts = sorted(set(threads or [1, len(_usable_cores())]))

@@ -13,8 +13,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from irstream.model.lcrnet import LCRNet, LCRNetCfg
 from irstream.model.lrrnet import LRRNet, LRRNetCfg, count_parameters
+from irstream.model.tophat import TopHat, TopHatCfg
 
-ModelCfg = LRRNetCfg | LCRNetCfg
+ModelCfg = LRRNetCfg | LCRNetCfg | TopHatCfg
 
 MODEL_CFGS: dict[str, ModelCfg] = {
     # The paper's configuration (Table VII, best row): 3,454,994 parameters.
@@ -25,10 +26,12 @@ MODEL_CFGS: dict[str, ModelCfg] = {
     "lcrnet": LCRNetCfg(),
     # Table II's L_i = 1 row: 854.67K parameters, 32.14 GFLOPs at 512x512.
     "lcrnet_light": LCRNetCfg(blocks_per_stage=1),
+    # The classical floor (irstream/model/tophat.py): nothing to train; shipped as weights/tophat.
+    "tophat": TopHatCfg(),
 }
 
 # The model class each config type builds.
-MODEL_CLASSES: dict[type, type[nn.Module]] = {LRRNetCfg: LRRNet, LCRNetCfg: LCRNet}
+MODEL_CLASSES: dict[type, type[nn.Module]] = {LRRNetCfg: LRRNet, LCRNetCfg: LCRNet, TopHatCfg: TopHat}
 
 
 def model_cfg(name: str, **overrides) -> ModelCfg:
@@ -43,14 +46,19 @@ def build_model(name: str, **overrides) -> nn.Module:
     return MODEL_CLASSES[type(cfg)](cfg)
 
 
+def trainable(name: str) -> bool:
+    """Whether registered model `name` has parameters to learn (the top-hat has none)."""
+    return any(True for _ in build_model(name).parameters())
+
+
 def cfg_type(name: str) -> type:
     """The config class of registered model `name`; LRRNetCfg for names not registered
     (weights written before the registry knew more than one architecture)."""
     return type(MODEL_CFGS[name]) if name in MODEL_CFGS else LRRNetCfg
 
 
-__all__ = ["LCRNet", "LCRNetCfg", "LRRNet", "LRRNetCfg", "MODEL_CFGS", "MODEL_CLASSES", "build_model",
-           "cfg_type", "count_parameters", "model_cfg"]
+__all__ = ["LCRNet", "LCRNetCfg", "LRRNet", "LRRNetCfg", "MODEL_CFGS", "MODEL_CLASSES", "TopHat", "TopHatCfg", "build_model",
+           "cfg_type", "count_parameters", "model_cfg", "trainable"]
 
 
 def count_flops(model: nn.Module, height: int = 512, width: int = 512) -> float:

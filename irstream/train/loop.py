@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from irstream.data import DEV_DATA_ROOT
 from irstream.data.sirst import Sample, load_split
 from irstream.eval.images import background_false_alarms, clip_detections, evaluate
-from irstream.model.registry import LRRNet, build_model
+from irstream.model.registry import LRRNet, build_model, trainable
 from irstream.model.segment import image_logits
 from irstream.model.weights import save_weights
 
@@ -113,6 +113,8 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must be within [0, 1]")
         if self.amp not in ("", "bf16"):
             raise ValueError(f"amp={self.amp!r}: must be '' (fp32) or 'bf16'")
+        if not trainable(self.model):
+            raise ValueError(f"model {self.model!r} has no parameters to learn (a classical filter); pick a network")
         if self.mix:
             from irstream.data.mix import parse_mix
 
