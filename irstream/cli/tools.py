@@ -266,7 +266,7 @@ def bench_pipeline_cmd(
     width: Annotated[int, typer.Option(help="Size of the synthetic clip, px.")] = 256,
     frames: Annotated[int, typer.Option(help="Frames in the synthetic clip (or read from SOURCE).")] = 200,
     pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML; default: pipelines/default.toml.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (with --sources: cpu unless given; cuda for the GPU table).")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Weights; default: the pipeline's.")] = None,
     runtime: Annotated[list[str], typer.Option(help="Runtimes to compare, reference first.")] = ["torch", "auto"],
     sources: Annotated[Optional[list[int]], typer.Option(help="Instead: N cameras (repeatable, e.g. --sources 1 --sources 4) as N "
@@ -292,7 +292,7 @@ def bench_pipeline_cmd(
             source = str(Path(tmp) / "bench.mkv")
             write_clip(source, frames, 0, _shape(height, width))
         if sources:
-            _bench_sources(source, sources, frames, pipeline, as_json, triton_url)
+            _bench_sources(source, sources, frames, pipeline, as_json, triton_url, device or "cpu")
             return
         cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "source.mode": "file", "model.device": device,
                                                    "model.weights": weights, "run.max_frames": frames})
@@ -311,7 +311,8 @@ def bench_pipeline_cmd(
     _bench_report("per-stage latency, ms (queued: decoded ahead, waiting; read->publish includes it)", per_stage, info, False)
 
 
-def _bench_sources(clip: str, counts: list[int], frames: int, pipeline, as_json: bool, triton_url: str | None) -> None:
+def _bench_sources(clip: str, counts: list[int], frames: int, pipeline, as_json: bool, triton_url: str | None,
+                   device: str) -> None:
     from irstream.tools.bench import bench_sources, machine
 
     if any(n < 1 for n in counts):
@@ -320,7 +321,8 @@ def _bench_sources(clip: str, counts: list[int], frames: int, pipeline, as_json:
         ways = 3 if triton_url else 2
         task = prog.add_task("runs", total=ways * len(set(counts)) - (1 in counts))
         rows = bench_sources(clip, sorted(set(counts)), frames, str(pipeline) if pipeline else None,
-                             on_run=lambda what: prog.update(task, advance=1, description=what), triton_url=triton_url)
+                             on_run=lambda what: prog.update(task, advance=1, description=what), triton_url=triton_url,
+                             device=device)
     against = "one batched process" + (f" and N workers on Triton at {triton_url}" if triton_url else "")
     _bench_report(f"{Path(clip).name}, {frames} frames per source: N separate processes against {against}",
                   rows, machine(), as_json)

@@ -365,21 +365,22 @@ TRITON_WORKER_THREADS = 1
 
 
 def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | None = None, on_run=None,
-                  triton_url: str | None = None) -> dict:
+                  triton_url: str | None = None, device: str = "cpu") -> dict:
     """N cameras two ways, for each N: N separate `irstream run` processes (cores // N threads
     each) against one `irstream run` process with the N sources batched (all cores); with
     triton_url a third: N worker processes whose model runs on that Triton server (started
     apart, `irstream serve`; on the same machine it shares the cores with the workers).  Each
     source is the same clip, run as a file (no frame dropped); aggregate frames/s is all frames
     over the longest run's processing time (each run's own clock, from its first frame: process
-    start-up, model loading and warm-up are left out, as a long-running site would).  Memory is
+    start-up, model loading and warm-up are left out, as a long-running site would).  device:
+    where the runs' models run (cpu, cuda, auto); the Triton workers' follows the server.  Memory is
     the sum of the processes' peak resident sets (the Triton server's own is not in it)."""
     import json
     import subprocess
     import sys
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    base = [sys.executable, "-c", "from irstream.cli import main; main()", "run", "--json", "--device", "cpu",
+    base = [sys.executable, "-c", "from irstream.cli import main; main()", "run", "--json", "--device", device,
             "--max-frames", str(frames)] + (["--pipeline", pipeline] if pipeline else [])
     rows = {}
     for n in counts:
