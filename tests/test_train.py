@@ -117,3 +117,26 @@ def test_the_false_alarm_term_pushes_down_a_confident_false_alarm_that_soft_iou_
                           negative_weight=2.0)
     base, _ = lrrnet_loss(logits.detach(), torch.zeros_like(target), torch.zeros_like(target), target, 0.1)
     assert loss.item() == pytest.approx(base.item() + 2.0 * false_alarm_loss(logits.detach(), target).item())
+
+
+def test_weight_average_is_what_is_validated_kept_and_resumed(tmp_path):
+    from safetensors.torch import load_file
+
+    data = tmp_path / "synth"
+    write_image_set(data, 12, seed=2, shape=(64, 64))
+    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
+    cfg = TrainConfig(model="lrrnet_light", data=str(data), epochs=1, batch=2, lr=1e-2, crop_px=32, threads=1,
+                      ema_decay=0.9)
+    run = tmp_path / "run"
+    train(cfg, run)
+    ckpt = load_file(str(run / "last.safetensors"))
+    assert int(ckpt["ema.n_averaged"]) == 3  # one update per step
+    kept, _ = load_weights(run / "best.safetensors")
+    name = next(k for k in kept.state_dict() if k.endswith("weight"))
+    assert torch.equal(kept.state_dict()[name], ckpt[f"ema.module.{name}"])
+    assert not torch.equal(ckpt[f"ema.module.{name}"], ckpt[f"model.{name}"])  # an average, not the last step
+    cfg.epochs = 2
+    train(cfg, run, resume=True)
+    assert int(load_file(str(run / "last.safetensors"))["ema.n_averaged"]) == 6  # carried over, not restarted
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(model="lrrnet_light", ema_decay=1.5)

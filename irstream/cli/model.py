@@ -73,6 +73,7 @@ def train(
     tile_overlap_px: Annotated[int, typer.Option(help="Overlap of those tiles, px.")] = 64,
     target_smooth: Annotated[Optional[float], typer.Option(help="SoftIoU smoothing on images with a target (0.1 keeps 1-px targets worth learning); unset = 1.")] = None,
     negative_weight: Annotated[float, typer.Option(help="Weight of a cross-entropy term on target-free pixels (pushes down confident false alarms); 0 = off.")] = 0.0,
+    ema_decay: Annotated[float, typer.Option(help="Validate and keep an exponential moving average of the weights with this per-step decay (0.999 ~ the last 1,000 steps); 0 = off.")] = 0.0,
 ) -> None:
     """Train LRRNet (the paper's recipe by default), keep the best epoch on the validation split."""
     from irstream.model.registry import MODEL_CFGS
@@ -91,7 +92,7 @@ def train(
                           mine_images=mine_images, steps_per_epoch=steps_per_epoch,
                           intensity_jitter=intensity_jitter, channels_last=channels_last, amp=amp,
                           tile_px=tile_px, tile_overlap_px=tile_overlap_px, target_smooth=target_smooth,
-                          negative_weight=negative_weight)
+                          negative_weight=negative_weight, ema_decay=ema_decay)
     except ValueError as exc:
         raise UserError(f"train options: {exc}") from None
     with progress() as prog:
