@@ -57,3 +57,10 @@ def test_its_card_figures_are_what_eval_measures():
     got = evaluate_weights(shipped_weights("tophat"), SIRST, "val", device="cpu")
     card = read_card(shipped_weights("tophat"))["metrics"]["sirst-v1/val"]
     assert got["iou"] == pytest.approx(card["iou"], abs=0.05) and got["pd"] == pytest.approx(card["pd"], abs=0.05)
+
+
+def test_config_round_trip_and_unknown_keys():
+    cfg = TopHatCfg(radius_px=4, k_sigma=6.0)
+    assert TopHatCfg.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown TopHatCfg keys"):
+        TopHatCfg.from_dict({**cfg.to_dict(), "channels": [8]})  # a network's card

@@ -1,13 +1,28 @@
-"""What every model config shares: the input size multiple of a U-Net with len(channels)
-stages, and a plain-dict form for the weights' card (the card stores it, loading rebuilds it)."""
+"""What every model config shares: a plain-dict form for the weights' card (the card stores
+it, loading rebuilds it), and for U-Nets the input size multiple of len(channels) stages."""
 
 from __future__ import annotations
 
 import dataclasses
 
 
-class UNetCfg:
-    """Mixin for a frozen dataclass with `channels`, one width per stage (the first at full
+class ModelCfg:
+    """Mixin for a frozen dataclass of a model's settings: to and from the card's dict, where
+    a key the dataclass lacks is refused (weights from another model or version)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+class UNetCfg(ModelCfg):
+    """Mixin for a model config with `channels`, one width per stage (the first at full
     resolution, each next one at half)."""
 
     channels: tuple[int, ...]
@@ -18,16 +33,11 @@ class UNetCfg:
         return 2 ** (len(self.channels) - 1)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["channels"] = list(self.channels)
-        return d
+        return {**super().to_dict(), "channels": list(self.channels)}
 
     @classmethod
     def from_dict(cls, d: dict):
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
         d = dict(d)
         if "channels" in d:
             d["channels"] = tuple(int(c) for c in d["channels"])
-        return cls(**d)
+        return super().from_dict(d)

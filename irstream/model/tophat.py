@@ -14,19 +14,20 @@ Its target logit is the response in standard deviations less k_sigma: positive (
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from irstream.model.cfg import ModelCfg
+
 #: Guards the division on a flat input (every pixel the same): no response, no target.
 FLAT_STD = 1e-6
 
 
 @dataclass(frozen=True)
-class TopHatCfg:
+class TopHatCfg(ModelCfg):
     # Both chosen on SIRST v1 val IoU (the shipped weights/tophat is this config).
     radius_px: int = 5  # the opening's square has side 2 * radius_px + 1: wider structures are background
     k_sigma: float = 12.0  # threshold: mean + k_sigma x standard deviation of the response
@@ -40,16 +41,6 @@ class TopHatCfg:
     @property
     def size_multiple(self) -> int:
         return 1
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TopHatCfg":
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TopHatCfg keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class TopHat(nn.Module):
