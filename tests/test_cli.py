@@ -274,3 +274,32 @@ def test_detect_ignores_a_region(tmp_path):
     assert full.exit_code == cut.exit_code == 0, cut.output
     assert json.loads(full.output)["targets"] and json.loads(cut.output)["targets"] == []
     _one_line_error(runner.invoke(app, ["detect", str(image), "--ignore-rect", "5,5,1"]), "--ignore-rect")
+
+
+def test_average_writes_the_mean_of_two_weights_and_refuses_another_model(tmp_path):
+    from irstream.model.registry import build_model
+    from irstream.model.weights import load_weights, save_weights
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"w{seed}.safetensors")
+        save_weights(build_model("lrrnet_light"), paths[-1], "lrrnet_light",
+                     {"training": {"epoch": seed + 1}, "inference": {"tile_px": 192, "tile_overlap_px": 48}})
+    out_file = tmp_path / "mean.safetensors"
+    result = runner.invoke(app, ["average", *map(str, paths), "--out", str(out_file)])
+    assert result.exit_code == 0, result.output
+    mean, card = load_weights(out_file)
+    a, b = (load_weights(p)[0].state_dict() for p in paths)
+    for k, v in mean.state_dict().items():
+        want = (a[k] + b[k]) / 2 if v.is_floating_point() else a[k]
+        torch.testing.assert_close(v, want)
+    assert [s["epoch"] for s in card["training"]["averaged_from"]] == [1, 2]
+    assert card["inference"] == {"tile_px": 192, "tile_overlap_px": 48}  # the mean runs as its sources do
+
+    other = tmp_path / "full.safetensors"
+    save_weights(build_model("lrrnet"), other, "lrrnet", {"inference": {"tile_px": 192, "tile_overlap_px": 48}})
+    _one_line_error(runner.invoke(app, ["average", str(paths[0]), str(other), "--out", str(tmp_path / "x.safetensors")]),
+                    "full.safetensors", "one model")
+    _one_line_error(runner.invoke(app, ["average", str(paths[0]), "--out", str(tmp_path / "x.safetensors")]),
+                    "at least two")

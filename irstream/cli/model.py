@@ -102,6 +102,20 @@ def train(
         _report_test(out_dir / "best.safetensors", data, test_split)
 
 
+@app.command()
+@user_errors
+def average(
+    weights: Annotated[list[Path], typer.Argument(help="Weights files of one model to average (two or more), e.g. epochs of one run and of its continuation.")],
+    out_file: Annotated[Path, typer.Option("--out", help="The averaged .safetensors to write (its card beside it).")],
+) -> None:
+    """Average the weights of checkpoints that share a start (see irstream/train/average.py)."""
+    from irstream.train.average import write_average
+
+    write_average(weights, out_file)
+    out.print(f"wrote {escape(str(out_file))}: the mean of {len(weights)} weights files; "
+              f"calibrate it (`irstream calibrate --weights {escape(str(out_file))} --record`) before use")
+
+
 def _report_test(weights: Path, data: Path, split: str) -> None:
     """The one look at the test split: evaluate the val-selected weights, write it on the card."""
     from irstream.eval.images import evaluate_weights

@@ -97,6 +97,11 @@ def load_weights(path: str | Path, model_name: str | None = None) -> tuple[LRRNe
     return model.eval(), read_card(path)
 
 
+def stored_model(path: str | Path) -> str:
+    """The registered model name a weights file written by irstream says it holds."""
+    return _read_tensors(Path(path))[1].get("model", "?")
+
+
 def _load_state(model: LRRNet, tensors: dict[str, torch.Tensor], path: Path) -> None:
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
