@@ -303,3 +303,18 @@ def test_average_writes_the_mean_of_two_weights_and_refuses_another_model(tmp_pa
                     "full.safetensors", "one model")
     _one_line_error(runner.invoke(app, ["average", str(paths[0]), "--out", str(tmp_path / "x.safetensors")]),
                     "at least two")
+    _one_line_error(runner.invoke(app, ["average", *map(str, paths), "--out", str(paths[0])]), "not one of the inputs")
+    bad_run = tmp_path / "run"
+    bad_run.mkdir()
+    (bad_run / "state.json").write_text("{}")
+    (bad_run / "last.safetensors").write_bytes(b"\x80\x04not a checkpoint")
+    _one_line_error(runner.invoke(app, ["average", str(paths[0]), str(bad_run / "last.safetensors"), "--out",
+                                        str(tmp_path / "x.safetensors")]), "last.safetensors", "run checkpoint")
+
+
+@needs_weights
+def test_average_takes_shipped_names(tmp_path):
+    out_file = tmp_path / "mean.safetensors"
+    result = runner.invoke(app, ["average", "lrrnet_light_real", "lrrnet_light_real2", "--out", str(out_file)])
+    assert result.exit_code == 0, result.output
+    assert out_file.is_file()

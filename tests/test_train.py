@@ -135,8 +135,11 @@ def test_weight_average_is_what_is_validated_kept_and_resumed(tmp_path):
     name = next(k for k in kept.state_dict() if k.endswith("weight"))
     assert torch.equal(kept.state_dict()[name], ckpt[f"ema.module.{name}"])
     assert not torch.equal(ckpt[f"ema.module.{name}"], ckpt[f"model.{name}"])  # an average, not the last step
+    from_ckpt, model_name, card = loop.checkpoint_weights(run / "last.safetensors")  # what `irstream average` reads
+    assert model_name == "lrrnet_light" and torch.equal(from_ckpt.state_dict()[name], kept.state_dict()[name])
+    assert card["training"]["epoch"] == 1
     cfg.epochs = 2
     train(cfg, run, resume=True)
     assert int(load_file(str(run / "last.safetensors"))["ema.n_averaged"]) == 6  # carried over, not restarted
     with pytest.raises(ValueError, match="ema_decay"):
-        TrainConfig(model="lrrnet_light", ema_decay=1.5)
+        TrainConfig(model="lrrnet_light", ema_decay=1.0)

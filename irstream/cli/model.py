@@ -105,13 +105,13 @@ def train(
 @app.command()
 @user_errors
 def average(
-    weights: Annotated[list[Path], typer.Argument(help="Weights files of one model to average (two or more), e.g. epochs of one run and of its continuation.")],
+    weights: Annotated[list[str], typer.Argument(help="Two or more weights of one model that share a start: .safetensors files written by irstream, shipped names, a run's last.safetensors.")],
     out_file: Annotated[Path, typer.Option("--out", help="The averaged .safetensors to write (its card beside it).")],
 ) -> None:
     """Average the weights of checkpoints that share a start (see irstream/train/average.py)."""
     from irstream.train.average import write_average
 
-    write_average(weights, out_file)
+    write_average([weights_path(w) for w in weights], out_file)
     out.print(f"wrote {escape(str(out_file))}: the mean of {len(weights)} weights files; "
               f"calibrate it (`irstream calibrate --weights {escape(str(out_file))} --record`) before use")
 

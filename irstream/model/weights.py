@@ -98,8 +98,10 @@ def load_weights(path: str | Path, model_name: str | None = None) -> tuple[LRRNe
 
 
 def stored_model(path: str | Path) -> str:
-    """The registered model name a weights file written by irstream says it holds."""
-    return _read_tensors(Path(path))[1].get("model", "?")
+    """The registered model name a weights file written by irstream says it holds (its metadata
+    only: call it on a file load_weights has taken)."""
+    with safe_open(str(path), "pt") as f:
+        return (f.metadata() or {}).get("model", "?")
 
 
 def _load_state(model: LRRNet, tensors: dict[str, torch.Tensor], path: Path) -> None:

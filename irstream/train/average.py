@@ -1,11 +1,11 @@
-"""Weights averaged over checkpoints of one run or of runs continued from one another.
+"""Weights averaged over checkpoints that share a start: a run's best weights, its last
+checkpoint (last.safetensors), the runs continued from it.
 
-Checkpoints that share a start (a run and its continuation, or epochs of one run) lie in one
-basin of the loss, and their mean is usually better than any one of them: the per-epoch swings
-of validation (a 20-point swing in clean backgrounds between neighbouring epochs) average out.
-The mean is taken over every floating tensor, BatchNorm statistics included; counters (integer
-buffers) are taken from the first file.  `irstream train --ema-decay` is the same idea within
-one run.
+Such checkpoints lie in one basin of the loss, and their mean is usually better than any one of
+them: the per-epoch swings of validation (clean backgrounds 74%, 38%, 62% in three neighbouring
+epochs of one run) average out.  The mean is taken over every floating tensor; a tensor of
+another type (none of the registered models has one) is taken from the first file.
+`irstream train --ema-decay` is the same idea within one run.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ def average_weights(paths: list[Path]) -> tuple[torch.nn.Module, str, dict]:
     cannot be averaged."""
     if len(paths) < 2:
         raise UserError("average: give at least two weights files of the same model")
-    first, first_card = load_weights(paths[0])
+    first, first_name, first_card = _load(paths[0])
     states, sources = [first.state_dict()], [_source(paths[0], first_card)]
     for p in paths[1:]:
-        model, card = load_weights(p)
-        if stored_model(p) != stored_model(paths[0]) or model.cfg != first.cfg:
+        model, name, card = _load(p)
+        if name != first_name or model.cfg != first.cfg:
             raise UserError(f"{p}: a different model or architecture from {paths[0]}; only weights of one model average")
         if inference_tiles(card) != inference_tiles(first_card):
             raise UserError(f"{p}: runs in tiles {inference_tiles(card)}, {paths[0]} in {inference_tiles(first_card)}; "
@@ -40,17 +40,32 @@ def average_weights(paths: list[Path]) -> tuple[torch.nn.Module, str, dict]:
     first.load_state_dict(mean)
     card = {"training": {"averaged_from": sources},
             "inference": first_card.get("inference", {})}
-    return first, stored_model(paths[0]), card
+    return first, first_name, card
+
+
+def _load(path: Path) -> tuple[torch.nn.Module, str, dict]:
+    """(model, registered name, card) of a weights file or of a run's last checkpoint."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; give weights written by irstream, shipped names, or a run's last.safetensors")
+    if path.name == "last.safetensors" and (path.parent / "state.json").is_file():
+        from irstream.train.loop import checkpoint_weights
+
+        return checkpoint_weights(path)
+    model, card = load_weights(path)
+    return model, stored_model(path), card
 
 
 def _source(path: Path, card: dict) -> dict:
     t = card.get("training", {})
-    return {"weights": str(path), "epoch": t.get("epoch"), "step": t.get("step"),
+    shown = path.relative_to(Path.cwd()) if path.is_absolute() and path.is_relative_to(Path.cwd()) else path
+    return {"weights": str(shown), "epoch": t.get("epoch"), "step": t.get("step"),
             "init_weights": t.get("recipe", {}).get("init_weights", "")}
 
 
 def write_average(paths: list[Path], out: Path) -> dict:
     """Average `paths` into `out` (safetensors + card); returns the card."""
+    if out.suffix != ".safetensors" or any(out.resolve() == p.resolve() for p in paths):
+        raise UserError(f"--out {out}: give a new .safetensors file, not one of the inputs")
     model, name, card = average_weights(paths)
     save_weights(model, out, name, card)
     return card

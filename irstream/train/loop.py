@@ -22,9 +22,11 @@ import cv2
 import numpy as np
 import torch
 from scipy import ndimage
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from irstream.data import DEV_DATA_ROOT
+from irstream.errors import UserError
 from irstream.data.sirst import Sample, load_split
 from irstream.eval.images import background_false_alarms, clip_detections, evaluate
 from irstream.model.registry import LRRNet, build_model, trainable
@@ -59,11 +61,11 @@ class TrainConfig:
     target_smooth: the SoftIoU smoothing term on images that hold a target (soft_iou_loss);
         None keeps 1, as on target-free images.
     negative_weight: weight of the false-alarm term (false_alarm_loss), 0 = off.
-    ema_decay: keep an exponential moving average of the weights and BatchNorm statistics,
-        updated every step with this decay (0.999: about the last 1,000 steps); validation,
-        the best checkpoint and the card are then the average's.  Per-epoch validation of the
-        raw weights swings (backgrounds clean from 28% to 74% between neighbouring epochs of
-        one run), and the average is what settles it.  0 = off.
+    ema_decay: keep an exponential moving average of the weights, updated every step with this
+        decay (0.999: about the last 1,000 steps); validation, the best checkpoint and the card
+        are then the average's.  Per-epoch validation of the raw weights swings (backgrounds
+        clean 74%, 38%, 62% in three neighbouring epochs of one run), and the average is what
+        settles it.  0 = off; below 1.
     poly_power: lr = lr0 * (1 - progress) ** poly_power, progress in iterations, or in
         wall time when max_minutes is set (so a time-budgeted run still decays to zero), or in
         training CPU time when max_cpu_minutes is set.
@@ -114,10 +116,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.crop_px % 8 or self.resize_px % 8:
             raise ValueError("crop_px and resize_px must be multiples of 8 (the model's size multiple)")
-        for name in ("target_crop_share", "synthetic_share", "half_scale_share", "hard_share", "intensity_jitter",
-                     "ema_decay"):
+        for name in ("target_crop_share", "synthetic_share", "half_scale_share", "hard_share", "intensity_jitter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be within [0, 1]")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay={self.ema_decay}: must be within [0, 1) (1 would never move from the first step)")
         if self.amp not in ("", "bf16"):
             raise ValueError(f"amp={self.amp!r}: must be '' (fp32) or 'bf16'")
         if not trainable(self.model):
@@ -379,6 +382,8 @@ def _ema_model(model: LRRNet, decay: float):
         return None
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+    # use_buffers: a model with running statistics would have them averaged too (the registered
+    # ones use GroupNorm and keep none).
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
@@ -414,6 +419,23 @@ def _load_checkpoint(run: Path, model: LRRNet, opt: torch.optim.Optimizer, ema=N
     return json.loads((run / "state.json").read_text())
 
 
+def checkpoint_weights(path: Path) -> tuple[LRRNet, str, dict]:
+    """A run's last checkpoint (last.safetensors, state.json beside it) as (model, registered
+    name, card): the weight average where the run kept one, else the trained weights."""
+    try:
+        state = json.loads((path.parent / "state.json").read_text())
+        cfg = state["config"]
+        tensors = load_file(str(path))
+        model = build_model(cfg["model"])
+        prefix = "ema.module." if any(k.startswith("ema.module.") for k in tensors) else "model."
+        model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise UserError(f"{path}: not a readable run checkpoint of irstream train ({str(exc).splitlines()[0]})") from None
+    card = {"training": {"epoch": state.get("epoch"), "step": state.get("step"), "recipe": cfg},
+            "inference": {"tile_px": cfg.get("tile_px", 0), "tile_overlap_px": cfg.get("tile_overlap_px", 0)}}
+    return model.eval(), cfg["model"], card
+
+
 # ---- the loop ------------------------------------------------------------------------------
 
 def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> dict:
@@ -436,6 +458,8 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
         state = {**state, **_load_checkpoint(run, model, opt, ema), "config": asdict(cfg)}
     runner = StepRunner(model, opt, cfg.rec_weight, channels_last=cfg.channels_last, amp=cfg.amp,
                         target_smooth=cfg.target_smooth, negative_weight=cfg.negative_weight)
+    if ema is not None and cfg.channels_last:
+        ema.module.to(memory_format=torch.channels_last)  # one layout: torch's batched update on CUDA
     steps_per_epoch = cfg.steps_per_epoch or data.steps_per_epoch(cfg.batch)
     total_steps = cfg.epochs * steps_per_epoch
     rng = np.random.default_rng([cfg.seed, state["epoch"]])
