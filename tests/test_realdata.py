@@ -177,6 +177,22 @@ def test_calibration_picks_the_highest_threshold_that_keeps_pd():
     assert op["score_threshold"] == 0.3
 
 
+@pytest.mark.skipif(not all((SHARED_DATA / d).is_dir() for d in ("sirst-v1", "sirst-v2-backgrounds", "antiuav-clips", "daub")),
+                    reason="../shared/data lacks a validation set")
+def test_calibration_pools_the_held_out_daub_aircraft(monkeypatch):
+    from irstream.eval import calibrate
+    from irstream.model.tophat import TopHat
+
+    monkeypatch.setattr(calibrate, "CLIP_STEP", 100)  # a few clip frames: this test is about the pool
+    sw = calibrate.sweep(TopHat(), SHARED_DATA, torch.device("cpu"), thresholds=(0.5,))
+    assert set(sw.sets) == {"sirst-v1/val", "sirst-v2-backgrounds/val", "antiuav-clips/val", "daub/held-out"}
+    daub = sw.sets["daub/held-out"][0.5]
+    assert daub.frames == daub.truths == 125  # every 2nd of the 250 labelled frames, one aircraft each
+    assert 0 < daub.hits <= daub.truths  # the top-hat finds some of them
+    pooled = sw.pooled(0.5)
+    assert pooled.truths == sum(v[0.5].truths for v in sw.sets.values())
+
+
 def test_operating_point_from_the_card_unless_told():
     card = {"operating_point": {"score_threshold": 0.8}}
     assert operating_threshold(card) == 0.8 and operating_threshold({}) == 0.5

@@ -73,7 +73,7 @@ def eval_cmd(
 @user_errors
 def calibrate(
     weights: WeightsOpt = None,
-    data_root: Annotated[Path, typer.Option(help="Folder with sirst-v1, sirst-v2-backgrounds and antiuav-clips.")] = DEFAULT_SIRST.parent,
+    data_root: Annotated[Path, typer.Option(help="Folder with sirst-v1, sirst-v2-backgrounds, antiuav-clips and daub.")] = DEFAULT_SIRST.parent,
     pd: Annotated[float, typer.Option(help="Pd the operating point must keep on the pooled validation targets.")] = 0.95,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     record: Annotated[bool, typer.Option(help="Write the operating point onto the weights' card.")] = False,
@@ -91,9 +91,9 @@ def calibrate(
 
     if not 0.0 < pd <= 1.0:
         raise UserError(f"--pd {pd}: must be within (0, 1]")
-    for sub in ("sirst-v1", "sirst-v2-backgrounds", "antiuav-clips"):
+    for sub in ("sirst-v1", "sirst-v2-backgrounds", "antiuav-clips", "daub"):
         if not (data_root / sub).is_dir():
-            raise UserError(f"--data-root {data_root}: no {sub}/ in it; calibration needs all three validation sets")
+            raise UserError(f"--data-root {data_root}: no {sub}/ in it; calibration needs all four validation sets")
     loaded = load_model(ModelConfig(weights=weights or "", device=device))
     given, weights = weights or loaded.path.stem, loaded.path
     with progress() as prog:
