@@ -54,12 +54,16 @@ def load_backgrounds(root: Path, split: str) -> list[Sample]:
     return out
 
 
+def daub_rows(root: Path, seq: str) -> list[dict]:
+    """The labelled frames of one DAUB sequence: rows of its labels.csv (frame, x, y)."""
+    with (root / seq / "labels.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
 def load_daub(root: Path, sequences: tuple[str, ...], step: int = 1) -> list[Sample]:
     out = []
     for seq in sequences:
-        with (root / seq / "labels.csv").open() as f:
-            rows = list(csv.DictReader(f))
-        for r in rows[::step]:
+        for r in daub_rows(root, seq)[::step]:
             img = to_unit(read_gray(root / seq / f"{int(r['frame']):04d}.png"))
             out.append(Sample(f"{seq}/{r['frame']}", img, point_mask(img, float(r["x"]), float(r["y"]))))
     return out
@@ -69,9 +73,7 @@ def daub_frames(root: Path, sequences: tuple[str, ...], step: int = 1):
     """(name, [0, 1] image, [1 x 1 box at the labelled point]) of every step-th frame, as
     clip_frames gives them, so one scoring rule serves both."""
     for seq in sequences:
-        with (root / seq / "labels.csv").open() as f:
-            rows = list(csv.DictReader(f))
-        for r in rows[::step]:
+        for r in daub_rows(root, seq)[::step]:
             img = to_unit(read_gray(root / seq / f"{int(r['frame']):04d}.png"))
             yield f"{seq}/{r['frame']}", img, [(round(float(r["x"])), round(float(r["y"])), 1, 1)]
 

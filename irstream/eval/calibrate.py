@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from irstream.data.mix import ANTIUAV_VAL, DAUB_HELD_OUT, clip_frames, daub_frames, load_backgrounds
+from irstream.data.mix import ANTIUAV_VAL, DAUB_HELD_OUT, clip_frames, daub_frames, daub_rows, load_backgrounds
 from irstream.data.sirst import load_split
 from irstream.eval.metrics import MATCH_DIST_PX, box_hits, components, match_targets
 from irstream.model.segment import image_logits
@@ -102,12 +102,7 @@ def count_images(data_root: Path) -> int:
 
     n = len(read_split(data_root / "sirst-v1", "val")) + len(read_split(data_root / "sirst-v2-backgrounds", "val"))
     n += sum(-(-labelled_frames(data_root / "antiuav-clips", c)[0] // CLIP_STEP) for c in ANTIUAV_VAL)
-    return n + sum(-(-_daub_rows(data_root / "daub" / seq) // DAUB_STEP) for seq in DAUB_HELD_OUT)
-
-
-def _daub_rows(seq: Path) -> int:
-    with (seq / "labels.csv").open() as f:
-        return sum(1 for _ in f) - 1  # less the header
+    return n + sum(len(daub_rows(data_root / "daub", seq)[::DAUB_STEP]) for seq in DAUB_HELD_OUT)
 
 
 def choose(sw: Sweep, pd_target: float = PD_TARGET) -> dict:
