@@ -399,11 +399,16 @@ def _save_checkpoint(run: Path, model: LRRNet, opt: torch.optim.Optimizer, state
     (run / "state.json").write_text(json.dumps(state, indent=2))
 
 
+def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors of one part of a checkpoint ("model.", "ema."), without the prefix."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def _load_checkpoint(run: Path, model: LRRNet, opt: torch.optim.Optimizer, ema=None) -> dict:
     tensors = load_file(str(run / "last.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(_part(tensors, "model."))
     if ema is not None:
-        saved = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        saved = _part(tensors, "ema.")
         if saved:
             ema.load_state_dict(saved)
         else:  # a run that kept no average before its resume starts one from the resumed weights
@@ -427,8 +432,7 @@ def checkpoint_weights(path: Path) -> tuple[LRRNet, str, dict]:
         cfg = state["config"]
         tensors = load_file(str(path))
         model = build_model(cfg["model"])
-        prefix = "ema.module." if any(k.startswith("ema.module.") for k in tensors) else "model."
-        model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        model.load_state_dict(_part(tensors, "ema.module.") or _part(tensors, "model."))
     except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:
         raise UserError(f"{path}: not a readable run checkpoint of irstream train ({str(exc).splitlines()[0]})") from None
     card = {"training": {"epoch": state.get("epoch"), "step": state.get("step"), "recipe": cfg},
