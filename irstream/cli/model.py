@@ -63,7 +63,7 @@ def train(
     mix: Annotated[Optional[list[str]], typer.Option(help="Real-data source and weight, repeatable: sirst-v1:0.3, nudt-sirst, backgrounds, daub, antiuav (see irstream/data/mix.py).")] = None,
     data_root: Annotated[Path, typer.Option(help="Folder holding the --mix sources.")] = DEFAULT_SIRST.parent,
     hard_share: Annotated[float, typer.Option(help="Share of crops centred on the model's own mined false alarms (--mix runs).")] = 0.0,
-    mine_every: Annotated[int, typer.Option(help="Mine false alarms every N steps; 0 = never.")] = 0,
+    mine_every: Annotated[int, typer.Option(help="Mine false alarms every N steps; 0 = never (nor with --hard-share 0).")] = 0,
     mine_images: Annotated[int, typer.Option(help="Training images run per mining pass.")] = 300,
     steps_per_epoch: Annotated[int, typer.Option(help="Steps between validations; 0 = one pass over the data.")] = 0,
     intensity_jitter: Annotated[float, typer.Option(help="Random gain 1 +- J and offset +- J/2 per crop.")] = 0.0,

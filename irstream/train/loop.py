@@ -50,7 +50,7 @@ class TrainConfig:
         ["sirst-v1:0.3", "backgrounds:0.25"], read under data_root; validation then scores
         SIRST v1 val IoU together with the share of target-free val backgrounds left clean.
     hard_share: fraction of crops centred on one of the model's own false alarms, mined every
-        mine_every steps over mine_images training images (mix runs only).
+        mine_every steps over mine_images training images (mix runs only; none with hard_share 0).
     steps_per_epoch: optimiser steps between validations and checkpoints; 0 = one pass.
     intensity_jitter: crops get gain 1 +- j and offset +- j/2 (clipped to [0, 1]), so the model
         does not learn one sensor's gray levels.
@@ -335,8 +335,9 @@ def false_alarm_centres(logits: np.ndarray, truth: np.ndarray) -> tuple[np.ndarr
 def mining_due(cfg: TrainConfig, step: int, steps_per_epoch: int, have_hard: bool) -> bool:
     """At the start of the epoch that holds a multiple of mine_every steps, or while nothing is
     mined yet.  A model trained from scratch is not mined before its first mine_every steps: it
-    has learnt nothing, and would only time random blobs."""
-    if not cfg.mine_every or (step < cfg.mine_every and not cfg.init_weights):
+    has learnt nothing, and would only time random blobs.  With no crops to centre on them
+    (hard_share 0) a pass would be spent for nothing."""
+    if not cfg.mine_every or not cfg.hard_share or (step < cfg.mine_every and not cfg.init_weights):
         return False
     return step % cfg.mine_every < steps_per_epoch or not have_hard
 
