@@ -85,6 +85,31 @@ def test_a_cpu_budget_ends_the_run_and_leaves_validation_out(tmp_path, monkeypat
     assert card["training"]["training_cpu_minutes"] >= 0.0
 
 
+def test_an_epoch_that_takes_no_step_is_not_recorded(tmp_path, monkeypatch):
+    # Work before an epoch's first step (a mining pass, making the batch) can spend the rest of
+    # the budget; the unchanged weights must not be validated and written again as a new epoch.
+    data = tmp_path / "synth"
+    write_image_set(data, 12, seed=2, shape=(64, 64))
+    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
+    batches, made = loop._TrainData.batches, []
+
+    def slow_batches(self, steps, rng):
+        for batch in batches(self, steps, rng):
+            start = time.process_time()
+            while made and time.process_time() - start < 2.0:  # the second epoch's work outlasts the budget
+                pass
+            made.append(1)
+            yield batch
+
+    monkeypatch.setattr(loop._TrainData, "batches", slow_batches)
+    cfg = TrainConfig(model="lrrnet_light", data=str(data), epochs=1000, steps_per_epoch=1, batch=2, lr=1e-3,
+                      crop_px=32, threads=1, max_cpu_minutes=1.0 / 60.0)
+    state = train(cfg, tmp_path / "run")
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    steps = [int(r.split(",")[1]) for r in rows]
+    assert steps == [1] and state["step"] == state["epoch"] == 1
+
+
 def test_half_scale_crops_keep_every_target():
     from irstream.data.sirst import Sample
     from irstream.train.loop import half_scale_pair

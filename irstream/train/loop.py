@@ -507,6 +507,8 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             state["step"] += 1
             if progress:
                 progress.update(task, advance=1, description=f"epoch {state['epoch'] + 1} loss {losses[-1][0]:.3f}")
+        if not losses:
+            break  # a mining pass or the first batch spent the budget: the weights were validated and saved
         state["epoch"] += 1
         state["elapsed_s"] = time.monotonic() - t_start
         row = {"epoch": state["epoch"], "step": state["step"], "lr": lr,
