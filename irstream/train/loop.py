@@ -508,7 +508,9 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             if progress:
                 progress.update(task, advance=1, description=f"epoch {state['epoch'] + 1} loss {losses[-1][0]:.3f}")
         if not losses:
-            break  # a mining pass or the first batch spent the budget: the weights were validated and saved
+            # A mining pass or the first batch spent the budget: the last epoch's weights were
+            # validated and saved already (a run that never stepped has none, and keeps nothing).
+            break
         state["epoch"] += 1
         state["elapsed_s"] = time.monotonic() - t_start
         row = {"epoch": state["epoch"], "step": state["step"], "lr": lr,
