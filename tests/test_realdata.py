@@ -145,12 +145,14 @@ def test_mining_waits_for_a_model_trained_from_scratch_to_learn():
 
     scratch = TrainConfig(model="lrrnet", mine_every=1500, hard_share=0.2, mix=[])
     tuned = TrainConfig(model="lrrnet", mine_every=1500, hard_share=0.2, mix=[], init_weights="w.safetensors")
-    assert not mining_due(scratch, 0, 500, False) and not mining_due(scratch, 1000, 500, False)
-    assert mining_due(scratch, 1500, 500, False) and not mining_due(scratch, 2000, 500, True)
-    assert mining_due(tuned, 0, 500, False) and mining_due(tuned, 500, 500, False)  # nothing mined yet
-    assert not mining_due(TrainConfig(model="lrrnet", mix=[]), 0, 500, False)  # mining off
+    assert not mining_due(scratch, 0, None) and not mining_due(scratch, 1000, None)
+    assert mining_due(scratch, 1500, None) and not mining_due(scratch, 2000, 1500)
+    assert mining_due(scratch, 3000, 1500) and not mining_due(scratch, 3000, 3000)  # once per multiple
+    assert mining_due(tuned, 0, None) and mining_due(tuned, 1700, None)  # nothing mined by this process yet
+    assert not mining_due(tuned, 1700, 0)  # between multiples, whatever the epoch length
+    assert not mining_due(TrainConfig(model="lrrnet", mix=[]), 0, None)  # mining off
     unused = TrainConfig(model="lrrnet", mix=[], mine_every=1000, hard_share=0.0, init_weights="w")
-    assert not mining_due(unused, 0, 500, False)  # no crop would use what a pass finds
+    assert not mining_due(unused, 0, None)  # no crop would use what a pass finds
 
 
 def test_crop_at_pads_small_images_and_clips_to_the_edge():

@@ -110,6 +110,32 @@ def test_an_epoch_that_takes_no_step_is_not_recorded(tmp_path, monkeypatch):
     assert steps == [1] and state["step"] == state["epoch"] == 1
 
 
+def test_a_run_that_never_steps_keeps_its_validated_start_weights(tmp_path, monkeypatch):
+    # The first mining pass or batch can spend a small budget whole: the run still ends with
+    # best.safetensors (its start weights, validated, as epoch 0) rather than with nothing.
+    data = tmp_path / "synth"
+    write_image_set(data, 12, seed=2, shape=(64, 64))
+    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
+    batches = loop._TrainData.batches
+
+    def slow_batches(self, steps, rng):
+        for batch in batches(self, steps, rng):
+            start = time.process_time()
+            while time.process_time() - start < 1.5:  # every batch outlasts the budget
+                pass
+            yield batch
+
+    monkeypatch.setattr(loop._TrainData, "batches", slow_batches)
+    cfg = TrainConfig(model="lrrnet_light", data=str(data), epochs=1000, steps_per_epoch=1, batch=2, lr=1e-3,
+                      crop_px=32, threads=1, max_cpu_minutes=1.0 / 60.0)
+    state = train(cfg, tmp_path / "run")
+    assert state["step"] == state["epoch"] == 0
+    card = read_card(tmp_path / "run" / "best.safetensors")
+    assert card["training"]["epoch"] == 0 and "val_iou" in card["metrics"]["val"]
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    assert len(rows) == 1 and rows[0].startswith("0,0,")
+
+
 def test_half_scale_crops_keep_every_target():
     from irstream.data.sirst import Sample
     from irstream.train.loop import half_scale_pair

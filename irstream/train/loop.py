@@ -332,14 +332,15 @@ def false_alarm_centres(logits: np.ndarray, truth: np.ndarray) -> tuple[np.ndarr
     return np.array([p[1:] for p in pts[:MINE_PER_IMAGE]], dtype=np.int64).reshape(-1, 2), len(pts)
 
 
-def mining_due(cfg: TrainConfig, step: int, steps_per_epoch: int, have_hard: bool) -> bool:
-    """At the start of the epoch that holds a multiple of mine_every steps, or while nothing is
-    mined yet.  A model trained from scratch is not mined before its first mine_every steps: it
-    has learnt nothing, and would only time random blobs.  With no crops to centre on them
-    (hard_share 0) a pass would be spent for nothing."""
+def mining_due(cfg: TrainConfig, step: int, last_mined: int | None) -> bool:
+    """At every multiple of mine_every steps, and at once where this process has not mined yet
+    (last_mined None: hard negatives are not checkpointed, so a resumed run mines again).  A model
+    trained from scratch is not mined before its first mine_every steps: it has learnt nothing,
+    and would only time random blobs.  With no crops to centre on them (hard_share 0) a pass
+    would be spent for nothing."""
     if not cfg.mine_every or not cfg.hard_share or (step < cfg.mine_every and not cfg.init_weights):
         return False
-    return step % cfg.mine_every < steps_per_epoch or not have_hard
+    return last_mined is None or (step % cfg.mine_every == 0 and step != last_mined)
 
 
 @torch.inference_mode()
@@ -486,15 +487,35 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             return min(1.0, (time.monotonic() - t_start) / (60.0 * cfg.max_minutes))
         return state["step"] / total_steps
 
+    def keep_if_best(row: dict) -> None:
+        """Validate the kept weights (validation is not training time), record the row, and save
+        them as best.safetensors when they score higher than any epoch before."""
+        nonlocal cpu_mark
+        count_cpu()
+        kept = model if ema is None else ema.module
+        val = data.validate(kept, device)
+        cpu_mark = time.process_time()
+        row.update(val)
+        _append_csv(run / "metrics.csv", row)
+        if val["val_score"] > state["best_score"]:
+            state["best_score"], state["best_epoch"] = val["val_score"], state["epoch"]
+            save_weights(kept, run / "best.safetensors", cfg.model, _card(cfg, state, val, data))
+
     # With a wall-time budget the step count is unknown up front: the bar then only pulses.
     bar_total = None if cfg.max_minutes or cfg.max_cpu_minutes else total_steps
     task = progress.add_task("train", total=bar_total, completed=state["step"]) if progress else None
+    last_mined = None
     while state["epoch"] < cfg.epochs and progress_fraction() < 1.0:
-        if data.mix is not None and mining_due(cfg, state["step"], steps_per_epoch, bool(data.mix.hard)):
-            found = mine_hard_negatives(model, data.mix, cfg.mine_images, rng, device, data.tiles)
-            state["mining"].append({"step": state["step"], **found})
         losses = []
-        for batch in data.batches(steps_per_epoch, rng):
+        batches = data.batches(steps_per_epoch, rng)
+        for _ in range(steps_per_epoch):
+            # Checked before every step, so passes fall on the multiples of mine_every whatever
+            # the epoch length; the batches are drawn lazily and use a new pass at once.
+            if data.mix is not None and mining_due(cfg, state["step"], last_mined):
+                found = mine_hard_negatives(model, data.mix, cfg.mine_images, rng, device, data.tiles)
+                state["mining"].append({"step": state["step"], **found})
+                last_mined = state["step"]
+            batch = next(batches)
             if progress_fraction() >= 1.0:
                 break  # the budget ends inside an epoch: validate and checkpoint what there is
             lr = cfg.lr * (1.0 - progress_fraction()) ** cfg.poly_power
@@ -508,8 +529,12 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             if progress:
                 progress.update(task, advance=1, description=f"epoch {state['epoch'] + 1} loss {losses[-1][0]:.3f}")
         if not losses:
-            # A mining pass or the first batch spent the budget: the last epoch's weights were
-            # validated and saved already (a run that never stepped has none, and keeps nothing).
+            # A mining pass or making a batch spent the budget: no new epoch.  The weights there
+            # are still validated where they were not yet: the start weights of a run that never
+            # stepped (epoch 0), or an epoch that val_every skipped.
+            if state["step"] == 0 or state["epoch"] % cfg.val_every:
+                keep_if_best({"epoch": state["epoch"], "step": state["step"],
+                              "elapsed_s": round(time.monotonic() - t_start, 1)})
             break
         state["epoch"] += 1
         state["elapsed_s"] = time.monotonic() - t_start
@@ -519,15 +544,9 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
                "rec_loss": float(np.mean([l[2] for l in losses])), "elapsed_s": round(state["elapsed_s"], 1)}
         last = state["epoch"] >= cfg.epochs or progress_fraction() >= 1.0
         if state["epoch"] % cfg.val_every == 0 or last:
-            count_cpu()
-            kept = model if ema is None else ema.module
-            val = data.validate(kept, device)
-            cpu_mark = time.process_time()  # validation is not training
-            row.update(val)
-            if val["val_score"] > state["best_score"]:
-                state["best_score"], state["best_epoch"] = val["val_score"], state["epoch"]
-                save_weights(kept, run / "best.safetensors", cfg.model, _card(cfg, state, val, data))
-        _append_csv(run / "metrics.csv", row)
+            keep_if_best(row)
+        else:
+            _append_csv(run / "metrics.csv", row)
         plot_training(run / "metrics.csv", run / "curves.png")
         _save_checkpoint(run, model, opt, state, ema)
     return state
