@@ -155,6 +155,21 @@ def test_mining_waits_for_a_model_trained_from_scratch_to_learn():
     assert not mining_due(unused, 0, None)  # no crop would use what a pass finds
 
 
+@pytest.mark.skipif(not (SHARED_DATA / "sirst-v1").is_dir(), reason="../shared/data/sirst-v1 is not present")
+def test_training_mines_at_every_multiple_of_mine_every_across_epochs(tmp_path, monkeypatch):
+    from irstream.train import loop
+
+    monkeypatch.setattr(loop, "mine_hard_negatives", lambda *a, **k: {"images": 0, "images_with_fa": 0,
+                                                                       "fa_components": 0, "hard_images": 0})
+    monkeypatch.setattr(loop._TrainData, "validate", lambda self, model, device: {"val_score": 0.0})
+    cfg = TrainConfig(model="lrrnet_light", data=str(SHARED_DATA / "sirst-v1"), mix=["sirst-v1:1"],
+                      data_root=str(SHARED_DATA), epochs=2, steps_per_epoch=5, batch=2, crop_px=32,
+                      mine_every=3, hard_share=0.2, threads=1)
+    state = loop.train(cfg, tmp_path / "run")
+    # From scratch: first after 3 steps, then at 6 and 9, two of them inside an epoch of 5.
+    assert [m["step"] for m in state["mining"]] == [3, 6, 9] and state["step"] == 10
+
+
 def test_crop_at_pads_small_images_and_clips_to_the_edge():
     img, mask = np.ones((20, 30), np.float32), np.zeros((20, 30), bool)
     c, m = crop_at(img, mask, 32, (0, 0), np.random.default_rng(0), 4)

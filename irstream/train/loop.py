@@ -511,6 +511,8 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
         for _ in range(steps_per_epoch):
             # Checked before every step, so passes fall on the multiples of mine_every whatever
             # the epoch length; the batches are drawn lazily and use a new pass at once.
+            if progress_fraction() >= 1.0:
+                break  # no mining pass once the budget is spent
             if data.mix is not None and mining_due(cfg, state["step"], last_mined):
                 found = mine_hard_negatives(model, data.mix, cfg.mine_images, rng, device, data.tiles)
                 state["mining"].append({"step": state["step"], **found})
@@ -529,12 +531,12 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             if progress:
                 progress.update(task, advance=1, description=f"epoch {state['epoch'] + 1} loss {losses[-1][0]:.3f}")
         if not losses:
-            # A mining pass or making a batch spent the budget: no new epoch.  The weights there
-            # are still validated where they were not yet: the start weights of a run that never
-            # stepped (epoch 0), or an epoch that val_every skipped.
-            if state["step"] == 0 or state["epoch"] % cfg.val_every:
-                keep_if_best({"epoch": state["epoch"], "step": state["step"],
-                              "elapsed_s": round(time.monotonic() - t_start, 1)})
+            # A mining pass or making a batch spent the budget: no new epoch.  A run that never
+            # stepped validates and keeps its start weights (epoch 0; there is no checkpoint to
+            # resume); otherwise the last epoch was checkpointed (and validated, unless val_every
+            # skipped it).
+            if state["step"] == 0:
+                keep_if_best({"epoch": 0, "step": 0, "elapsed_s": round(time.monotonic() - t_start, 1)})
             break
         state["epoch"] += 1
         state["elapsed_s"] = time.monotonic() - t_start
