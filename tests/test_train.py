@@ -14,6 +14,29 @@ from irstream.model.weights import load_weights, read_card
 from conftest import SIRST, needs_sirst
 
 
+def synth_set(tmp_path):
+    """A small synthetic SIRST-style set whose val split is its test split."""
+    data = tmp_path / "synth"
+    write_image_set(data, 12, seed=2, shape=(64, 64))
+    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
+    return data
+
+
+def slow_batches(monkeypatch, burn_s: float, first_free: bool) -> None:
+    """Making each batch burns burn_s of CPU time (all but the first, with first_free)."""
+    batches, made = loop._TrainData.batches, []
+
+    def slow(self, steps, rng):
+        for batch in batches(self, steps, rng):
+            start = time.process_time()
+            while (made or not first_free) and time.process_time() - start < burn_s:
+                pass
+            made.append(1)
+            yield batch
+
+    monkeypatch.setattr(loop._TrainData, "batches", slow)
+
+
 @needs_sirst
 def test_a_few_cpu_steps_lower_the_loss_on_real_crops():
     torch.manual_seed(0)
@@ -39,9 +62,7 @@ def test_a_few_cpu_steps_lower_the_loss_on_real_crops():
 
 
 def test_run_checkpoints_resumes_and_keeps_best(tmp_path):
-    data = tmp_path / "synth"
-    write_image_set(data, 12, seed=2, shape=(64, 64))
-    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
+    data = synth_set(tmp_path)
     cfg = TrainConfig(model="lrrnet_light", data=str(data), epochs=1, batch=2, lr=1e-3, crop_px=32, threads=1)
     run = tmp_path / "run"
     first = train(cfg, run)
@@ -59,9 +80,7 @@ def test_run_checkpoints_resumes_and_keeps_best(tmp_path):
 
 @pytest.mark.slow
 def test_a_cpu_budget_ends_the_run_and_leaves_validation_out(tmp_path, monkeypatch):
-    data = tmp_path / "synth"
-    write_image_set(data, 12, seed=2, shape=(64, 64))
-    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
+    data = synth_set(tmp_path)
     budget_s, val_burn_s = 2.0, 0.4
     validate = loop._TrainData.validate
 
@@ -88,20 +107,8 @@ def test_a_cpu_budget_ends_the_run_and_leaves_validation_out(tmp_path, monkeypat
 def test_an_epoch_that_takes_no_step_is_not_recorded(tmp_path, monkeypatch):
     # Work before an epoch's first step (a mining pass, making the batch) can spend the rest of
     # the budget; the unchanged weights must not be validated and written again as a new epoch.
-    data = tmp_path / "synth"
-    write_image_set(data, 12, seed=2, shape=(64, 64))
-    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
-    batches, made = loop._TrainData.batches, []
-
-    def slow_batches(self, steps, rng):
-        for batch in batches(self, steps, rng):
-            start = time.process_time()
-            while made and time.process_time() - start < 2.0:  # the second epoch's work outlasts the budget
-                pass
-            made.append(1)
-            yield batch
-
-    monkeypatch.setattr(loop._TrainData, "batches", slow_batches)
+    data = synth_set(tmp_path)
+    slow_batches(monkeypatch, 2.0, first_free=True)  # the second epoch's work outlasts the budget
     cfg = TrainConfig(model="lrrnet_light", data=str(data), epochs=1000, steps_per_epoch=1, batch=2, lr=1e-3,
                       crop_px=32, threads=1, max_cpu_minutes=1.0 / 60.0)
     state = train(cfg, tmp_path / "run")
@@ -113,19 +120,8 @@ def test_an_epoch_that_takes_no_step_is_not_recorded(tmp_path, monkeypatch):
 def test_a_run_that_never_steps_keeps_its_validated_start_weights(tmp_path, monkeypatch):
     # The first mining pass or batch can spend a small budget whole: the run still ends with
     # best.safetensors (its start weights, validated, as epoch 0) rather than with nothing.
-    data = tmp_path / "synth"
-    write_image_set(data, 12, seed=2, shape=(64, 64))
-    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
-    batches = loop._TrainData.batches
-
-    def slow_batches(self, steps, rng):
-        for batch in batches(self, steps, rng):
-            start = time.process_time()
-            while time.process_time() - start < 1.5:  # every batch outlasts the budget
-                pass
-            yield batch
-
-    monkeypatch.setattr(loop._TrainData, "batches", slow_batches)
+    data = synth_set(tmp_path)
+    slow_batches(monkeypatch, 1.5, first_free=False)  # every batch outlasts the budget
     cfg = TrainConfig(model="lrrnet_light", data=str(data), epochs=1000, steps_per_epoch=1, batch=2, lr=1e-3,
                       crop_px=32, threads=1, max_cpu_minutes=1.0 / 60.0)
     state = train(cfg, tmp_path / "run")
@@ -173,9 +169,7 @@ def test_the_false_alarm_term_pushes_down_a_confident_false_alarm_that_soft_iou_
 def test_weight_average_is_what_is_validated_kept_and_resumed(tmp_path):
     from safetensors.torch import load_file
 
-    data = tmp_path / "synth"
-    write_image_set(data, 12, seed=2, shape=(64, 64))
-    (data / "splits" / "val.txt").write_text((data / "splits" / "test.txt").read_text())
+    data = synth_set(tmp_path)
     cfg = TrainConfig(model="lrrnet_light", data=str(data), epochs=1, batch=2, lr=1e-2, crop_px=32, threads=1,
                       ema_decay=0.9)
     run = tmp_path / "run"

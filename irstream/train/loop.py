@@ -510,10 +510,9 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
         batches = data.batches(steps_per_epoch, rng)
         for _ in range(steps_per_epoch):
             # Checked before every step, so passes fall on the multiples of mine_every whatever
-            # the epoch length; the batches are drawn lazily and use a new pass at once.
-            if progress_fraction() >= 1.0:
-                break  # no mining pass once the budget is spent
-            if data.mix is not None and mining_due(cfg, state["step"], last_mined):
+            # the epoch length; the batches are drawn lazily and use a new pass at once.  No pass
+            # once the budget is spent.
+            if data.mix is not None and mining_due(cfg, state["step"], last_mined) and progress_fraction() < 1.0:
                 found = mine_hard_negatives(model, data.mix, cfg.mine_images, rng, device, data.tiles)
                 state["mining"].append({"step": state["step"], **found})
                 last_mined = state["step"]
