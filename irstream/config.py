@@ -73,6 +73,10 @@ class ModelConfig:
         server, needs the triton extra; see irstream.model.triton).  auto: on CPU the faster of
         torch and ONNX Runtime, timed on the first frame; on CUDA fp32 replayed as CUDA
         graphs (see irstream.model.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
+    coarse: also run the model on the frame shrunk this many times (2 or 4; 0 = off) and lay
+        its large targets (irstream.model.segment.COARSE_MIN_AREA_PX and up) over the full map:
+        a close drone of 40-130 px is a 10-30 px target there, the size the model learnt,
+        at 1/4 or 1/16 of the pixels' cost.
     triton_url, triton_model, triton_version: the server (gRPC host:port), the model's name
         there and its version ("" = latest), for runtime "triton".  The weights are still
         read here, for their card (input scale, tiles, threshold): give the ones it serves.
@@ -81,6 +85,7 @@ class ModelConfig:
     weights: str = ""
     device: str = "auto"
     upscale: int = 1
+    coarse: int = 0
     runtime: str = "auto"
     tile_px: int | None = None
     tile_overlap_px: int | None = None
@@ -93,6 +98,8 @@ class ModelConfig:
             raise ValueError(f"upscale={self.upscale!r}: must be a whole number >= 1")
         if self.device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", self.device):
             raise ValueError(f"device={self.device!r}: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        if self.coarse not in (0, 2, 4):
+            raise ValueError(f"coarse={self.coarse!r}: must be 0 (off), 2 or 4")
         for name in ("tile_px", "tile_overlap_px"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 0):

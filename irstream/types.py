@@ -28,6 +28,9 @@ class Detections:
     mean_score:  (N,) float, mean target probability over the component.
     contrast:    (N,) float, peak image value minus the median of a ring around the box
                  (input range [0, 1]).
+    structure:   (N,) float, spread of the scene around the target (10th to 90th percentile
+                 of a wider ring, input range [0, 1]): near 0 in a clear sky, large on a
+                 building's edge, a ridge line or among lit windows.  Zeros when not given.
     """
 
     centroid_xy: np.ndarray
@@ -36,8 +39,11 @@ class Detections:
     peak_score: np.ndarray
     mean_score: np.ndarray
     contrast: np.ndarray
+    structure: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.structure is None:
+            object.__setattr__(self, "structure", np.zeros(len(self.centroid_xy)))
         n = len(self.area_px)
         _check_rows(self, {"centroid_xy": (n, 2), "bbox_xyxy": (n, 4)}, n)
 
@@ -59,10 +65,10 @@ class Detections:
                 "x": round(float(c[0]), 3), "y": round(float(c[1]), 3),
                 "bbox": [int(v) for v in b], "area_px": int(a),
                 "peak_score": round(float(p), 4), "mean_score": round(float(m), 4),
-                "contrast": round(float(k), 4),
+                "contrast": round(float(k), 4), "structure": round(float(st), 4),
             }
-            for c, b, a, p, m, k in zip(self.centroid_xy, self.bbox_xyxy, self.area_px,
-                                        self.peak_score, self.mean_score, self.contrast)
+            for c, b, a, p, m, k, st in zip(self.centroid_xy, self.bbox_xyxy, self.area_px,
+                                            self.peak_score, self.mean_score, self.contrast, self.structure)
         ]
 
 
@@ -135,6 +141,9 @@ class Tracks:
     misses:        (N,) int, consecutive frames without a match (0 when matched this frame).
     score:         (N,) float, peak score of the last matched detection.
     detection:     (N,) int, row of this frame's Detections it was matched to, -1 if none.
+    moving:        (N,) bool, moved against the scene in the last second or so (the tracker's
+                   moving_window_s): False for a hovering target, or one the camera holds over
+                   a scene it does not see move (a clear sky).
     """
 
     track_id: np.ndarray
@@ -148,6 +157,7 @@ class Tracks:
     misses: np.ndarray
     score: np.ndarray
     detection: np.ndarray
+    moving: np.ndarray
 
     def __post_init__(self) -> None:
         n = len(self.track_id)
@@ -164,7 +174,8 @@ class Tracks:
     def empty(cls) -> "Tracks":
         i = np.zeros(0, dtype=np.int64)
         return cls(i, i.copy(), np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, 2, 2)),
-                   np.zeros((0, 4), dtype=np.int64), i.copy(), i.copy(), i.copy(), np.zeros(0), i.copy())
+                   np.zeros((0, 4), dtype=np.int64), i.copy(), i.copy(), i.copy(), np.zeros(0), i.copy(),
+                   np.zeros(0, dtype=bool))
 
     def published(self) -> "Tracks":
         """The confirmed tracks, matched or coasting: what sinks show by default."""
@@ -180,6 +191,7 @@ class Tracks:
                 "bbox": [int(v) for v in self.bbox_xyxy[i]],
                 "age": int(self.age_frames[i]), "hits": int(self.hits[i]), "misses": int(self.misses[i]),
                 "score": round(float(self.score[i]), 4), "detection": int(self.detection[i]),
+                "moving": bool(self.moving[i]),
             }
             for i in range(len(self))
         ]

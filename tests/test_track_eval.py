@@ -112,6 +112,29 @@ def test_frames_to_confirm_counts_from_first_appearance():
     assert frames_to_confirm(truth, log) == [4.0]
 
 
+def test_frames_to_confirm_times_each_reentry_afresh():
+    """In view 0-4, out for 15 frames, back 20-29: two appearances, published 2 frames into the
+    first and 5 into the second (the track of the first was long gone)."""
+    present = [k < 5 or k >= 20 for k in range(30)]
+    truth = [Truth(np.array([1]), np.array([[5.0, 5.0]])) if p else Truth(np.zeros(0, np.int64), np.zeros((0, 2)))
+             for p in present]
+    log = TrackLog()
+    for k in range(30):
+        on = 2 <= k < 5 or k >= 25
+        log.add([1] if on else [], [[5.0, 5.0]] if on else np.zeros((0, 2)))
+    assert frames_to_confirm(truth, log) == [2.0, 5.0]
+
+
+def test_a_point_label_inside_the_predicted_box_is_a_hit():
+    """A long target (an aircraft with its plume) labelled at its nose: the centroid is 6 px
+    away, beyond the 3 px radius, but the box holds the nose, grown by the stated margin."""
+    truth = Truth(np.array([1]), np.array([[20.0, 10.0]]))
+    centroid = np.array([[26.0, 10.0]])
+    assert len(match_points(centroid, truth, 3.0)[0]) == 0
+    assert len(match_points(centroid, truth, 3.0, np.array([[21, 8, 32, 13]]))[0]) == 1  # nose 1 px left of the box
+    assert len(match_points(centroid, truth, 3.0, np.array([[24, 8, 32, 13]]))[0]) == 0  # 4 px: beyond the margin
+
+
 @needs_daub
 def test_global_motion_measures_a_known_shift_of_a_real_frame():
     img = cv2.imread(str(SHARED_DATA / "daub" / "sequence1" / "0001.png"), cv2.IMREAD_GRAYSCALE) / 255.0
@@ -119,6 +142,46 @@ def test_global_motion_measures_a_known_shift_of_a_real_frame():
     gm = GlobalMotion()
     assert gm.estimate(img).tolist() == [0.0, 0.0]
     np.testing.assert_allclose(gm.estimate(moved), [7.0, -4.0], atol=0.5)
+
+
+CLIPS = SHARED_DATA / "antiuav-clips"
+
+
+@needs_daub
+@pytest.mark.slow
+def test_tune_track_chooses_on_the_others_and_scores_the_one_left_out(tmp_path):
+    """Three real DAUB sky sequences, a grid of two waits for fixed points: each held-out row
+    says which it was given, and its figures are those of that setting on that sequence."""
+    daub = SHARED_DATA / "daub"
+    args = ["tune-track", str(daub / "easy1"), str(daub / "easy2"), str(daub / "easy3"),
+            "--grid", "tracker.static_confirm_frames=0,50", "--cache-dir", str(tmp_path / "cache"), "--json",
+            "--threads", "1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output.strip().splitlines()[-1])
+    assert [r["sequence"] for r in doc["held_out"]] == ["easy1", "easy2", "easy3"]
+    for r in doc["held_out"]:
+        assert r["chosen"]["tracker.static_confirm_frames"] in (0, 50)
+        assert 0.0 <= r["pd"] <= 1.0 and r["fa_per_frame"] >= 0.0
+    bad = CliRunner().invoke(app, args[:4] + ["--grid", "tracker.no_such_key=1"])
+    assert bad.exit_code != 0 and "no_such_key" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/data/antiuav-clips is not present")
+def test_global_motion_follows_a_camera_that_jumps_and_ignores_a_scene_change():
+    """A camera re-pointing 120 px in one frame: two windows of one real frame; then a frame of
+    another clip, which shares nothing with it."""
+    def frame(name: str, k: int) -> np.ndarray:
+        cap = cv2.VideoCapture(str(CLIPS / name))
+        for _ in range(k):
+            ok, bgr = cap.read()
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float64) / 255.0
+
+    img = frame("20190925_134301_1_7.mp4", 50)
+    gm = GlobalMotion()
+    gm.estimate(img[40:424, 120:600])
+    np.testing.assert_allclose(gm.estimate(img[0:384, 0:480]), [120.0, 40.0], atol=1.0)
+    assert gm.estimate(frame("02_6319_1500-2999.mp4", 50)[0:384, 0:480]).tolist() == [0.0, 0.0]
 
 
 @pytest.mark.slow

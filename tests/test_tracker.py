@@ -13,14 +13,15 @@ FPS = 25.0
 DT = 1.0 / FPS
 
 
-def dets(xy, score=0.9, side: int = 3) -> Detections:
-    """Detections at centroids xy (N, 2) px, each a side x side box around it, with peak_score score."""
+def dets(xy, score=0.9, side: int = 3, structure: float = 0.0) -> Detections:
+    """Detections at centroids xy (N, 2) px, each a side x side box around it, with peak_score
+    score and the given structure around it."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
     corner = np.floor(xy).astype(np.int64) - side // 2
     peak = np.broadcast_to(np.asarray(score, dtype=np.float64), (n,)).copy()
     return Detections(xy, np.concatenate([corner, corner + side], axis=1), np.full(n, side * side, dtype=np.int64),
-                      peak, 0.8 * peak, np.full(n, 0.2))
+                      peak, 0.8 * peak, np.full(n, 0.2), np.full(n, structure))
 
 
 def by_id(tracks: Tracks, track_id: int) -> Tracks:
@@ -162,6 +163,30 @@ def test_a_fixed_point_waits_static_confirm_frames_and_a_mover_does_not():
                 first[name] = k
     assert first == {"mover": 2, "fixed": 19}  # confirmed at 3 hits; at age 20
     assert list(fixed.update(dets([[40.0, 40.0]], score=0.99), 30 * DT).track_id) == [1]  # one id throughout
+
+
+def test_fixed_clutter_in_structure_is_never_published_and_a_drone_that_flew_there_is():
+    """A building's corner (structured surroundings, never moves) stays unpublished for 20 s; a
+    drone that flies 40 px and then hovers beside it is published and stays published, its
+    `moving` flag falling to False a second after it stopped; a fixed point in clear sky (a
+    drone the camera holds still) is published after static_confirm_frames."""
+    cfg = TrackerConfig(static_confirm_frames=10, static_max_structure=0.1, motion_ref_px=1.5, moving_window_s=1.0)
+    corner, drone, sky = Tracker(cfg), Tracker(cfg), Tracker(cfg)
+    first, moving = {}, []
+    for k in range(500):
+        t = k * DT
+        for name, tracker, xy, st in (("corner", corner, [40.0, 40.0], 0.3),
+                                      ("drone", drone, [40.0 + min(k, 40), 40.0], 0.3),
+                                      ("sky", sky, [40.0, 40.0], 0.01)):
+            pub = tracker.update(dets([xy], score=0.99, structure=st), t).published()
+            if len(pub) and name not in first:
+                first[name] = k
+            if name == "drone" and len(pub):
+                moving.append((k, bool(pub.moving[0])))
+    assert "corner" not in first
+    assert first["drone"] == 2 and first["sky"] == 9
+    assert all(m for k, m in moving if k <= 40) and not any(m for k, m in moving if k >= 40 + FPS + 1)
+    assert len(moving) == 500 - 2  # published from its 3rd frame to the end, hovering included
 
 
 def _jump_and_come_back(cfg: TrackerConfig, gap_frames: int, others=()) -> list[int]:

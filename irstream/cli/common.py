@@ -102,7 +102,7 @@ FLAGS = {"source.uri": "SOURCE", "source.mode": "--mode", "output.preview": "--p
          "output.frames_dir": "--frames-dir", "output.jsonl": "--jsonl", "output.mot": "--mot",
          "output.publish": "--publish", "output.curve_dir": "--curve-dir", "model.device": "--device",
          "model.runtime": "--runtime", "model.triton_url": "--triton-url", "model.weights": "--weights",
-         "model.upscale": "--upscale",
+         "model.upscale": "--upscale", "model.coarse": "--coarse",
          "targets.score_threshold": "--threshold", "run.max_frames": "--max-frames",
          "output.wait_subscriber_s": "--wait-subscriber", "run.threads": "--threads"}
 

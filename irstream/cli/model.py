@@ -60,7 +60,7 @@ def train(
     threads: Annotated[int, typer.Option(help="CPU threads for torch; 0 = torch's default.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
     init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these irstream weights (same model).")] = None,
-    mix: Annotated[Optional[list[str]], typer.Option(help="Real-data source and weight, repeatable: sirst-v1:0.3, nudt-sirst, backgrounds, daub, antiuav (see irstream/data/mix.py).")] = None,
+    mix: Annotated[Optional[list[str]], typer.Option(help="Real-data source and weight, repeatable: sirst-v1:0.3, nudt-sirst, backgrounds, daub, antiuav, drone-ir, cvpr2025, close-drones, reticle, paste (see irstream/data/mix.py).")] = None,
     data_root: Annotated[Path, typer.Option(help="Folder holding the --mix sources.")] = DEFAULT_SIRST.parent,
     hard_share: Annotated[float, typer.Option(help="Share of crops centred on the model's own mined false alarms (--mix runs).")] = 0.0,
     mine_every: Annotated[int, typer.Option(help="Mine false alarms every N steps; 0 = never (nor with --hard-share 0).")] = 0,
@@ -74,6 +74,7 @@ def train(
     target_smooth: Annotated[Optional[float], typer.Option(help="SoftIoU smoothing on images with a target (0.1 keeps 1-px targets worth learning); unset = 1.")] = None,
     negative_weight: Annotated[float, typer.Option(help="Weight of a cross-entropy term on target-free pixels (pushes down confident false alarms); 0 = off.")] = 0.0,
     ema_decay: Annotated[float, typer.Option(help="Validate and keep an exponential moving average of the weights with this per-step decay (0.999 ~ the last 1,000 steps); 0 = off.")] = 0.0,
+    unscored: Annotated[Optional[list[str]], typer.Option(help="A validation set (clips, daub, drones) measured but left out of the selection score, so no choice of the run uses it (repeatable).")] = None,
 ) -> None:
     """Train LRRNet (the paper's recipe by default), keep the best epoch on the validation split."""
     from irstream.model.registry import MODEL_CFGS
@@ -92,7 +93,7 @@ def train(
                           mine_images=mine_images, steps_per_epoch=steps_per_epoch,
                           intensity_jitter=intensity_jitter, channels_last=channels_last, amp=amp,
                           tile_px=tile_px, tile_overlap_px=tile_overlap_px, target_smooth=target_smooth,
-                          negative_weight=negative_weight, ema_decay=ema_decay)
+                          negative_weight=negative_weight, ema_decay=ema_decay, unscored=list(unscored or []))
     except ValueError as exc:
         raise UserError(f"train options: {exc}") from None
     with progress() as prog:

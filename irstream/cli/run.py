@@ -39,6 +39,7 @@ def run(
     weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold.")] = None,
     upscale: Annotated[Optional[int], typer.Option(help="Run the model on the frame enlarged by this factor (tiny targets).")] = None,
+    coarse: Annotated[Optional[int], typer.Option(help="Also run the model on the frame shrunk 2 or 4 times and merge its large targets (close drones); 0 = off.")] = None,
     mode: Annotated[Optional[str], typer.Option(help="auto, file (never drop) or live (newest frame wins).")] = None,
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
     wait_subscriber: Annotated[Optional[float], typer.Option(help="Hold the first frame up to this many seconds until a "
@@ -59,7 +60,7 @@ def run(
         "output.frames_dir": frames_dir,
         "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "output.curve_dir": curve_dir, "model.device": device,
         "model.runtime": runtime, "model.triton_url": triton_url,
-        "model.weights": weights, "model.upscale": upscale, "targets.score_threshold": threshold, "run.max_frames": max_frames,
+        "model.weights": weights, "model.upscale": upscale, "model.coarse": coarse, "targets.score_threshold": threshold, "run.max_frames": max_frames,
         "output.wait_subscriber_s": wait_subscriber, "run.threads": threads})
     if not cfg.source.uri:
         raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")

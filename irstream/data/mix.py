@@ -7,6 +7,14 @@ Sources (names used in configs and on the weights' card), all read in place from
     backgrounds   SIRST v2 target-free images, every pixel negative (train split)
     daub          DAUB sequences, point labels -> masks (data.points) (DAUB_TRAIN sequences)
     antiuav       Anti-UAV thermal clips, box labels -> masks        (ANTIUAV_TRAIN clips)
+    drone-ir      drone-detection-ir videos: drones, birds, airplanes, helicopters (train videos)
+    cvpr2025      CVPR 2025 Anti-UAV frames: cities, hills, towers, drones up to 128 px (train clips)
+    close-drones  Anti-UAV close drones, 40x28 px on average (all: the flights of a training clip)
+    reticle       Anti-UAV clips with a burned-in reticle and text (train clips)
+    paste         real targets pasted at 6-110 px onto the train backgrounds, half on their edges
+                  (irstream.data.paste)
+
+The four drone sets and their splits are described in irstream.data.drones.
 
 A crop is drawn by picking a source by weight, an image of it uniformly, then where to crop:
 on a target (target_share), on one of the model's own recent false alarms (hard_share, when
@@ -23,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from irstream.data.drones import read_mot_boxes
 from irstream.data.points import box_mask, point_mask
 from irstream.data.sirst import Sample, load_split, read_split
 from irstream.io.imageio import read_gray
@@ -42,7 +51,15 @@ ANTIUAV_FRAME_STEP = 3
 
 LABELS_DIR = Path(__file__).resolve().parent / "labels" / "antiuav-clips"
 
-SOURCE_NAMES = ("sirst-v1", "nudt-sirst", "backgrounds", "daub", "antiuav")
+#: Every n-th frame of the drone-detection-ir videos (30 frames/s) and of the reticle clips is kept.
+DRONE_IR_FRAME_STEP = 15
+RETICLE_FRAME_STEP = 5
+#: Composites made for the paste source, and the cut-outs drawn from each labelled set.
+PASTE_COUNT = 1500
+PASTE_CUTOUTS_PER_SET = 400
+
+SOURCE_NAMES = ("sirst-v1", "nudt-sirst", "backgrounds", "daub", "antiuav", "drone-ir", "cvpr2025",
+                "close-drones", "reticle", "paste")
 
 
 def load_backgrounds(root: Path, split: str) -> list[Sample]:
@@ -78,17 +95,6 @@ def daub_frames(root: Path, sequences: tuple[str, ...], step: int = 1):
             yield f"{seq}/{r['frame']}", img, [(round(float(r["x"])), round(float(r["y"])), 1, 1)]
 
 
-def read_mot_boxes(path: Path) -> dict[int, list[tuple[float, float, float, float]]]:
-    """MOTChallenge ground truth -> {frame (1-based): [(left, top, width, height), ...]}."""
-    boxes: dict[int, list] = {}
-    for line in path.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        v = line.split(",")
-        boxes.setdefault(int(v[0]), []).append(tuple(float(t) for t in v[2:6]))
-    return boxes
-
-
 def labelled_frames(clip_dir: Path, clip: str) -> tuple[int, dict]:
     """(number of labelled frames, boxes by frame) of one clip, from its label folder."""
     meta = (LABELS_DIR / f"{clip}.frames").read_text().split()
@@ -110,15 +116,63 @@ def clip_frames(clip_dir: Path, clips: tuple[str, ...], step: int = 1):
         cap.release()
 
 
-def load_antiuav(clip_dir: Path, clips: tuple[str, ...], step: int = 1) -> list[Sample]:
-    """Labelled frames of the clips; a frame without a box is all negative (no drone in view)."""
+def boxed_samples(frames) -> list[Sample]:
+    """Samples of (name, image, boxes) frames; a frame without a box is all negative."""
     out = []
-    for name, img, boxes in clip_frames(clip_dir, clips, step):
+    for name, img, boxes in frames:
         mask = np.zeros(img.shape, dtype=bool)
         for b in boxes:
             mask |= box_mask(img, *b)
         out.append(Sample(name, img, mask))
     return out
+
+
+def load_antiuav(clip_dir: Path, clips: tuple[str, ...], step: int = 1) -> list[Sample]:
+    """Labelled frames of the clips; a frame without a box is all negative (no drone in view)."""
+    return boxed_samples(clip_frames(clip_dir, clips, step))
+
+
+def labelled_train_frames(name: str, data_root: Path):
+    """(name, image, boxes) training frames of one of the box-labelled sources."""
+    from irstream.data import drones
+
+    if name == "antiuav":
+        return clip_frames(data_root / "antiuav-clips", ANTIUAV_TRAIN, ANTIUAV_FRAME_STEP)
+    if name == "drone-ir":
+        return drones.drone_ir_frames(data_root / drones.DRONE_IR, "train", DRONE_IR_FRAME_STEP)
+    if name == "cvpr2025":
+        return drones.cvpr_frames(data_root / drones.CVPR, "train")
+    if name == "close-drones":
+        return drones.close_frames(data_root / drones.CLOSE)
+    if name == "reticle":
+        return drones.reticle_frames(data_root / drones.RETICLE, "train", RETICLE_FRAME_STEP)
+    raise ValueError(f"'{name}' is not a box-labelled source")
+
+
+#: Validation frames of the drone sets: every n-th frame (video) or image (clip folders).
+DRONE_IR_VAL_STEP = 60
+CVPR_VAL_STEP = 2
+RETICLE_VAL_STEP = 50
+
+
+def drone_val_frames(data_root: Path):
+    """(name, image, boxes) of the drone sets' validation splits (irstream.data.drones)."""
+    from irstream.data import drones
+
+    yield from drones.drone_ir_frames(data_root / drones.DRONE_IR, "val", DRONE_IR_VAL_STEP)
+    yield from drones.cvpr_frames(data_root / drones.CVPR, "val", CVPR_VAL_STEP)
+    yield from drones.reticle_frames(data_root / drones.RETICLE, "val", RETICLE_VAL_STEP)
+
+
+def load_paste(data_root: Path, seed: int = 0) -> list[Sample]:
+    """PASTE_COUNT composites: cut-outs of every box-labelled training set on the train backgrounds."""
+    from irstream.data.paste import composites, cutouts
+
+    rng = np.random.default_rng(seed)
+    cuts = []
+    for name in ("antiuav", "drone-ir", "cvpr2025", "close-drones", "reticle"):
+        cuts += cutouts(labelled_train_frames(name, data_root), PASTE_CUTOUTS_PER_SET, rng)
+    return composites(load_backgrounds(data_root / "sirst-v2-backgrounds", "train"), cuts, PASTE_COUNT, rng)
 
 
 def load_source(name: str, data_root: Path) -> list[Sample]:
@@ -131,8 +185,10 @@ def load_source(name: str, data_root: Path) -> list[Sample]:
         return load_backgrounds(data_root / "sirst-v2-backgrounds", "train")
     if name == "daub":
         return load_daub(data_root / "daub", DAUB_TRAIN, DAUB_FRAME_STEP)
-    if name == "antiuav":
-        return load_antiuav(data_root / "antiuav-clips", ANTIUAV_TRAIN, ANTIUAV_FRAME_STEP)
+    if name == "paste":
+        return load_paste(data_root)
+    if name in ("antiuav", "drone-ir", "cvpr2025", "close-drones", "reticle"):
+        return boxed_samples(labelled_train_frames(name, data_root))
     raise ValueError(f"unknown data source '{name}'; known: {', '.join(SOURCE_NAMES)}")
 
 

@@ -10,8 +10,10 @@ A sequence is a source plus, per frame, the ground-truth target points (id, x, y
 
 Matching is by distance: a prediction within `match_px` of a ground-truth point (3 px, the
 field's convention) is a hit; for a box label, the distance is to the box (0 inside it), so a
-detection anywhere on a 30x20 px drone hits it.  Each frame is matched one-to-one by least
-total distance.
+detection anywhere on a 30x20 px drone hits it.  A point label that lies inside the predicted
+box grown by HIT_BOX_MARGIN_PX on every side is a hit too (distance 0): a 100 px aircraft with
+its plume has its centroid 3-5 px from the labelled nose, yet its box holds the nose.  Each
+frame is matched one-to-one by least total distance.
 Pd = hits / ground-truth points; false alarms per frame = unmatched predictions / frames.
 
 Tracking metrics come from TrackEval (HOTA, CLEAR, Identity), fed a point similarity
@@ -32,6 +34,8 @@ from irstream.eval.metrics import MATCH_DIST_PX as MATCH_PX, box_distances
 from irstream.track.tracker import assign
 from irstream.model.weights import read_card
 DAUB_LABELS = "labels.csv"
+#: A point label inside a predicted box grown by this many px on each side is on the target.
+HIT_BOX_MARGIN_PX = 2
 
 
 @dataclass
@@ -43,11 +47,20 @@ class Truth:
     xy: np.ndarray
     boxes: np.ndarray | None = None
 
-    def distances(self, pred_xy: np.ndarray) -> np.ndarray:
-        """(pred, truth) distances, px: to the point, or to the box (0 inside) for box labels."""
-        if self.boxes is None or not len(self.boxes):
-            return np.linalg.norm(pred_xy[:, None, :] - self.xy[None, :, :], axis=2)
-        return box_distances(pred_xy, self.boxes)
+    def distances(self, pred_xy: np.ndarray, pred_boxes: np.ndarray | None = None) -> np.ndarray:
+        """(pred, truth) distances, px: to the point, or to the box (0 inside) for box labels.
+        With the predictions' boxes (x0, y0, x1, y1, inclusive-exclusive), a point label inside
+        a box grown by HIT_BOX_MARGIN_PX is at distance 0 from that prediction."""
+        if self.boxes is not None and len(self.boxes):
+            return box_distances(pred_xy, self.boxes)
+        d = np.linalg.norm(pred_xy[:, None, :] - self.xy[None, :, :], axis=2)
+        if pred_boxes is None or not len(pred_boxes):
+            return d
+        b = np.asarray(pred_boxes, float).reshape(-1, 4)
+        m = HIT_BOX_MARGIN_PX
+        x, y = self.xy[None, :, 0], self.xy[None, :, 1]
+        inside = ((x >= b[:, :1] - m) & (x <= b[:, 2:3] - 1 + m) & (y >= b[:, 1:2] - m) & (y <= b[:, 3:4] - 1 + m))
+        return np.where(inside, 0.0, d)
 
 
 @dataclass
@@ -94,7 +107,28 @@ def _sequence(p: Path) -> EvalSequence | None:
     if p.is_file() and shipped.is_file():
         n = int((LABELS_DIR / f"{p.stem}.frames").read_text().split()[0])
         return EvalSequence(p.stem, str(p), load_mot_gt(shipped, min(n, _count_frames(p)), boxes=True))
+    # drone-detection-ir: videos/NAME.mp4 with labels/NAME.txt (MOTChallenge lines) beside the folder.
+    beside = p.parent.parent / "labels" / f"{p.stem}.txt"
+    if p.is_file() and p.parent.name == "videos" and beside.is_file():
+        return EvalSequence(p.stem, str(p), load_mot_gt(beside, _count_frames(p), boxes=True))
+    # Anti-UAV tracking examples: NAME.avi with NAME.txt, one "x y w h" line per frame.
+    per_frame = p.with_suffix(".txt")
+    if p.is_file() and p.suffix in (".avi", ".mp4") and per_frame.is_file():
+        from irstream.data.drones import read_reticle_boxes
+
+        return EvalSequence(p.stem, str(p), boxes_truth(read_reticle_boxes(per_frame), _count_frames(p)))
     return None
+
+
+def boxes_truth(boxes: dict[int, list], n_frames: int) -> list[Truth]:
+    """Per frame (1-based keys) boxes (left, top, width, height) -> Truth with boxes, ids 1.."""
+    truth = []
+    for k in range(1, n_frames + 1):
+        r = boxes.get(k, [])
+        xy = np.array([(x + (w - 1) / 2, y + (h - 1) / 2) for x, y, w, h in r]).reshape(-1, 2)
+        edges = np.array([(x, y, x + w - 1, y + h - 1) for x, y, w, h in r], float).reshape(-1, 4)
+        truth.append(Truth(np.arange(1, len(r) + 1, dtype=np.int64), xy, edges))
+    return truth
 
 
 def _count_frames(p: Path) -> int:
@@ -143,14 +177,16 @@ def load_mot_gt(path: Path, n_frames: int, boxes: bool = False) -> list[Truth]:
 # ---- matching and single-frame counts ---------------------------------------------------------
 
 
-def match_points(pred_xy: np.ndarray, gt: np.ndarray | Truth, max_px: float = MATCH_PX) -> tuple[np.ndarray, np.ndarray]:
+def match_points(pred_xy: np.ndarray, gt: np.ndarray | Truth, max_px: float = MATCH_PX,
+                 pred_boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One-to-one (pred rows, gt rows) within max_px of the ground-truth points (an (n, 2)
-    array) or of a frame's Truth (boxes included): as many pairs as can be made, then the least
-    total distance (the tracker's assignment)."""
+    array) or of a frame's Truth (boxes included), or with the point inside a predicted box
+    (Truth.distances): as many pairs as can be made, then the least total distance (the
+    tracker's assignment)."""
     truth = gt if isinstance(gt, Truth) else Truth(np.zeros(len(gt), np.int64), np.asarray(gt).reshape(-1, 2))
     if not len(pred_xy) or not len(truth.xy):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    d = truth.distances(np.asarray(pred_xy, float).reshape(-1, 2))
+    d = truth.distances(np.asarray(pred_xy, float).reshape(-1, 2), pred_boxes)
     return assign(np.where(d <= max_px, d, np.inf))
 
 
@@ -163,9 +199,9 @@ class Counts:
     false_alarms: int = 0
     frames: int = 0
 
-    def add(self, pred_xy: np.ndarray, truth: Truth, max_px: float) -> np.ndarray:
+    def add(self, pred_xy: np.ndarray, truth: Truth, max_px: float, pred_boxes: np.ndarray | None = None) -> np.ndarray:
         """Count one frame; returns the matched prediction rows."""
-        p, _ = match_points(pred_xy, truth, max_px)
+        p, _ = match_points(pred_xy, truth, max_px, pred_boxes)
         self.hits += len(p)
         self.truths += len(truth.xy)
         self.false_alarms += len(pred_xy) - len(p)
@@ -213,17 +249,20 @@ class TrackLog:
 
     ids: list[np.ndarray] = field(default_factory=list)
     xy: list[np.ndarray] = field(default_factory=list)
+    boxes: list[np.ndarray | None] = field(default_factory=list)
 
-    def add(self, ids: np.ndarray, xy: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, xy: np.ndarray, boxes: np.ndarray | None = None) -> None:
         self.ids.append(np.asarray(ids, np.int64))
         self.xy.append(np.asarray(xy, np.float64).reshape(-1, 2))
+        self.boxes.append(None if boxes is None else np.asarray(boxes).reshape(-1, 4))
 
 
-def point_similarity(pred_xy: np.ndarray, truth: Truth, max_px: float) -> np.ndarray:
-    """(gt, pred) similarities in [0, 1]; 0.5 at exactly max_px from the point (or box)."""
+def point_similarity(pred_xy: np.ndarray, truth: Truth, max_px: float, pred_boxes: np.ndarray | None = None) -> np.ndarray:
+    """(gt, pred) similarities in [0, 1]; 0.5 at exactly max_px from the point (or box); 1 for a
+    point inside a predicted box (Truth.distances)."""
     if not len(pred_xy) or not len(truth.xy):
         return np.zeros((len(truth.xy), len(pred_xy)))
-    d = truth.distances(np.asarray(pred_xy, float).reshape(-1, 2)).T
+    d = truth.distances(np.asarray(pred_xy, float).reshape(-1, 2), pred_boxes).T
     return np.clip(1.0 - d / (2.0 * max_px), 0.0, 1.0)
 
 
@@ -239,7 +278,7 @@ def mot_metrics(truth: list[Truth], log: TrackLog, max_px: float = MATCH_PX) -> 
         "num_gt_ids": int(max((i.max() + 1 for i in gt_ids if len(i)), default=0)),
         "num_tracker_ids": int(max((i.max() + 1 for i in tr_ids if len(i)), default=0)),
         "gt_ids": gt_ids, "tracker_ids": tr_ids,
-        "similarity_scores": [point_similarity(p, t, max_px) for p, t in zip(log.xy, truth)],
+        "similarity_scores": [point_similarity(p, t, max_px, b) for p, t, b in zip(log.xy, truth, _boxes(log))],
     }
     quiet = {"PRINT_CONFIG": False, "THRESHOLD": 0.5}
     hota = HOTA().eval_sequence(data)
@@ -255,25 +294,50 @@ def _dense_ids(per_frame: list[np.ndarray]) -> list[np.ndarray]:
     return [np.searchsorted(uniq, i).astype(np.int64) for i in per_frame]
 
 
+def _boxes(log: TrackLog) -> list[np.ndarray | None]:
+    return log.boxes if len(log.boxes) == len(log.xy) else [None] * len(log.xy)
+
+
+#: A target absent from the ground truth for at least this many frames has left the view: its
+#: next appearance is a re-entry, timed afresh by frames_to_confirm.
+REENTRY_GAP_FRAMES = 10
+#: The time-to-first-report goal: published within 0.5 s, 12 frames at 25 frames/s.
+REPORT_GOAL_FRAMES = 12
+
+
 def frames_to_confirm(truth: list[Truth], log: TrackLog, max_px: float = MATCH_PX) -> list[float]:
-    """Per ground-truth target: frames from its first appearance until a published track is on
-    it (0 = published in its first frame); inf when it never is."""
-    first: dict[int, int] = {}
-    found: dict[int, int] = {}
-    for k, (t, xy) in enumerate(zip(truth, log.xy)):
+    """Per appearance of a ground-truth target (its first frame, and every re-entry after
+    REENTRY_GAP_FRAMES or more out of view): frames until a published track is on it (0 =
+    published in the appearance's first frame); inf when it is not before the target leaves."""
+    start: dict[int, int] = {}   # target id -> first frame of its current appearance
+    last: dict[int, int] = {}    # target id -> last frame it was in the truth
+    found: dict[int, int] = {}   # target id -> frame its current appearance was first published
+    delays: list[float] = []
+
+    def close(tid: int) -> None:
+        delays.append(float(found[tid] - start[tid]) if tid in found else float("inf"))
+        found.pop(tid, None)
+
+    for k, (t, xy, b) in enumerate(zip(truth, log.xy, _boxes(log))):
         for tid in t.ids.tolist():
-            first.setdefault(tid, k)
-        _, g = match_points(xy, t, max_px)
+            if tid in last and k - last[tid] > REENTRY_GAP_FRAMES:
+                close(tid)
+                start[tid] = k
+            start.setdefault(tid, k)
+            last[tid] = k
+        _, g = match_points(xy, t, max_px, b)
         for tid in t.ids[g].tolist():
             found.setdefault(tid, k)
-    return [float(found[i] - first[i]) if i in found else float("inf") for i in first]
+    for tid in start:
+        close(tid)
+    return delays
 
 
 # ---- caching the model's maps ---------------------------------------------------------------
 
 
-def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, tiles=(0, 0)) -> str:
-    """Changes with the weights' bytes, the frames' files, the upscale and the preprocessing.
+def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, tiles=(0, 0), coarse: int = 0) -> str:
+    """Changes with the weights' bytes, the frames' files, the upscale, the coarse pass and the preprocessing.
     The files count by their bytes, not their times: a data folder mounted or copied afresh
     keeps its cache (reading a clip costs nothing beside running the model over it)."""
     h = hashlib.sha256(Path(weights).read_bytes())
@@ -285,6 +349,8 @@ def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, ti
     h.update(f"{upscale}:{preprocess_cfg!r}:{seq.frames}".encode())
     if tiles[0]:  # whole frames keep the key they always had
         h.update(f":tiles {tiles[0]} {tiles[1]}".encode())
+    if coarse:  # maps without the coarse pass keep the key they always had
+        h.update(f":coarse {coarse}".encode())
     return h.hexdigest()[:16]
 
 
@@ -304,7 +370,7 @@ def sequence_maps(seq: EvalSequence, cfg, cache_dir: Path | None = None, on_fram
     path = None
     if cache_dir is not None:
         key = cache_key(seq, cfg.model.weights_path, cfg.model.upscale, cfg.preprocess,
-                        cfg.model.tiles(read_card(cfg.model.weights_path)))
+                        cfg.model.tiles(read_card(cfg.model.weights_path)), cfg.model.coarse)
         path = Path(cache_dir) / f"{seq.name}-{key}.npz"
         if path.is_file():
             with np.load(path) as z:
@@ -375,14 +441,15 @@ def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: floa
     for k, truth in enumerate(seq.truth):
         unit, prob = maps.units[k].astype(np.float32), maps.probs[k].astype(np.float32)
         dets = find(prob, unit)
-        prob = find.masked(prob)  # the threshold sweep sees what the detection stage sees
+        prob = find.last_map  # the threshold sweep sees what the detection stage sees
         tracks = stage(dets, unit, float(maps.timestamps_s[k]))
         pub = tracks.published()
-        det.add(dets.centroid_xy, truth, match_px)
-        trk.add(pub.centroid_xy, truth, match_px)
-        log.add(pub.track_id, pub.centroid_xy)
+        det.add(dets.centroid_xy, truth, match_px, dets.bbox_xyxy)
+        trk.add(pub.centroid_xy, truth, match_px, pub.bbox_xyxy)
+        log.add(pub.track_id, pub.centroid_xy, pub.bbox_xyxy)
         for t, c in sweep.items():
-            c.add(extract_targets(prob, unit, sweep_cfgs[t]).centroid_xy, truth, match_px)
+            found = extract_targets(prob, unit, sweep_cfgs[t])
+            c.add(found.centroid_xy, truth, match_px, found.bbox_xyxy)
     return SequenceResult(seq.name, seq.frames, det, trk, sweep, mot_metrics(seq.truth, log, match_px),
                           frames_to_confirm(seq.truth, log, match_px))
 
@@ -424,6 +491,8 @@ def summary_row(r: SequenceResult) -> dict:
         "confirm_frames_median": float(np.median(finite)) if finite else None,
         "confirm_frames_max": max(r.confirm_frames) if r.confirm_frames else None,
         "targets_never_confirmed": sum(1 for f in r.confirm_frames if not np.isfinite(f)),
+        "confirmed_within_goal": (sum(1 for f in r.confirm_frames if f <= REPORT_GOAL_FRAMES) / len(r.confirm_frames)
+                                  if r.confirm_frames else None),
     }
 
 

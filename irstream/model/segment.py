@@ -141,6 +141,30 @@ def image_logits(model: LRRNet, image: np.ndarray, device, tile_px: int = 0, ove
     return tiled(run, np.ascontiguousarray(image, dtype=np.float32), tile_px, overlap_px)
 
 
+#: Targets of the coarse pass smaller than this (px at full resolution) are left to the full
+#: pass: 1-10 px targets are what it finds well, and small coarse blobs are mostly clutter that
+#: shrinking made point-like.
+COARSE_MIN_AREA_PX = 64
+#: The probability at which the coarse map's targets are cut out to be measured.
+COARSE_CUT = 0.5
+
+
+def merge_coarse(prob: np.ndarray, coarse_prob: np.ndarray, factor: int) -> np.ndarray:
+    """A full-resolution map merged with the map of the frame shrunk `factor` times: the coarse
+    pass's large targets (COARSE_MIN_AREA_PX and more once enlarged back) are laid over the
+    full map (pixelwise maximum), so a close drone that the full pass sees as rotors and
+    edges, or not at all, is one target whose box covers its body."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((coarse_prob > COARSE_CUT).astype(np.uint8), connectivity=8)
+    large = stats[:, cv2.CC_STAT_AREA] * factor * factor >= COARSE_MIN_AREA_PX
+    large[0] = False
+    if not large[1:].any():
+        return prob
+    kept = np.where(large[labels], coarse_prob, 0.0).astype(np.float32)
+    h, w = prob.shape
+    up = cv2.resize(kept, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.maximum(prob, up)
+
+
 def default_threads() -> int:
     """Usable cores but one, at least one: torch's default (every core) oversubscribes a
     machine shared with other work, which measured ~20x slower than one thread."""
@@ -200,10 +224,12 @@ class StreamSegmenter:
 
     def __init__(self, model: LRRNet, device: str | torch.device = "cpu", upscale: int = 1,
                  runtime: str | RuntimeSpec = "auto", overlap: bool = True, tile_px: int = 0,
-                 tile_overlap_px: int = 0) -> None:
+                 tile_overlap_px: int = 0, coarse: int = 0) -> None:
         if not isinstance(upscale, int) or upscale < 1:
             raise ValueError(f"upscale={upscale!r}: must be a whole number >= 1")
         self.tile_px, self.tile_overlap_px = tile_px, tile_overlap_px
+        self.coarse = coarse
+        self._coarse_inputs: list[np.ndarray] = []  # frames pushed, in order, awaiting their coarse pass
         if isinstance(runtime, str) and runtime not in LOCAL_RUNTIMES:
             raise UserError(f"= {runtime!r}: use {', '.join(RUNTIMES)}", "model.runtime")
         self.device = torch.device(device)
@@ -229,19 +255,31 @@ class StreamSegmenter:
         return self.runtime.spec.label
 
     def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
-        return [(k, self._downscale(p)) for k, p in self._push(key, self._upscale(image))]
+        if self.coarse:
+            self._coarse_inputs.append(image)
+        return [(k, self._with_coarse(self._downscale(p))) for k, p in self._push(key, self._upscale(image))]
 
     def flush(self) -> list[tuple[object, np.ndarray]]:
         with torch.inference_mode():
             done = self._cuda.flush() if self._cuda is not None else []
-        return [(k, self._downscale(p)) for k, p in done]
+        return [(k, self._with_coarse(self._downscale(p))) for k, p in done]
 
     @torch.inference_mode()
     def batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Probability maps of several frames at once (one forward per tile size), for runs
         with several sources; synchronous on every device."""
+        self._coarse_inputs += images if self.coarse else []
         maps = tiled_many(self.runtime, [self._upscale(im) for im in images], self.tile_px, self.tile_overlap_px)
-        return [self._downscale(p) for p in maps]
+        return [self._with_coarse(self._downscale(p)) for p in maps]
+
+    @torch.inference_mode()
+    def _with_coarse(self, prob: np.ndarray) -> np.ndarray:
+        """The full-resolution map of the oldest frame awaiting its coarse pass, merged with it."""
+        if not self.coarse:
+            return prob
+        image = self._coarse_inputs.pop(0)
+        small = cv2.resize(image, None, fx=1.0 / self.coarse, fy=1.0 / self.coarse, interpolation=cv2.INTER_AREA)
+        return merge_coarse(prob, tiled(self.runtime, small, self.tile_px, self.tile_overlap_px), self.coarse)
 
     @torch.inference_mode()
     def _push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:

@@ -22,7 +22,13 @@ class MotionConfig:
     min_response: phase-correlation peak strength (0..1) below which the shift is not trusted
         and taken as zero.
     max_shift_px: largest shift per frame believed, px of the full frame; beyond it the
-        estimate is taken as a scene change and ignored.
+        estimate is taken as a scene change and ignored.  A camera that re-points jumps
+        100-300 px in one frame, and the scene (its clutter map, its tracks) must be carried
+        across: on real 640x512 frames shifted by up to (150, 120) px the correlation found the
+        shift with a peak of 0.15-0.83, and where it failed (a shift beyond what the frames
+        share) or the scene changed the peak was 0.03 or less, below min_response.  So the
+        peak, not the size, tells a jump from a scene change, and the cap is set near the
+        largest shift phase correlation can tell (half a 512-row frame).
     min_shift_px: shifts smaller than this are taken as zero, px: sub-pixel jitter of a still
         camera would otherwise move every track a little each frame.
     """
@@ -30,7 +36,7 @@ class MotionConfig:
     enabled: bool = True
     downscale: int = 2
     min_response: float = 0.1
-    max_shift_px: float = 64.0
+    max_shift_px: float = 256.0
     min_shift_px: float = 0.5
 
     def __post_init__(self) -> None:

@@ -31,6 +31,10 @@ class TargetConfig:
         Sensors and encoders leave dead or bright rows and columns there (one real clip has a
         dashed line along its top rows, a confirmed track on every frame); a target entering
         the picture is found border_px px later.  0 keeps all.
+    temporal_frames, temporal_min_z: temporal evidence (irstream.track.temporal): what moved
+        against the median of the last temporal_frames registered frames by temporal_min_z
+        local spreads or more is laid over the model's map, for faint points that one frame
+        does not show.  0 frames turns it off.
     """
 
     score_threshold: float | None = None
@@ -39,6 +43,8 @@ class TargetConfig:
     ring_px: int = 3
     merge_gap_px: int = 0
     border_px: int = 0
+    temporal_frames: int = 0
+    temporal_min_z: float = 6.0
 
     def __post_init__(self) -> None:
         if self.score_threshold is not None and not 0.0 < self.score_threshold < 1.0:
@@ -49,6 +55,10 @@ class TargetConfig:
             raise ValueError(f"merge_gap_px={self.merge_gap_px}: must be >= 0")
         if self.border_px < 0:
             raise ValueError(f"border_px={self.border_px}: must be >= 0")
+        if self.temporal_frames < 0 or self.temporal_frames == 1:
+            raise ValueError(f"temporal_frames={self.temporal_frames}: must be 0 (off) or >= 2")
+        if not self.temporal_min_z > 0:
+            raise ValueError(f"temporal_min_z={self.temporal_min_z}: must be > 0")
 
 
 #: The model's own decision (logit > 0): the threshold of weights whose card has no operating point.
@@ -69,6 +79,17 @@ def resolve_targets(cfg: TargetConfig, card: dict) -> TargetConfig:
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))).astype(np.float32)
+
+
+#: The ring whose spread is a detection's `structure`: it starts this many px plus half the
+#: box's longer side outside the box (clear of the target's own blur and glow, which grow with
+#: it) ...
+STRUCTURE_GAP_PX = 2
+#: ... and is this wide, px: wide enough to reach the edge a target sits on or beside.
+STRUCTURE_RING_PX = 8
+#: The spread is the difference of these percentiles of the ring's pixels (robust to a few
+#: bright pixels of the target's own glow or a single lit window).
+STRUCTURE_PERCENTILES = (10, 90)
 
 
 def _inside(x: float, y: float, shape: tuple[int, int], border_px: int) -> bool:
@@ -102,12 +123,14 @@ def extract_targets(score: np.ndarray, image: np.ndarray, cfg: TargetConfig = Ta
         cx, cy = float((weight * xx).sum() / weight.sum()), float((weight * yy).sum() / weight.sum())
         if not _inside(cx, cy, score.shape, cfg.border_px):
             continue
-        rows.append(((cx, cy), (x, y, x + bw, y + bh), area, s.max(), s.mean(), float(im[inside].max() - bg)))
+        rows.append(((cx, cy), (x, y, x + bw, y + bh), area, s.max(), s.mean(), float(im[inside].max() - bg),
+                     _ring_spread(image, x, y, bw, bh)))
     if not rows:
         return Detections.empty()
-    c, b, a, p, m, k = zip(*rows)
+    c, b, a, p, m, k, st = zip(*rows)
     return Detections(np.array(c, dtype=np.float64), np.array(b, dtype=np.int64), np.array(a, dtype=np.int64),
-                      np.array(p, dtype=np.float64), np.array(m, dtype=np.float64), np.array(k, dtype=np.float64))
+                      np.array(p, dtype=np.float64), np.array(m, dtype=np.float64), np.array(k, dtype=np.float64),
+                      np.array(st, dtype=np.float64))
 
 
 def _labels(binary: np.ndarray, merge_gap_px: int) -> np.ndarray:
@@ -118,6 +141,22 @@ def _labels(binary: np.ndarray, merge_gap_px: int) -> np.ndarray:
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * merge_gap_px + 1,) * 2)
     grown = cv2.connectedComponents(cv2.dilate(binary, k), connectivity=8)[1]
     return grown * binary
+
+
+def _ring_spread(image: np.ndarray, x: int, y: int, bw: int, bh: int) -> float:
+    """The detection's `structure`: the spread of the ring STRUCTURE_GAP_PX to STRUCTURE_GAP_PX +
+    STRUCTURE_RING_PX outside its box."""
+    h, w = image.shape
+    g = STRUCTURE_GAP_PX + max(bw, bh) // 2
+    r = g + STRUCTURE_RING_PX
+    x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
+    patch = image[y0:y1, x0:x1]
+    keep = np.ones(patch.shape, dtype=bool)
+    keep[max(0, y - g - y0):max(0, y + bh + g - y0), max(0, x - g - x0):max(0, x + bw + g - x0)] = False
+    if not keep.any():
+        return 0.0
+    lo, hi = np.percentile(patch[keep], STRUCTURE_PERCENTILES)
+    return float(hi - lo)
 
 
 def _ring_median(image: np.ndarray, x: int, y: int, bw: int, bh: int, ring: int) -> float:
@@ -136,13 +175,20 @@ class TargetStage:
 
     def __init__(self, cfg: TargetConfig, osd, card: dict) -> None:
         from irstream.track.osd import OsdMask
+        from irstream.track.temporal import TemporalEvidence
 
         self.cfg = resolve_targets(cfg, card)
         self.osd = OsdMask(osd)
+        # Its own registration, not the tracking stage's: targets are found before tracking runs.
+        self.temporal = TemporalEvidence(cfg.temporal_frames, cfg.temporal_min_z) if cfg.temporal_frames else None
+        self.last_map: np.ndarray | None = None  # what the last frame's targets were taken from
 
     def __call__(self, prob: np.ndarray, unit: np.ndarray) -> Detections:
         self.osd.update(unit)
-        return extract_targets(self.masked(prob), unit, self.cfg)
+        if self.temporal is not None:
+            prob = np.maximum(prob, self.temporal.update(unit))
+        self.last_map = self.masked(prob)
+        return extract_targets(self.last_map, unit, self.cfg)
 
     def masked(self, prob: np.ndarray) -> np.ndarray:
         """The map with the text learnt so far set to 0: what targets are taken from."""

@@ -94,6 +94,18 @@ class TrackerConfig:
         thing stays fixed: a hovering target is published this much later, a moving one is
         not delayed.  0 turns the wait off.
 
+    static_max_structure: a track that has never travelled motion_ref_px against the scene is
+        not published while the scene around it is structured: the mean `structure` of its
+        detections (spread of a ring around each, [0, 1] image units; irstream.track.targets)
+        at or above this.  A building's corner, a lit window among others, a mast on a ridge
+        never move under a still camera and are fixed clutter however long they stay; a drone
+        that flew in has moved before it hovers there, and stays published.  A target that
+        never moved in clear sky (a drone the camera holds still in the picture) is not
+        affected.  1 turns this off.
+
+    moving_window_s: a track is reported `moving` when it travelled motion_ref_px or more
+        against the scene over the last moving_window_s s; a hovering target is not moving.
+
     static_clutter_shift_px, static_clutter_travel_ratio, static_clutter_max_area_px: a ground
         point under a panning camera.  Once the scene has moved static_clutter_shift_px px (path
         length, in the track's life) and the track has travelled less than
@@ -188,6 +200,8 @@ class TrackerConfig:
     motion_gain_nats: float = 1.0
     motion_ref_px: float = 3.0
     static_confirm_frames: int = 0
+    static_max_structure: float = 1.0
+    moving_window_s: float = 1.0
     reacquire_gate_px: float = 15.0
     reacquire_body_lengths: float = 0.0
     publish_coast_frames: int = 2
@@ -221,7 +235,8 @@ class TrackerConfig:
         _check(self, "jump_min_area_px", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "jump_area_ratio", Real, lambda v: math.isfinite(v) and v >= 1, "a finite number >= 1")
         _check(self, "static_clutter_travel_ratio", Real, lambda v: 0 < v <= 1, "a share in (0, 1]")
-        for name in ("clutter_time_constant_s", "clutter_floor", "motion_ref_px"):
+        _check(self, "static_max_structure", Real, lambda v: 0 < v <= 1, "a spread in (0, 1]")
+        for name in ("clutter_time_constant_s", "clutter_floor", "motion_ref_px", "moving_window_s"):
             _check(self, name, Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
         _check(self, "max_llr_nats", Real, lambda v: math.isfinite(v) and v >= self.confirm_llr_nats,
                f"a finite number >= confirm_llr_nats ({self.confirm_llr_nats!r})")
@@ -299,6 +314,9 @@ class _Track:
     established: bool = False  # has been published as confirmed
     jumped: bool = False  # restarted this frame at a far detection (see Tracker._jump)
     last_hit_frame: int = 0
+    moved: bool = False  # has travelled motion_ref_px against the scene at some time
+    structure_sum: float = 0.0  # sum of its detections' structure (see TrackerConfig.static_max_structure)
+    recent: list = field(default_factory=list)  # (t, scene_travel_xy) over the last moving_window_s
 
 
 class Tracker:
@@ -374,6 +392,7 @@ class Tracker:
         for t, moved in zip(self._tracks, travel):
             t.scene_travel_xy += moved
             t.scene_path_px += float(np.hypot(*shift))
+            self._note_travel(t)
             if t.detection >= 0:
                 self._hit(t, detections)
             else:
@@ -394,6 +413,18 @@ class Tracker:
         self._start(detections, unmatched)
         self._learn_clutter(detections)
         return self._snapshot(detections)
+
+    def _note_travel(self, t: _Track) -> None:
+        """Keep the track's travel against the scene over the last moving_window_s."""
+        if math.hypot(*t.scene_travel_xy) >= self.cfg.motion_ref_px:
+            t.moved = True
+        t.recent.append((self._last_t, t.scene_travel_xy.copy()))
+        # Keep one entry at or before the window's start, so the window is spanned.
+        while len(t.recent) > 1 and t.recent[1][0] <= self._last_t - self.cfg.moving_window_s:
+            t.recent.pop(0)
+
+    def _moving(self, t: _Track) -> bool:
+        return bool(t.recent) and math.hypot(*(t.recent[-1][1] - t.recent[0][1])) >= self.cfg.motion_ref_px
 
     def _hand_over(self) -> None:
         """Newly confirmed tracks become established; see TrackerConfig.handover_frames."""
@@ -526,6 +557,7 @@ class Tracker:
         t.last_hit_frame = self._frame
         t.score = float(det.peak_score[i])
         t.bbox = det.bbox_xyxy[i].copy()
+        t.structure_sum += float(det.structure[i])
         gain = self._hit_llr(t.score)
         if t.state == TENTATIVE:
             gain += self._motion_nats(t) - float(self._clutter_nats(det.centroid_xy[i:i + 1])[0])
@@ -535,8 +567,11 @@ class Tracker:
             t.state = CONFIRMED
 
     def _waits(self, t: _Track) -> bool:
-        """Not yet moved against the scene, and younger than static_confirm_frames."""
-        return t.age < self.cfg.static_confirm_frames and math.hypot(*t.scene_travel_xy) < self.cfg.motion_ref_px
+        """Not yet moved against the scene, and younger than static_confirm_frames or where the
+        scene is structured (see TrackerConfig.static_max_structure)."""
+        if t.moved or math.hypot(*t.scene_travel_xy) >= self.cfg.motion_ref_px:
+            return False
+        return t.age < self.cfg.static_confirm_frames or t.structure_sum / t.hits >= self.cfg.static_max_structure
 
     def _evidenced(self, t: _Track) -> bool:
         return t.hits >= self.cfg.confirm_hits and t.llr >= self.cfg.confirm_llr_nats
@@ -583,7 +618,8 @@ class Tracker:
             score = float(det.peak_score[i])
             llr = min(self._hit_llr(score) - float(pen), self.cfg.max_llr_nats)
             track = _Track(self._next_id, det.bbox_xyxy[i].copy(), score, TENTATIVE, detection=int(i), llr=llr,
-                           last_hit_frame=self._frame)
+                           last_hit_frame=self._frame, structure_sum=float(det.structure[i]),
+                           recent=[(self._last_t, np.zeros(2))])
             if self._evidenced(track) and not self._waits(track):
                 track.state = CONFIRMED  # one hit is enough (confirm_hits 1) and nothing to wait for
             self._tracks.append(track)
@@ -617,4 +653,5 @@ class Tracker:
             bbox_xyxy=np.stack([t.bbox for t in ts]).astype(np.int64),
             age_frames=ints("age"), hits=ints("hits"), misses=ints("misses"),
             score=np.array([t.score for t in ts], dtype=np.float64), detection=ints("detection"),
+            moving=np.array([self._moving(t) for t in ts], dtype=bool),
         )

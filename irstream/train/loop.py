@@ -34,6 +34,10 @@ from irstream.model.segment import image_logits
 from irstream.model.weights import save_weights
 
 
+#: Validation sets of mix runs beside SIRST v1 val and the backgrounds (see _TrainData.validate).
+VAL_SETS = ("clips", "daub", "drones")
+
+
 @dataclass
 class TrainConfig:
     """One training run.  Defaults are the paper's recipe (Sec. V-A) on SIRST v1's train split.
@@ -66,6 +70,8 @@ class TrainConfig:
         are then the average's.  Per-epoch validation of the raw weights swings (backgrounds
         clean 74%, 38%, 62% in three neighbouring epochs of one run), and the average is what
         settles it.  0 = off; below 1.
+    unscored: validation sets measured and recorded but left out of the selection score
+        ("clips", "daub", "drones"), so that they stay data no choice of the run used.
     poly_power: lr = lr0 * (1 - progress) ** poly_power, progress in iterations, or in
         wall time when max_minutes is set (so a time-budgeted run still decays to zero), or in
         training CPU time when max_cpu_minutes is set.
@@ -112,6 +118,7 @@ class TrainConfig:
     target_smooth: float | None = None
     negative_weight: float = 0.0
     ema_decay: float = 0.0
+    unscored: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.crop_px % 8 or self.resize_px % 8:
@@ -129,6 +136,8 @@ class TrainConfig:
             from irstream.data.mix import parse_mix
 
             parse_mix(self.mix)
+        if set(self.unscored) - set(VAL_SETS):
+            raise ValueError(f"unscored={self.unscored}: known validation sets are {', '.join(VAL_SETS)}")
 
 
 def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
@@ -586,7 +595,7 @@ class _TrainData:
         if cfg.mix:
             from irstream.data.mix import Mix, load_backgrounds, parse_mix
 
-            from irstream.data.mix import ANTIUAV_VAL, DAUB_HELD_OUT, clip_frames, daub_frames
+            from irstream.data.mix import ANTIUAV_VAL, DAUB_HELD_OUT, clip_frames, daub_frames, drone_val_frames
 
             root = Path(cfg.data_root)
             self.mix = Mix.load(parse_mix(cfg.mix), root)
@@ -595,6 +604,8 @@ class _TrainData:
                 if "antiuav" in self.mix.weights else []
             self.daub_val = list(daub_frames(root / "daub", DAUB_HELD_OUT, DAUB_VAL_STEP)) \
                 if "daub" in self.mix.weights else []
+            self.drones_val = list(drone_val_frames(root)) \
+                if {"drone-ir", "cvpr2025", "reticle", "paste"} & set(self.mix.weights) else []
         else:
             self.train_set = load_split(cfg.data, cfg.train_split)
             for extra in cfg.extra_data:
@@ -628,14 +639,15 @@ class _TrainData:
             bg = background_false_alarms(model, self.backgrounds_val, device, tiles=self.tiles)
             row.update({"val_bg_clean": bg["clean_share"], "val_bg_dets": bg["dets_per_image"]})
             row["val_score"] += bg["clean_share"]
-        if self.mix is not None and self.clips_val:
-            clips = clip_detections(model, self.clips_val, device, tiles=self.tiles)
-            row.update({"val_clip_pd": clips["pd"], "val_clip_fa": clips["fa_per_frame"]})
-            row["val_score"] += clips["pd"] - CLIP_FA_COST * min(clips["fa_per_frame"], 1.0 / CLIP_FA_COST)
-        if self.mix is not None and self.daub_val:
-            daub = clip_detections(model, self.daub_val, device, tiles=self.tiles)
-            row.update({"val_daub_pd": daub["pd"], "val_daub_fa": daub["fa_per_frame"]})
-            row["val_score"] += daub["pd"] - CLIP_FA_COST * min(daub["fa_per_frame"], 1.0 / CLIP_FA_COST)
+        for name, key, frames in (("clips", "clip", self.clips_val if self.mix else []),
+                                   ("daub", "daub", self.daub_val if self.mix else []),
+                                   ("drones", "drones", self.drones_val if self.mix else [])):
+            if not frames:
+                continue
+            res = clip_detections(model, frames, device, tiles=self.tiles)
+            row.update({f"val_{key}_pd": res["pd"], f"val_{key}_fa": res["fa_per_frame"]})
+            if name not in self.cfg.unscored:
+                row["val_score"] += res["pd"] - CLIP_FA_COST * min(res["fa_per_frame"], 1.0 / CLIP_FA_COST)
         return row
 
 
@@ -667,7 +679,10 @@ def _card(cfg: TrainConfig, state: dict, val: dict, data: _TrainData) -> dict:
                     + (f" + drone Pd on the validation clips (every {CLIP_VAL_STEP}th labelled frame) - {CLIP_FA_COST}"
                        " x their false detections per frame" if data.clips_val else "")
                     + (f" + the same for the held-out DAUB sequences (every {DAUB_VAL_STEP}th frame)"
-                       if data.daub_val else ""))
+                       if data.daub_val else "")
+                    + (" + the same for the drone sets' validation videos and clips (irstream.data.mix.drone_val_frames)"
+                       if data.drones_val else "")
+                    + (f"; measured but not scored: {', '.join(cfg.unscored)}" if cfg.unscored else ""))
     else:
         sources = [cfg.data, *cfg.extra_data]
         selected = f"{cfg.val_split} IoU"

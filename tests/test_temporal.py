@@ -1,0 +1,31 @@
+"""Temporal evidence (irstream.track.temporal) on a real DAUB ground scene, panned, with a faint
+point that moves against it."""
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from irstream.track.temporal import TemporalEvidence
+
+SCENE = SHARED_DATA / "daub" / "sequence1" / "0001.png"
+
+
+@pytest.mark.skipif(not SCENE.is_file(), reason="../shared/data/daub is not present")
+def test_a_faint_point_moving_over_a_panned_real_scene_stands_out_and_the_trees_do_not():
+    scene = cv2.imread(str(SCENE), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+    h, w = scene.shape
+    evidence = TemporalEvidence(frames=5, min_z=6.0)
+    for k in range(12):
+        pan = np.float32([[1, 0, 2.0 * k], [0, 1, 1.0 * k]])  # the camera pans 2.2 px a frame
+        frame = cv2.warpAffine(scene, pan, (w, h), borderMode=cv2.BORDER_REFLECT)
+        x, y = 60 + 2 * k, 120  # the point moves 2 px a frame against the scene
+        frame[y:y + 2, x:x + 2] += 0.06  # a faint 2x2 px target
+        p = evidence.update(np.clip(frame, 0, 1))
+        if k < 5:
+            assert not p.any()  # no verdict before the stack is full
+    assert p[y:y + 2, x:x + 2].max() > 0.7
+    far = np.ones_like(p, bool)
+    far[y - 4:y + 6, x - 4:x + 6] = False
+    far[:8], far[-8:], far[:, :8], far[:, -8:] = False, False, False, False  # the pan's new border
+    assert (p[far] > 0.7).sum() <= 5  # the registered trees cancel
