@@ -188,3 +188,16 @@ def test_weight_average_is_what_is_validated_kept_and_resumed(tmp_path):
     assert int(load_file(str(run / "last.safetensors"))["ema.n_averaged"]) == 6  # carried over, not restarted
     with pytest.raises(ValueError, match="ema_decay"):
         TrainConfig(model="lrrnet_light", ema_decay=1.0)
+
+
+def test_metrics_csv_takes_every_validation_set(tmp_path):
+    """A mix run's row holds Pd and false alarms of each validation set (the drone sets'
+    columns once broke a run at its first validation)."""
+    from irstream.train.loop import VAL_SETS, _append_csv
+
+    row = {"epoch": 1, "step": 10, "val_score": 1.0,
+           **{f"val_{key}_{m}": 0.5 for key in VAL_SETS.values() for m in ("pd", "fa")}}
+    _append_csv(tmp_path / "metrics.csv", row)
+    _append_csv(tmp_path / "metrics.csv", row)
+    lines = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 3 and "val_drones_pd" in lines[0]

@@ -140,6 +140,7 @@ def eval_track(
     threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold of the tracked run.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP + " Default: the pipeline's \\[run] threads.")] = None,
+    frames: Annotated[int, typer.Option(help="Score the first N frames of each sequence only (0 = all).")] = 0,
 ) -> None:
     """Score single-frame detections and published tracks against ground truth, side by side."""
     from irstream.config import load_pipeline, override
@@ -155,7 +156,9 @@ def eval_track(
     for p in paths:
         if not p.exists():
             raise UserError(f"{p}: no such file or folder")
-    seqs = find_sequences(paths)
+    if frames < 0:
+        raise UserError(f"--frames {frames}: must be 0 (all) or more")
+    seqs = find_sequences(paths, frames)
     results = []
     with progress() as prog:
         task = prog.add_task("frames", total=sum(s.frames for s in seqs))
@@ -206,6 +209,7 @@ def tune_track(
     coarse: Annotated[Optional[int], typer.Option(help="The coarse pass: 2, 4, or 0 (off); default: the pipeline's.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
+    frames: Annotated[int, typer.Option(help="Score the first N frames of each sequence only (0 = all).")] = 0,
 ) -> None:
     """Leave one sequence out: choose settings on the others, score the one left out, for each
     in turn (see irstream/eval/loo.py).  The held-out figures are the honest ones."""
@@ -221,7 +225,7 @@ def tune_track(
     for key, values in grid_map.items():
         for v in values:
             override(cfg, **{key: v})  # a bad key or value fails here, in one line
-    seqs = find_sequences(paths)
+    seqs = find_sequences(paths, frames)
     if len(seqs) < 2:
         raise UserError("tune-track needs at least 2 sequences (one is left out at a time)")
     with progress() as prog:

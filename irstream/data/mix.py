@@ -150,9 +150,9 @@ def labelled_train_frames(name: str, data_root: Path):
 
 
 #: Validation frames of the drone sets: every n-th frame (video) or image (clip folders).
-DRONE_IR_VAL_STEP = 60
-CVPR_VAL_STEP = 2
-RETICLE_VAL_STEP = 50
+DRONE_IR_VAL_STEP = 150
+CVPR_VAL_STEP = 4
+RETICLE_VAL_STEP = 100
 
 
 def drone_val_frames(data_root: Path):

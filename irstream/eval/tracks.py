@@ -77,9 +77,17 @@ class EvalSequence:
 # ---- finding sequences and their ground truth -----------------------------------------------
 
 
-def find_sequences(paths: list[str | Path]) -> list[EvalSequence]:
+def find_sequences(paths: list[str | Path], max_frames: int = 0) -> list[EvalSequence]:
     """Each path is a sequence, or a folder whose entries are sequences (e.g. daub/, or
-    antiuav-clips/ whose videos have shipped labels)."""
+    antiuav-clips/ whose videos have shipped labels).  max_frames > 0 keeps each sequence's
+    first max_frames frames (the maps and scores cover those only)."""
+    found = _find(paths)
+    if max_frames > 0:
+        found = [EvalSequence(s.name, s.uri, s.truth[:max_frames]) for s in found]
+    return found
+
+
+def _find(paths: list[str | Path]) -> list[EvalSequence]:
     found: list[EvalSequence] = []
     for p in map(Path, paths):
         seq = _sequence(p)

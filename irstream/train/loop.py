@@ -34,8 +34,9 @@ from irstream.model.segment import image_logits
 from irstream.model.weights import save_weights
 
 
-#: Validation sets of mix runs beside SIRST v1 val and the backgrounds (see _TrainData.validate).
-VAL_SETS = ("clips", "daub", "drones")
+#: Validation sets of mix runs beside SIRST v1 val and the backgrounds (see _TrainData.validate),
+#: by name, with the key of their columns in metrics.csv (val_<key>_pd, val_<key>_fa).
+VAL_SETS = {"clips": "clip", "daub": "daub", "drones": "drones"}
 
 
 @dataclass
@@ -639,11 +640,11 @@ class _TrainData:
             bg = background_false_alarms(model, self.backgrounds_val, device, tiles=self.tiles)
             row.update({"val_bg_clean": bg["clean_share"], "val_bg_dets": bg["dets_per_image"]})
             row["val_score"] += bg["clean_share"]
-        for name, key, frames in (("clips", "clip", self.clips_val if self.mix else []),
-                                   ("daub", "daub", self.daub_val if self.mix else []),
-                                   ("drones", "drones", self.drones_val if self.mix else [])):
+        for name, frames in (("clips", self.clips_val if self.mix else []), ("daub", self.daub_val if self.mix else []),
+                             ("drones", self.drones_val if self.mix else [])):
             if not frames:
                 continue
+            key = VAL_SETS[name]
             res = clip_detections(model, frames, device, tiles=self.tiles)
             row.update({f"val_{key}_pd": res["pd"], f"val_{key}_fa": res["fa_per_frame"]})
             if name not in self.cfg.unscored:
@@ -662,8 +663,8 @@ def _initial_model(cfg: TrainConfig) -> LRRNet:
 
 def _append_csv(path: Path, row: dict) -> None:
     fields = ["epoch", "step", "lr", "loss", "seg_loss", "rec_loss", "elapsed_s",
-              "val_iou", "val_niou", "val_pd", "val_fa", "val_bg_clean", "val_bg_dets", "val_clip_pd", "val_clip_fa",
-              "val_daub_pd", "val_daub_fa", "val_score"]
+              "val_iou", "val_niou", "val_pd", "val_fa", "val_bg_clean", "val_bg_dets",
+              *(f"val_{key}_{m}" for key in VAL_SETS.values() for m in ("pd", "fa")), "val_score"]
     new = not path.exists()
     with path.open("a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
