@@ -29,3 +29,17 @@ def test_a_faint_point_moving_over_a_panned_real_scene_stands_out_and_the_trees_
     far[y - 4:y + 6, x - 4:x + 6] = False
     far[:8], far[-8:], far[:, :8], far[:, -8:] = False, False, False, False  # the pan's new border
     assert (p[far] > 0.7).sum() <= 5  # the registered trees cancel
+
+
+def test_the_noise_floor_keeps_an_encoders_one_level_flicker_over_flat_sky_quiet():
+    """Flat sky of a compressed clip: a few blocks flicker by one gray level.  Without a floor
+    the residual's spread is 0 and they stand out; with two gray levels they do not."""
+    rng = np.random.default_rng(0)
+    loud, quiet = TemporalEvidence(5, 24.0), TemporalEvidence(5, 24.0, noise_floor=2 / 255)
+    for k in range(8):
+        sky = np.full((128, 160), 100 / 255, np.float32)
+        for _ in range(4):
+            y, x = rng.integers(0, 120), rng.integers(0, 152)
+            sky[y:y + 8, x:x + 8] += 1 / 255
+        p_loud, p_quiet = loud.update(sky), quiet.update(sky)
+    assert (p_loud > 0.7).any() and not (p_quiet > 0.7).any()

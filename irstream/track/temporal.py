@@ -37,8 +37,8 @@ class TemporalEvidence:
     """`update(unit)` per frame, in order -> (H, W) probability that a pixel moved against the
     scene as a small bright target; zeros until `frames` frames have been seen."""
 
-    def __init__(self, frames: int, min_z: float) -> None:
-        self.frames, self.min_z = frames, min_z
+    def __init__(self, frames: int, min_z: float, noise_floor: float = 0.0) -> None:
+        self.frames, self.min_z, self.noise_floor = frames, min_z, noise_floor
         self.past: deque = deque(maxlen=frames)
         self._window: np.ndarray | None = None
 
@@ -71,7 +71,7 @@ class TemporalEvidence:
             return np.zeros(unit.shape, np.float32)
         background = np.median(np.stack(shifted), axis=0)
         residual = unit - background
-        noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) + 1e-4
+        noise = max(1.4826 * float(np.median(np.abs(residual - np.median(residual)))), self.noise_floor, 1e-4)
         mean = cv2.blur(background, (LOCAL_SPREAD_PX, LOCAL_SPREAD_PX))
         local = np.sqrt(np.maximum(cv2.blur(background * background, (LOCAL_SPREAD_PX, LOCAL_SPREAD_PX)) - mean * mean, 0.0))
         z = residual / np.maximum(noise, LOCAL_SPREAD_SHARE * local)
