@@ -95,6 +95,14 @@ def test_bench_pipeline_delivers_every_frame_to_the_subscriber():
     assert row["inference p50_ms"] > 0 and row["read->publish p99_ms"] >= row["inference p50_ms"]
 
 
+def test_bench_pipeline_compares_the_coarse_pass_in_one_run():
+    r = _bench("pipeline", "--height", "64", "--width", "80", "--frames", "4", "--runtime", "torch",
+               "--coarse", "0", "--coarse", "4")
+    rows = r["results"]
+    assert set(rows) == {"torch, coarse off", "torch, coarse 4"}
+    assert all(row["frames_processed"] == row["messages_received"] == 4 for row in rows.values())
+
+
 def test_bench_stream_returns_every_frame_pushed():
     from irstream.tools.bench import bench_stream
     from irstream.model.registry import build_model

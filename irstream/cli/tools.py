@@ -269,6 +269,7 @@ def bench_pipeline_cmd(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (with --sources: cpu unless given; cuda for the GPU table).")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Weights; default: the pipeline's.")] = None,
     runtime: Annotated[list[str], typer.Option(help="Runtimes to compare, reference first.")] = ["torch", "auto"],
+    coarse: Annotated[Optional[list[int]], typer.Option(help="Also compare coarse-pass factors (repeatable: 0 off, 2, 4), each with every runtime.")] = None,
     sources: Annotated[Optional[list[int]], typer.Option(help="Instead: N cameras (repeatable, e.g. --sources 1 --sources 4) as N "
                                                               "processes against one batched process.")] = None,
     triton_url: Annotated[Optional[str], typer.Option(help="With --sources: also N worker processes whose model runs on "
@@ -297,9 +298,9 @@ def bench_pipeline_cmd(
         cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "source.mode": "file", "model.device": device,
                                                    "model.weights": weights, "run.max_frames": frames})
         with progress() as prog:
-            task = prog.add_task("frames", total=frames * len(runtime))
+            task = prog.add_task("frames", total=frames * len(runtime) * len(coarse or [None]))
             rows = bench_pipeline(cfg, runtime, on_frame=lambda _res: prog.advance(task),
-                                  on_run=lambda rt: prog.update(task, description=f"runtime {rt}"))
+                                  on_run=lambda rt: prog.update(task, description=f"runtime {rt}"), coarse=coarse)
     info = machine()
     if as_json:
         _bench_report("", rows, info, True, {"source": source})

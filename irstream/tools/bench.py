@@ -333,19 +333,21 @@ def bench_stream(model, device, frames: list[np.ndarray], repeats: int, overlap:
 SUBSCRIBER_WAIT_S = 5.0
 
 
-def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None) -> dict:
-    """Run the pipeline once per runtime, publishing to a subscriber on loopback; per-stage
-    latency, rate, and frames read / processed / received by the subscriber."""
+def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse: list[int] | None = None) -> dict:
+    """Run the pipeline once per runtime (and per coarse-pass factor, when given), publishing to
+    a subscriber on loopback; per-stage latency, rate, and frames read / processed / received by
+    the subscriber."""
     from irstream.config import override
     from irstream.pipeline import Pipeline, percentiles
 
     rows = {}
-    for runtime in runtimes:
+    for runtime, k in [(rt, k) for rt in runtimes for k in (coarse or [None])]:
+        label = runtime if k is None else f"{runtime}, coarse {k or 'off'}"
         if on_run:
-            on_run(runtime)
+            on_run(label)
         port = free_port()
         endpoint = f"tcp://127.0.0.1:{port}"
-        c = override(cfg, **{"model.runtime": runtime, "output.publish": endpoint,
+        c = override(cfg, **{"model.runtime": runtime, "model.coarse": k, "output.publish": endpoint,
                              "output.wait_subscriber_s": SUBSCRIBER_WAIT_S})
         with Subscriber(endpoint, c.output.topic) as sub:
             s = Pipeline(c, on_frame=on_frame).run()
@@ -356,7 +358,7 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None) -> dict
         for name, values in stages.items():
             p50, p99 = percentiles(values)
             row[f"{name} p50_ms"], row[f"{name} p99_ms"] = p50, p99
-        rows[runtime] = row
+        rows[label] = row
     return rows
 
 
