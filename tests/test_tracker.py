@@ -630,3 +630,13 @@ def test_tracks_leaving_the_picture_are_not_published_outside_it():
     for o in run_scene(Tracker(), frames, shape=shape):
         pub = o.published()
         assert ((pub.centroid_xy[:, 0] >= 0) & (pub.centroid_xy[:, 0] <= shape[1] - 1)).all()
+
+
+def test_moving_is_judged_over_the_window_even_when_timestamps_do_not_advance():
+    """A source without timing (every frame at t = 0): the tracker steps default_dt_s, so the
+    one-second window still slides and its memory stays bounded."""
+    tracker = Tracker(TrackerConfig(motion_ref_px=1.5, moving_window_s=1.0))
+    for k in range(200):
+        out = tracker.update(dets([[40.0 + min(k, 50), 40.0]], score=0.99), 0.0)
+    assert not out.moving[0]  # stopped 150 frames (6 s) ago
+    assert len(tracker._tracks[0].recent) <= FPS + 2

@@ -67,15 +67,16 @@ def drone_ir_videos(root: Path, split: str, classes: tuple[str, ...] = ("DRONE",
     return out
 
 
-def _video_frames(path: Path, boxes: dict, step: int, name: str, start: int = 1):
+def _video_frames(path: Path, boxes: dict, step: int, name: str):
+    """(name/frame, image, boxes) of every step-th frame (1-based frame numbers, as the labels)."""
     cap = cv2.VideoCapture(str(path))
-    i = start - 1
+    i = 0
     while True:
         ok, bgr = cap.read()
         if not ok:
             break
         i += 1
-        if not (i - start) % step:
+        if not (i - 1) % step:
             yield f"{name}/{i}", _gray(bgr), boxes.get(i, [])
     cap.release()
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from irstream.data.mix import crop_at
 from irstream.data.points import BOX_MARGIN_PX, box_mask
 from irstream.data.sirst import Sample
 
@@ -83,8 +84,6 @@ def _place(bg: np.ndarray, th: int, tw: int, rng: np.random.Generator) -> tuple[
 
 def composite(bg_image: np.ndarray, cut: Cutout, rng: np.random.Generator, side: int = COMPOSITE_PX) -> Sample:
     """One background crop with one cut-out pasted into it."""
-    from irstream.data.mix import crop_at
-
     bg, _ = crop_at(bg_image, np.zeros(bg_image.shape, bool), side, None, rng, 0)
     bg = np.ascontiguousarray(bg, dtype=np.float32)
     ch, cw = cut.mask.shape

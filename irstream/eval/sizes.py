@@ -14,7 +14,7 @@ loose boxes around a blob that the mask rightly keeps tighter.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -63,13 +63,13 @@ class SizeCounts:
     whole: int = 0
     false: int = 0
     frames: int = 0
-    label_sides: list = None
+    label_sides: list[float] = field(default_factory=list)
 
     def add(self, dets, boxes: list) -> None:
         n, hit, free = box_hits(dets.centroid_xy, boxes, MATCH_DIST_PX)
         self.labels, self.hits, self.false, self.frames = self.labels + n, self.hits + hit, self.false + free, self.frames + 1
         for b in boxes:
-            self.label_sides = (self.label_sides or []) + [max(b[2], b[3])]
+            self.label_sides.append(max(b[2], b[3]))
             if max(b[2], b[3]) < WHOLE_MIN_SIDE_PX:
                 continue
             self.large += 1
@@ -78,7 +78,7 @@ class SizeCounts:
                 self.whole += 1
 
     def row(self) -> dict:
-        sides = self.label_sides or [0]
+        sides = self.label_sides or [0.0]
         return {"frames": self.frames, "labels": self.labels, "pd": self.hits / max(1, self.labels),
                 "large": self.large, "whole": self.whole / self.large if self.large else None, "fa_per_frame": self.false / max(1, self.frames),
                 "median_side_px": float(np.median(sides))}
