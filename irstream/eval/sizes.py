@@ -111,5 +111,5 @@ def frame_set(name: str, data_root: Path, every: int):
     if name == "reticle-val":
         return list(drones.reticle_frames(data_root / drones.RETICLE, "val", every))
     if (LABELS_DIR / f"{name}.txt").is_file():
-        return [f for f in clip_frames(data_root / "antiuav-clips", (name,), every)]
+        return list(clip_frames(data_root / "antiuav-clips", (name,), every))
     raise ValueError(f"{name}: not a labelled set; use cvpr-val, drone-ir-val, reticle-val or a clip of {LABELS_DIR}")

@@ -130,13 +130,16 @@ def _sequence(p: Path) -> EvalSequence | None:
 
 def boxes_truth(boxes: dict[int, list], n_frames: int) -> list[Truth]:
     """Per frame (1-based keys) boxes (left, top, width, height) -> Truth with boxes, ids 1.."""
-    truth = []
-    for k in range(1, n_frames + 1):
-        r = boxes.get(k, [])
-        xy = np.array([(x + (w - 1) / 2, y + (h - 1) / 2) for x, y, w, h in r]).reshape(-1, 2)
-        edges = np.array([(x, y, x + w - 1, y + h - 1) for x, y, w, h in r], float).reshape(-1, 4)
-        truth.append(Truth(np.arange(1, len(r) + 1, dtype=np.int64), xy, edges))
-    return truth
+    return [_box_truth(np.arange(1, len(r) + 1), r, True) for r in (boxes.get(k, []) for k in range(1, n_frames + 1))]
+
+
+def _box_truth(ids, boxes_xywh: list, with_boxes: bool) -> Truth:
+    """One frame's Truth from its boxes (left, top, width, height): their centres as points, and
+    the boxes themselves when with_boxes."""
+    # The box's pixels are left .. left + w - 1, so its centre is left + (w - 1) / 2.
+    xy = np.array([(x + (w - 1) / 2, y + (h - 1) / 2) for x, y, w, h in boxes_xywh]).reshape(-1, 2)
+    edges = np.array([(x, y, x + w - 1, y + h - 1) for x, y, w, h in boxes_xywh], float).reshape(-1, 4)
+    return Truth(np.asarray(ids, np.int64), xy, edges if with_boxes else None)
 
 
 def _count_frames(p: Path) -> int:
@@ -171,15 +174,7 @@ def load_mot_gt(path: Path, n_frames: int, boxes: bool = False) -> list[Truth]:
             continue
         f, tid, left, top, w, h = (float(v) for v in line.split(",")[:6])
         rows.setdefault(int(f) - 1, []).append((int(tid), left, top, w, h))
-    truth = []
-    for k in range(n_frames):
-        r = rows.get(k, [])
-        ids = np.array([t for t, *_ in r], np.int64)
-        # The box's pixels are left .. left + w - 1, so its centre is left + (w - 1) / 2.
-        xy = np.array([(x + (w - 1) / 2, y + (h - 1) / 2) for _, x, y, w, h in r]).reshape(-1, 2)
-        edges = np.array([(x, y, x + w - 1, y + h - 1) for _, x, y, w, h in r], float).reshape(-1, 4)
-        truth.append(Truth(ids, xy, edges if boxes else None))
-    return truth
+    return [_box_truth([t for t, *_ in r], [b for _, *b in r], boxes) for r in (rows.get(k, []) for k in range(n_frames))]
 
 
 # ---- matching and single-frame counts ---------------------------------------------------------
