@@ -8,6 +8,7 @@ unknown table or key is an error that names it.  Command-line flags override the
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 import types
@@ -24,8 +25,24 @@ from irstream.io.sources import CameraConfig, ReconnectConfig
 from irstream.track.targets import TargetConfig
 from irstream.track.tracker import TrackerConfig
 
+def cache_root() -> Path:
+    """Where irstream keeps what it can make again (converted models, runtime choices):
+    $IRSTREAM_CACHE, else irstream/ in the user's cache folder ($XDG_CACHE_HOME or ~/.cache)."""
+    if os.environ.get("IRSTREAM_CACHE"):
+        return Path(os.environ["IRSTREAM_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "irstream"
+
+
+#: Keys that were counted in frames and are now stated in time: the new key, its value per old
+#: unit and its unit, at 25 frames/s (the rate the old defaults were tuned at).
+RENAMED = {f"tracker.{old}": (new, 1.0 / 25.0, "s") for old, new in (
+    ("confirm_window", "confirm_window_s"), ("static_confirm_frames", "static_confirm_s"),
+    ("publish_coast_frames", "publish_coast_s"), ("max_coast_frames", "max_coast_s"),
+    ("handover_frames", "handover_s"))} | {f"tracker.{old}": (new, 25.0, "px/s") for old, new in (
+    ("max_gate_px", "max_gate_px_s"), ("reacquire_gate_px", "reacquire_gate_px_s"))}
+
 #: How the model can run ([model] runtime).
-RUNTIMES = ("auto", "torch", "onnxruntime", "triton")
+RUNTIMES = ("auto", "torch", "openvino", "onnxruntime", "triton")
 #: Bounds that keep a typo from becoming a hang or an allocation failure: ZeroMQ takes the
 #: high-water mark as a C int, and a run that waits a day for a subscriber is a mistake.
 MAX_HWM_MSGS = 1_000_000
@@ -69,10 +86,12 @@ class ModelConfig:
     tile_px, tile_overlap_px: run frames larger than tile_px px in tiles of that side sharing
         tile_overlap_px px (irstream.model.segment.tiled); unset = what the weights' card says they
         were validated with ("inference"), 0 = whole frames.
-    runtime: "auto", "torch", "onnxruntime" (CPU, needs the onnx extra) or "triton" (a Triton
-        server, needs the triton extra; see irstream.model.triton).  auto: on CPU the faster of
-        torch and ONNX Runtime, timed on the first frame; on CUDA fp32 replayed as CUDA
-        graphs (see irstream.model.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
+    runtime: "auto", "torch", "openvino" (CPU, needs the openvino extra), "onnxruntime" (CPU,
+        needs the onnx extra) or "triton" (a Triton server, needs the triton extra; see
+        irstream.model.triton).  auto: on CPU the fastest of torch, OpenVINO (bf16 where the
+        CPU has it, fp32) and ONNX Runtime whose masks agree with eager fp32, timed on the
+        first frame's size; on CUDA fp32 replayed as CUDA graphs (see
+        irstream.model.segment.CUDA_AUTO); "torch" is eager fp32 everywhere.
     coarse: also run the model on the frame shrunk this many times (2 or 4; 0 = off) and lay
         its large targets (irstream.model.segment.COARSE_MIN_AREA_PX and up) over the full map:
         a close drone of 40-130 px is a 10-30 px target there, the size the model learnt,
@@ -280,6 +299,11 @@ def _build(cls, data: dict, prefix: str):
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"[{prefix}]" if prefix else "top level"
+        if f"{prefix}.{unknown[0]}" in RENAMED:
+            new, scale, unit = RENAMED[f"{prefix}.{unknown[0]}"]
+            raise ValueError(f"{unknown[0]!r} in {where} is now {new!r}, in {unit}, so that a run that sees fewer "
+                             f"frames/s tracks alike ({unknown[0]} = {data[unknown[0]]!r} was {new} = "
+                             f"{data[unknown[0]] * scale:g} at 25 frames/s)")
         raise ValueError(f"unknown key {unknown[0]!r} in {where}; known: {', '.join(sorted(names))}")
     kwargs = {}
     for key, value in data.items():

@@ -176,6 +176,24 @@ def test_crop_at_pads_small_images_and_clips_to_the_edge():
     assert c.shape == m.shape == (32, 32)
 
 
+def test_padding_mirrors_the_mask_with_the_image():
+    """A target near the edge of an image smaller than the crop is mirrored into the padding;
+    its mask goes with it, so the mirror image is not taught as background."""
+    img, mask = np.zeros((20, 30), np.float32), np.zeros((20, 30), bool)
+    img[17:19, 26:28], mask[17:19, 26:28] = 1.0, True
+    c, m = crop_at(img, mask, 40, None, np.random.default_rng(0), 0)
+    assert np.array_equal(c > 0.5, m) and m.sum() == 4 * mask.sum()
+
+
+def test_mixed_crop_sizes_draw_one_side_per_batch():
+    cfg = TrainConfig(model="lrrnet_light", crop_px=32, crop_sizes=(32, 64), batch=4, flips=False, mix=[])
+    rng = np.random.default_rng(0)
+    sides = {make_mix_batch(tiny_mix(), cfg, rng)[0].shape[-1] for _ in range(12)}
+    assert sides == {32, 64}
+    with pytest.raises(ValueError, match="multiples of 8"):
+        TrainConfig(crop_sizes=(36,))
+
+
 @pytest.mark.skipif(not DAUB.is_dir(), reason="../shared/data/daub is not present")
 def test_daub_points_become_small_masks_on_the_label():
     samples = load_daub(DAUB, ("sequence1",), step=25)

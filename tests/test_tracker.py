@@ -49,7 +49,7 @@ def test_constant_velocity_target_is_confirmed_with_stable_id_and_true_velocity(
 
 
 def test_confirm_hits_one_confirms_at_birth():
-    out = Tracker(TrackerConfig(confirm_hits=1, confirm_window=1, confirm_llr_nats=0.0)).update(dets([[5.0, 5.0]]), 0.0)
+    out = Tracker(TrackerConfig(confirm_hits=1, confirm_window_s=1 * DT, confirm_llr_nats=0.0)).update(dets([[5.0, 5.0]]), 0.0)
     assert list(out.state) == [CONFIRMED] and len(out.published()) == 1
 
 
@@ -75,8 +75,8 @@ def test_two_crossing_targets_keep_their_ids():
     assert sorted(owner) == [1, 2]
 
 
-def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_frames():
-    cfg = TrackerConfig(max_coast_frames=5, publish_coast_frames=5)
+def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_s():
+    cfg = TrackerConfig(max_coast_s=5 * DT, publish_coast_s=5 * DT)
     vel = np.array([80.0, 40.0])
     tracker = Tracker(cfg)
 
@@ -90,7 +90,7 @@ def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_frame
     last_box = out.bbox_xyxy[0].copy()
 
     variance = out.covariance_xy[0, 0, 0]
-    for gap in range(1, 4):  # fewer than max_coast_frames misses
+    for gap in range(1, 4):  # fewer than max_coast_s misses
         k += 1
         out = tracker.update(Detections.empty(), k * DT)
         assert list(out.track_id) == [1] and list(out.state) == [COASTING]
@@ -106,7 +106,7 @@ def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_frame
     assert list(out.track_id) == [1] and list(out.state) == [CONFIRMED]
     assert out.misses[0] == 0 and out.score[0] == pytest.approx(0.95)
 
-    for gap in range(1, cfg.max_coast_frames + 1):
+    for gap in range(1, tracker.frames(cfg.max_coast_s) + 1):
         k += 1
         out = tracker.update(Detections.empty(), k * DT)
         assert list(out.track_id) == [1] and list(out.state) == [COASTING] and out.misses[0] == gap
@@ -116,7 +116,7 @@ def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_frame
 
 
 def test_a_track_coasts_on_screen_briefly_then_waits_unpublished_for_its_target():
-    tracker = Tracker(TrackerConfig(publish_coast_frames=2, max_coast_frames=6))
+    tracker = Tracker(TrackerConfig(publish_coast_s=2 * DT, max_coast_s=6 * DT))
     k = 0
     for k in range(8):
         tracker.update(dets([[20.0 + 2.0 * k, 30.0]]), k * DT)
@@ -152,8 +152,8 @@ def test_a_track_is_reported_where_its_target_was_seen_and_coasts_on_its_predict
     np.testing.assert_allclose(out.centroid_xy[0], estimate + velocity * DT, atol=1e-6)
 
 
-def test_a_fixed_point_waits_static_confirm_frames_and_a_mover_does_not():
-    cfg = TrackerConfig(static_confirm_frames=20, motion_ref_px=1.5)
+def test_a_fixed_point_waits_static_confirm_s_and_a_mover_does_not():
+    cfg = TrackerConfig(static_confirm_s=20 * DT, motion_ref_px=1.5)
     fixed, mover = Tracker(cfg), Tracker(cfg)
     first = {}
     for k in range(30):
@@ -169,8 +169,8 @@ def test_fixed_clutter_in_structure_is_never_published_and_a_drone_that_flew_the
     """A building's corner (structured surroundings, never moves) stays unpublished for 20 s; a
     drone that flies 40 px and then hovers beside it is published and stays published, its
     `moving` flag falling to False a second after it stopped; a fixed point in clear sky (a
-    drone the camera holds still) is published after static_confirm_frames."""
-    cfg = TrackerConfig(static_confirm_frames=10, static_max_structure=0.1, motion_ref_px=1.5, moving_window_s=1.0)
+    drone the camera holds still) is published after static_confirm_s."""
+    cfg = TrackerConfig(static_confirm_s=10 * DT, static_max_structure=0.1, motion_ref_px=1.5, moving_window_s=1.0)
     corner, drone, sky = Tracker(cfg), Tracker(cfg), Tracker(cfg)
     first, moving = {}, []
     for k in range(500):
@@ -205,15 +205,15 @@ def _jump_and_come_back(cfg: TrackerConfig, gap_frames: int, others=()) -> list[
     return ids
 
 
-def test_a_lone_target_that_jumps_keeps_its_id_within_handover_frames():
+def test_a_lone_target_that_jumps_keeps_its_id_within_handover_s():
     for gap in (4, 15):  # the old track still kept (LOST), and already deleted
-        ids = _jump_and_come_back(TrackerConfig(handover_frames=30), gap_frames=gap)
+        ids = _jump_and_come_back(TrackerConfig(handover_s=30 * DT), gap_frames=gap)
         assert ids and set(ids) == {1}
-    assert set(_jump_and_come_back(TrackerConfig(handover_frames=0), gap_frames=15)) == {2}
+    assert set(_jump_and_come_back(TrackerConfig(handover_s=0 * DT), gap_frames=15)) == {2}
     # Past the window the next track is a new target.
-    assert 1 not in _jump_and_come_back(TrackerConfig(handover_frames=30), gap_frames=40)
+    assert 1 not in _jump_and_come_back(TrackerConfig(handover_s=30 * DT), gap_frames=40)
     # Another target in view: whose id it would be is not clear, so nothing is handed over.
-    assert 1 not in _jump_and_come_back(TrackerConfig(handover_frames=30), gap_frames=15, others=[[20.0, 200.0]])
+    assert 1 not in _jump_and_come_back(TrackerConfig(handover_s=30 * DT), gap_frames=15, others=[[20.0, 200.0]])
 
 
 def _re_pointed(cfg: TrackerConfig, side: int, second_side: int | None = None, other=None,
@@ -256,7 +256,7 @@ def test_a_lone_large_target_that_jumps_is_followed_at_once():
 
 def test_a_large_target_is_taken_back_within_body_lengths_of_its_prediction():
     def ids_after_jerk(side: int) -> list[int]:
-        tracker = Tracker(TrackerConfig(reacquire_gate_px=15.0, reacquire_body_lengths=2.0))
+        tracker = Tracker(TrackerConfig(reacquire_gate_px_s=15.0 * FPS, reacquire_body_lengths=2.0))
         for k in range(10):
             tracker.update(dets([[60.0 + k, 80.0]], score=0.99, side=side), k * DT)
         # the camera jerks: the target moves 22 px in a frame, past the 15 px gate
@@ -268,7 +268,7 @@ def test_a_large_target_is_taken_back_within_body_lengths_of_its_prediction():
 
 
 def test_zero_coast_frames_deletes_at_the_first_miss():
-    tracker = Tracker(TrackerConfig(max_coast_frames=0))
+    tracker = Tracker(TrackerConfig(max_coast_s=0 * DT))
     for k in range(4):
         out = tracker.update(dets([[10.0 + k, 10.0]]), k * DT)
     assert list(out.state) == [CONFIRMED]
@@ -288,7 +288,7 @@ def test_one_frame_false_alarm_is_never_published_and_dies_once_it_cannot_confir
             alarm_id = int(out.track_id[out.detection == 1][0])
             assert by_id(out, alarm_id).state[0] == TENTATIVE
         alive = alarm_id is not None and alarm_id in out.track_id
-        assert alive == (6 <= k <= 6 + cfg.confirm_window - cfg.confirm_hits)
+        assert alive == (6 <= k <= 6 + tracker.frames(cfg.confirm_window_s) - cfg.confirm_hits)
         assert alarm_id not in out.published().track_id
         assert list(out.published().track_id) == ([1] if k >= 2 else [])
 
@@ -304,7 +304,7 @@ def test_weak_detections_do_not_start_tracks_but_feed_existing_ones():
 def test_ids_are_never_reused_and_reset_restarts_them():
     # Without the clutter map: a target that keeps reappearing at one spot is what the map
     # learns to distrust (tested below), and this test is about ids.
-    cfg = TrackerConfig(max_coast_frames=2, clutter_cell_px=0.0)
+    cfg = TrackerConfig(max_coast_s=2 * DT, clutter_cell_px=0.0)
     tracker = Tracker(cfg)
     seen = []
     t = 0.0
@@ -313,7 +313,7 @@ def test_ids_are_never_reused_and_reset_restarts_them():
             out = tracker.update(dets([[64.0, 64.0]]), t)
             t += DT
         seen.append(int(out.track_id[0]))
-        for _ in range(cfg.max_coast_frames + 1):
+        for _ in range(tracker.frames(cfg.max_coast_s) + 1):
             out = tracker.update(Detections.empty(), t)
             t += DT
         assert len(out) == 0
@@ -342,10 +342,10 @@ def test_empty_frames():
 
 @pytest.mark.parametrize("field, value", [
     ("meas_noise_px", 0.0), ("meas_noise_px", -1.0), ("meas_noise_px", float("nan")),
-    ("accel_noise_px_s2", 0.0), ("init_velocity_std_px_s", -5.0), ("max_gate_px", float("inf")),
+    ("accel_noise_px_s2", 0.0), ("init_velocity_std_px_s", -5.0), ("max_gate_px_s", float("inf")),
     ("default_dt_s", 0.0), ("gate_prob", 0.0), ("gate_prob", 1.0), ("gate_prob", 1.5),
-    ("confirm_hits", 0), ("confirm_hits", 2.5), ("confirm_window", 2), ("max_coast_frames", -1),
-    ("max_coast_frames", True), ("min_start_score", 1.2), ("min_start_score", -0.1), ("meas_noise_px", "1"),
+    ("confirm_hits", 0), ("confirm_hits", 2.5), ("confirm_window_s", 0.0), ("max_coast_s", -1.0),
+    ("max_coast_s", True), ("handover_s", float("inf")), ("min_start_score", 1.2), ("min_start_score", -0.1), ("meas_noise_px", "1"),
     ("jump_area_ratio", 0.5), ("jump_min_area_px", -1.0), ("reacquire_body_lengths", -2.0),
     ("static_clutter_travel_ratio", 0.0), ("static_clutter_travel_ratio", 1.5), ("static_clutter_max_area_px", -1.0),
 ])
@@ -360,7 +360,7 @@ def test_non_finite_timestamp_raises():
 
 
 def test_timestamp_gaps_are_bridged_by_a_longer_prediction():
-    # 100 px/s: a gap of 6 frame periods moves the target 24 px, beyond max_gate_px (15) from
+    # 100 px/s: a gap of 6 frame periods moves the target 24 px, beyond the 15 px gate from
     # where a fixed-step prediction would put it, so only a dt-aware prediction matches.
     periods = [1, 1, 1, 1, 1, 6, 1, 1, 4, 1, 1, 1, 8, 1, 1, 1]
     times = np.concatenate([[0.0], np.cumsum(periods) * DT])
@@ -382,8 +382,8 @@ def test_timestamps_that_do_not_advance_use_default_dt():
 
 
 @pytest.mark.parametrize("jump_px, cfg", [
-    (20.0, TrackerConfig(accel_noise_px_s2=5000.0)),  # inside the (huge) covariance gate, beyond max_gate_px
-    (8.0, TrackerConfig(reacquire_gate_px=0.0)),  # within max_gate_px, but ~6 sigma for a settled track
+    (20.0, TrackerConfig(accel_noise_px_s2=5000.0)),  # inside the (huge) covariance gate, beyond the 15 px gate
+    (8.0, TrackerConfig(reacquire_gate_px_s=0.0)),  # within the 15 px gate, but ~6 sigma for a settled track
 ])
 def test_a_detection_outside_the_gate_starts_a_new_track(jump_px, cfg):
     tracker = Tracker(cfg)
@@ -397,14 +397,14 @@ def test_a_detection_outside_the_gate_starts_a_new_track(jump_px, cfg):
 def test_a_track_takes_back_its_target_just_outside_its_gate():
     # As on a real clip after the camera re-points: the track learnt a velocity from the jolt
     # (-11 px/frame, then 0), the drone is 8 px from the prediction, far outside the settled
-    # covariance but well inside reacquire_gate_px.  One id, no coasting ghost.
+    # covariance but well inside the reacquire gate.  One id, no coasting ghost.
     tracker = Tracker()
     for k in range(15):
         tracker.update(dets([[60.0, 60.0]]), k * DT)
     out = tracker.update(dets([[68.0, 60.0], [100.0, 60.0]]), 15 * DT)
     assert list(out.track_id) == [1, 2] and list(out.detection) == [0, 1]
     assert out.state[0] == CONFIRMED
-    far = Tracker(TrackerConfig(reacquire_gate_px=5.0))
+    far = Tracker(TrackerConfig(reacquire_gate_px_s=5.0 * FPS))
     for k in range(15):
         far.update(dets([[60.0, 60.0]]), k * DT)
     assert list(far.update(dets([[68.0, 60.0]]), 15 * DT).detection) == [-1, 0]
@@ -570,7 +570,7 @@ def run_scene(tracker, frames, shift=(0.0, 0.0), shape=None):
 
 def bursts(n, on=4, off=12):
     """True in bursts of `on` frames every on + off: clutter that fires, falls silent long enough
-    for its track to end (max_coast_frames = 10), and fires again at the same place."""
+    for its track to end (max_coast_s = 10), and fires again at the same place."""
     return [k % (on + off) < on for k in range(n)]
 
 
@@ -640,3 +640,30 @@ def test_moving_is_judged_over_the_window_even_when_timestamps_do_not_advance():
         out = tracker.update(dets([[40.0 + min(k, 50), 40.0]], score=0.99), 0.0)
     assert not out.moving[0]  # stopped 150 frames (6 s) ago
     assert len(tracker._tracks[0].recent) <= FPS + 2
+
+
+def test_rules_in_seconds_count_the_frames_the_tracker_sees():
+    """At 25 frames/s (timestamps as a video gives them) the rules are the frame counts they
+    were tuned as; at a quarter of the rate they cover the same time in a quarter of the frames."""
+    full, quarter = Tracker(), Tracker()
+    for k in range(30):
+        full.update(Detections.empty(), k / 25.0)
+        quarter.update(Detections.empty(), 4 * k / 25.0)
+    assert [full.frames(s) for s in (0.08, 0.2, 0.4, 2.0, 4.0)] == [2, 5, 10, 50, 100]
+    assert [quarter.frames(s) for s in (0.08, 0.2, 0.4, 2.0, 4.0)] == [1, 2, 3, 13, 25]
+    assert full.frames(0.0) == quarter.frames(0.0) == 0
+
+
+def test_a_quarter_rate_replay_keeps_the_target_and_still_drops_one_frame_false_alarms():
+    """A live run that keeps up with every 4th frame of a 25 frames/s camera: the target is
+    confirmed on its 2nd frame (two hits in 0.2 s), coasts through one missed frame, and a
+    false alarm seen in one frame is never published."""
+    tracker, dt = Tracker(), 4 * DT
+    published = []
+    for k in range(20):
+        rows = [] if k == 10 else [[30.0 + 8.0 * k, 40.0]]  # 2 px per camera frame
+        if k == 6:
+            rows.append([150.0, 120.0])
+        pub = tracker.update(dets(rows), k * dt).published()
+        published.append(sorted(pub.track_id.tolist()))
+    assert published[0] == [] and all(ids == [1] for ids in published[1:])

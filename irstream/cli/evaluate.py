@@ -141,11 +141,14 @@ def eval_track(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP + " Default: the pipeline's \\[run] threads.")] = None,
     frames: Annotated[int, typer.Option(help="Score the first N frames of each sequence only (0 = all).")] = 0,
+    every: Annotated[int, typer.Option(help="Replay every Nth frame only, timestamps kept: a live run that keeps up "
+                                            "with 1/N of the camera's rate.")] = 1,
 ) -> None:
     """Score single-frame detections and published tracks against ground truth, side by side."""
     from irstream.config import load_pipeline, override
     from irstream.model.segment import set_threads
-    from irstream.eval.tracks import evaluate_sequence, find_sequences, plot_curves, pooled, sequence_maps, summary_row
+    from irstream.eval.tracks import (evaluate_sequence, every_nth, find_sequences, plot_curves, pooled, sequence_maps,
+                                      summary_row)
 
     if not match_px > 0:
         raise UserError(f"--match-px {match_px}: must be > 0")
@@ -158,6 +161,8 @@ def eval_track(
             raise UserError(f"{p}: no such file or folder")
     if frames < 0:
         raise UserError(f"--frames {frames}: must be 0 (all) or more")
+    if every < 1:
+        raise UserError(f"--every {every}: must be 1 (every frame) or more")
     seqs = find_sequences(paths, frames)
     results = []
     with progress() as prog:
@@ -165,8 +170,8 @@ def eval_track(
         for s in seqs:
             prog.update(task, description=s.name)
             maps = sequence_maps(s, cfg, cache_dir, on_frame=lambda: prog.advance(task))
-            results.append(evaluate_sequence(s, maps, cfg, match_px))
-            prog.update(task, completed=sum(r.frames for r in results))  # maps from the cache advance nothing
+            results.append(evaluate_sequence(*every_nth(s, maps, every), cfg, match_px))
+            prog.update(task, completed=sum(r.frames * every for r in results))  # maps from the cache advance nothing
     everything = results + ([pooled(results)] if len(results) > 1 else [])
     rows = [summary_row(r) for r in everything]
     if plot is not None:
@@ -185,12 +190,12 @@ def eval_track(
 
 
 def _grid_values(spec: str) -> tuple[str, list]:
-    """"tracker.static_confirm_frames=10,25,50" -> ("tracker.static_confirm_frames", [10, 25, 50])."""
+    """"tracker.static_confirm_s=0.5,1,2" -> ("tracker.static_confirm_s", [0.5, 1, 2])."""
     import tomllib
 
     key, sep, values = spec.partition("=")
     if not sep or "." not in key or not values:
-        raise UserError(f"--grid {spec}: expected SECTION.KEY=V1,V2,..., e.g. tracker.static_confirm_frames=10,25,50")
+        raise UserError(f"--grid {spec}: expected SECTION.KEY=V1,V2,..., e.g. tracker.static_confirm_s=0.5,1,2")
     try:
         return key.strip(), [tomllib.loads(f"v = {v.strip()}")["v"] for v in values.split(",")]
     except tomllib.TOMLDecodeError:
@@ -202,7 +207,7 @@ def _grid_values(spec: str) -> tuple[str, list]:
 def tune_track(
     paths: Annotated[list[Path], typer.Argument(help="Sequences with ground truth, as for eval-track (at least 2).")],
     grid: Annotated[list[str], typer.Option(help="A pipeline key and the values to try, e.g. "
-                                                 "tracker.static_confirm_frames=10,25,50 (repeatable: every combination).")],
+                                                 "tracker.static_confirm_s=0.5,1,2 (repeatable: every combination).")],
     cache_dir: Annotated[Path, typer.Option(help="The model's maps, kept here (as eval-track --cache-dir).")] = Path("runs/cache"),
     pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML the grid changes; default: pipelines/default.toml.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream; default: the pipeline's.")] = None,

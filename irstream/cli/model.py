@@ -48,6 +48,7 @@ def train(
     lr: float = 1e-4,
     rec_weight: Annotated[float, typer.Option(help="Weight of the reconstruction MSE.")] = 0.1,
     crop: Annotated[int, typer.Option(help="Square crop side in px; 0 = whole images resized to --resize.")] = 0,
+    crop_sizes: Annotated[Optional[list[int]], typer.Option(help="Mixed crop sides, px, one drawn per batch (repeatable; --mix runs); unset = --crop.")] = None,
     resize: int = 512,
     target_crop_share: float = 0.7,
     flips: bool = True,
@@ -85,7 +86,7 @@ def train(
     try:
         cfg = TrainConfig(model=model, data=str(data), train_split=train_split, val_split=val_split,
                           extra_data=[str(p) for p in extra_data or []], epochs=epochs, batch=batch, lr=lr,
-                          rec_weight=rec_weight, crop_px=crop, resize_px=resize, target_crop_share=target_crop_share,
+                          rec_weight=rec_weight, crop_px=crop, crop_sizes=tuple(crop_sizes or ()), resize_px=resize, target_crop_share=target_crop_share,
                           flips=flips, synthetic_share=synthetic_share, half_scale_share=half_scale_share, val_every=val_every, max_minutes=max_minutes,
                           max_cpu_minutes=max_cpu_minutes,
                           seed=seed, threads=threads, init_weights=str(init or ""), mix=list(mix or []),
@@ -221,8 +222,8 @@ def export(
 
     set_threads(threads)
 
-    from irstream.tools.bench import mask_iou, real_frames
-    from irstream.model.runtime import OnnxRuntime, TorchRuntime, export_onnx, import_onnxruntime
+    from irstream.model.runtime import OnnxRuntime, TorchRuntime, export_onnx, import_onnxruntime, mask_iou
+    from irstream.tools.bench import real_frames
     from irstream.model.weights import load_weights
 
     import_onnxruntime()

@@ -33,7 +33,7 @@ def run(
     curve_dir: Annotated[Optional[str], typer.Option(help="Key folder from `irstream keys`: publish encrypted, to "
                                                           "authorised subscribers only.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
-    runtime: Annotated[Optional[str], typer.Option(help="auto (fastest measured), torch (eager fp32), onnxruntime (CPU) or "
+    runtime: Annotated[Optional[str], typer.Option(help="auto (fastest measured that agrees), torch (eager fp32), openvino (CPU), onnxruntime (CPU) or "
                                                        "triton (a Triton server: --triton-url).")] = None,
     triton_url: Annotated[Optional[str], typer.Option(help="The Triton server's gRPC host:port, for --runtime triton.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream.")] = None,

@@ -240,7 +240,9 @@ def crop_at(img: np.ndarray, mask: np.ndarray, size: int, centre: tuple[int, int
     ph, pw = max(0, size - img.shape[0]), max(0, size - img.shape[1])
     if ph or pw:
         img = np.pad(img, ((0, ph), (0, pw)), mode="reflect")
-        mask = np.pad(mask, ((0, ph), (0, pw)))
+        # The mask is mirrored with the image: a zero-padded mask would teach that a target's
+        # mirror image is background.
+        mask = np.pad(mask, ((0, ph), (0, pw)), mode="reflect")
     h, w = img.shape
     if centre is None:
         y0, x0 = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)

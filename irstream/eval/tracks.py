@@ -411,6 +411,15 @@ def _compute_maps(seq: EvalSequence, cfg, on_frame) -> SequenceMaps:
     return SequenceMaps(np.stack(units), np.stack(probs), np.asarray(stamps, np.float64))
 
 
+def every_nth(seq: EvalSequence, maps: SequenceMaps, n: int) -> tuple[EvalSequence, SequenceMaps]:
+    """Every n-th frame only, timestamps kept: what a live run that keeps up with 1/n of the
+    camera's frame rate sees of the sequence (the newest frame wins, the rest are dropped)."""
+    if n == 1:
+        return seq, maps
+    return (EvalSequence(seq.name, seq.uri, seq.truth[::n]),
+            SequenceMaps(maps.units[::n], maps.probs[::n], maps.timestamps_s[::n]))
+
+
 # ---- one sequence, all of it ----------------------------------------------------------------
 
 #: Detector thresholds swept for the single-frame curve (probabilities).

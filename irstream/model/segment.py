@@ -19,9 +19,10 @@ import torch
 
 from irstream.config import RUNTIMES
 from irstream.errors import UserError
+from irstream.model.openvino import OpenVinoRuntime, cpu_precisions, openvino_available
 from irstream.model.registry import LRRNet
-from irstream.model.runtime import (OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, onnxruntime_available,
-                              pad_to_multiple)
+from irstream.model.runtime import (MASK_IOU_MIN, OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, mask_iou,
+                                    onnxruntime_available, pad_to_multiple)
 
 #: What "auto" runs on CUDA: fp32, replayed as a CUDA graph (one launch instead of ~300).
 #: Not half precision: on an H200 fp16 moved the masks of the shipped light weights to IoU 0.97
@@ -213,10 +214,12 @@ class StreamSegmenter:
     of frame t-1 run on their own streams while frame t computes.  Consumers do not care
     which, they only see keys come back in order.
 
-    runtime: "auto", "torch" or "onnxruntime" (CPU only).  "torch" is eager fp32, the reference.
-    "auto" is CUDA_AUTO on CUDA; on CPU it times CPU_AUTO and ONNX Runtime (when installed) on
-    the first frame's size at warm_up() and keeps the faster (CPU_AUTO until then).  A
-    RuntimeSpec picks a torch runtime exactly.
+    runtime: "auto", "torch", "openvino" or "onnxruntime" (the last two CPU only).  "torch" is
+    eager fp32, the reference.  "auto" is CUDA_AUTO on CUDA; on CPU it checks CPU_AUTO,
+    OpenVINO and ONNX Runtime (those installed) against eager fp32 and times those that agree on
+    the first frame's size at warm_up(), keeping the fastest (CPU_AUTO until then).  "openvino"
+    is bf16 where the CPU has it and it agrees, else fp32.  A RuntimeSpec picks a torch runtime
+    exactly.
 
     overlap=False (CUDA) waits for each frame before taking the next: the same buffers and
     streams with the overlap switched off, for `irstream bench model` to show what it buys.
@@ -235,8 +238,9 @@ class StreamSegmenter:
         self.device = torch.device(device)
         self.upscale = upscale
         self._cuda = None
+        self.picked_from_cache = False  # "auto" on CPU: the choice came from an earlier run's timing
         if not isinstance(runtime, (str, RuntimeSpec)):  # a runtime object, e.g. a TritonRuntime
-            self.runtime, self._candidates = runtime, [runtime]
+            self.runtime, self._candidates = runtime, []
         elif self.device.type == "cuda":
             if runtime == "onnxruntime":
                 raise UserError("= 'onnxruntime' runs on CPU; use device cpu, or runtime auto or torch on CUDA", "model.runtime")
@@ -247,8 +251,10 @@ class StreamSegmenter:
             self._candidates = []
         else:
             retain_freed_memory()
+            # (label, factory) pairs: only those timed, or the one a cached pick names, are built.
             self._candidates = _cpu_candidates(model, runtime)
-            self.runtime = self._candidates[0]
+            self.runtime = self._candidates[0][1]()
+            self._model = model if len(self._candidates) > 1 else None
 
     @property
     def runtime_label(self) -> str:
@@ -310,10 +316,47 @@ class StreamSegmenter:
         CPU with more than one candidate runtime this is also where the faster is picked."""
         frame = np.zeros(shape, dtype=np.float32)
         if len(self._candidates) > 1:
-            self.runtime = fastest(self._candidates, self._upscale(frame)[None, None], AUTO_PICK_RUNS)
-            self._candidates = [self.runtime]
+            self.runtime = self._pick(self._upscale(frame).shape)
+            self._candidates, self._model = [], None
         self.push(None, frame)
         self.flush()
+
+
+    def _pick(self, shape: tuple[int, int]):
+        """The fastest candidate whose masks agree with eager fp32, timed on frames of `shape`
+        run as they will be (in tiles); the first candidate where none agrees.  The choice is
+        kept in the cache folder for this machine, software, weights, frame size and tiles, so
+        later runs start at once (`picked_from_cache`)."""
+        key = pick_key(self._model, shape, (self.tile_px, self.tile_overlap_px), [lab for lab, _ in self._candidates])
+        factories = dict(self._candidates)
+        label = read_pick(key)
+        if label in factories:
+            self.picked_from_cache = True
+            return self.runtime if label == self._candidates[0][0] else factories[label]()
+        built = [self.runtime] + [make() for _, make in self._candidates[1:]]
+        check = agreement_image(shape if not self.tile_px else (min(shape[0], self.tile_px), min(shape[1], self.tile_px)))
+        want = TorchRuntime(self._model, self.device)(check[None, None])[0]
+        agree = [rt for rt in built if mask_iou([rt(check[None, None])[0]], [want]) >= MASK_IOU_MIN] or built[:1]
+        frame = np.zeros(shape, dtype=np.float32)
+        best = fastest(agree, lambda rt: tiled(rt, frame, self.tile_px, self.tile_overlap_px), AUTO_PICK_RUNS)
+        write_pick(key, self._candidates[built.index(best)][0])
+        return best
+
+
+#: The runtimes are checked on a synthetic scene (irstream.data.synthetic) of this seed and
+#: side (px), in which the shipped weights find targets, mirrored out to the frame's size.
+AGREE_SEED = 7
+AGREE_SIDE_PX = 192
+
+
+def agreement_image(shape: tuple[int, int]) -> np.ndarray:
+    """A deterministic synthetic IR scene with small targets, (H, W) float32 in [0, 1]."""
+    from irstream.data.synthetic import random_scene
+
+    image, _ = random_scene(np.random.default_rng(AGREE_SEED), (AGREE_SIDE_PX, AGREE_SIDE_PX))
+    h, w = shape
+    image = np.pad(image, ((0, max(0, h - AGREE_SIDE_PX)), (0, max(0, w - AGREE_SIDE_PX))), mode="symmetric")
+    return np.ascontiguousarray(image[:h, :w], dtype=np.float32)
 
 
 #: What "auto" runs on CPU with torch: NHWC convolutions, which oneDNN runs about 1.5 times
@@ -321,28 +364,99 @@ class StreamSegmenter:
 CPU_AUTO = RuntimeSpec(channels_last=True)
 
 
-def _cpu_candidates(model: LRRNet, runtime: str | RuntimeSpec) -> list:
-    """The runtimes "auto" chooses from on CPU, the one to use before any timing first."""
+def _cpu_candidates(model: LRRNet, runtime: str | RuntimeSpec) -> list[tuple[str, object]]:
+    """(label, factory) of the runtimes "auto" (or "openvino") chooses from on CPU, the one to
+    use before any timing first."""
     cpu = torch.device("cpu")
     if isinstance(runtime, RuntimeSpec):
-        return [TorchRuntime(model, cpu, runtime)]
+        return [(runtime.label, lambda: TorchRuntime(model, cpu, runtime))]
     if runtime == "torch":
-        return [TorchRuntime(model, cpu)]
+        return [("eager-fp32", lambda: TorchRuntime(model, cpu))]
     if runtime == "onnxruntime":
-        return [OnnxRuntime(export_onnx(model))]
-    return [TorchRuntime(model, cpu, CPU_AUTO)] + ([OnnxRuntime(export_onnx(model))] if onnxruntime_available() else [])
+        return [("onnxruntime", lambda: OnnxRuntime(export_onnx(model)))]
+    openvino = [(f"openvino-{p}", lambda p=p: OpenVinoRuntime(model, p))
+                for p in (cpu_precisions() if runtime == "openvino" or openvino_available() else [])]
+    if runtime == "openvino":
+        return openvino
+    return ([(CPU_AUTO.label, lambda: TorchRuntime(model, cpu, CPU_AUTO))] + openvino
+            + ([("onnxruntime", lambda: OnnxRuntime(export_onnx(model)))] if onnxruntime_available() else []))
 
 
-def fastest(runtimes: list, batch: np.ndarray, runs: int):
-    """The runtime with the lowest median time on `batch`, after one untimed call each."""
+def pick_key(model: LRRNet, shape: tuple[int, int], tiles: tuple[int, int], labels: list[str]) -> str:
+    """What a runtime choice holds for: this CPU and its core count, the software, the weights,
+    the frame size, the tiles and the candidates."""
+    import hashlib
+    import platform
+
+    from irstream.model.openvino import weights_key
+
+    versions = {}
+    for name in ("torch", "openvino", "onnxruntime"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    text = repr((_cpu_name(), platform.machine(), torch.get_num_threads(), versions, weights_key(model), tuple(shape),
+                 tuple(tiles), labels))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        import platform
+
+        return platform.processor()
+
+
+def _picks_file():
+    from irstream.config import cache_root
+
+    return cache_root() / "runtime-picks.json"
+
+
+def read_pick(key: str) -> str | None:
+    import json
+
+    try:
+        return json.loads(_picks_file().read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def write_pick(key: str, label: str) -> None:
+    import json
+
+    path = _picks_file()
+    try:
+        picks = json.loads(path.read_text()) if path.exists() else {}
+        picks = picks if isinstance(picks, dict) else {}
+    except (OSError, ValueError):
+        picks = {}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(picks | {key: label}, indent=1))
+        tmp.replace(path)
+    except OSError:
+        pass  # an unwritable cache costs the timing next time, nothing else
+
+
+def fastest(runtimes: list, run, runs: int):
+    """The runtime with the lowest median time of run(runtime), after one untimed call each."""
     import time
 
+    if len(runtimes) == 1:
+        return runtimes[0]
+
     def median_s(rt) -> float:
-        rt(batch)
+        run(rt)
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            rt(batch)
+            run(rt)
             times.append(time.perf_counter() - t0)
         return float(np.median(times))
 

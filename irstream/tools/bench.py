@@ -162,18 +162,6 @@ def _sample_video_frames(count: int) -> list[np.ndarray]:
     return images
 
 
-def mask_iou(probs: list[np.ndarray], reference: list[np.ndarray], threshold: float = 0.5) -> float:
-    """Pixels both call a target over pixels either does, summed over frames (1.0 when both
-    find nothing)."""
-    inter = sum(int(((p > threshold) & (r > threshold)).sum()) for p, r in zip(probs, reference))
-    union = sum(int(((p > threshold) | (r > threshold)).sum()) for p, r in zip(probs, reference))
-    return inter / union if union else 1.0
-
-
-#: A fast path agrees with the reference when its masks overlap the reference's this much.
-MASK_IOU_MIN = 0.99
-
-
 @dataclass(frozen=True)
 class ModelBench:
     """What `bench model` times: input size, batch, iterations."""
@@ -261,6 +249,7 @@ def cpu_paths(model, onnx: bool) -> list[tuple[str, object]]:
     retain_freed_memory() changes malloc for the whole process."""
     import torch
 
+    from irstream.model.openvino import OpenVinoRuntime, cpu_precisions, openvino_available
     from irstream.model.runtime import OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx
     from irstream.model.segment import retain_freed_memory
 
@@ -275,6 +264,8 @@ def cpu_paths(model, onnx: bool) -> list[tuple[str, object]]:
              ("eager-fp32-cl, malloc keeps memory", lambda: kept_memory(RuntimeSpec(channels_last=True)))]
     if onnx:
         paths.append(("onnxruntime-fp32, malloc keeps memory", lambda: OnnxRuntime(export_onnx(model))))
+    if openvino_available():
+        paths += [(f"openvino-{p}", lambda p=p: OpenVinoRuntime(model, p)) for p in reversed(cpu_precisions())]
     return paths
 
 
@@ -291,6 +282,8 @@ def cuda_paths(model, device, compile_mode: str) -> list[tuple[str, object]]:
 
 def bench_model(model, device, bench: ModelBench, frames: list[np.ndarray], paths, on_path=None) -> dict:
     """Time each path against the first (the reference) and check its masks on real frames."""
+    from irstream.model.runtime import MASK_IOU_MIN, mask_iou
+
     rows, reference = {}, None
     for label, make in paths:
         if on_path:

@@ -1,14 +1,18 @@
 """Detections in, tracks out: one constant-velocity Kalman filter per target, Mahalanobis-gated
-Hungarian association, M-of-N confirmation and frame-counted coasting.
+Hungarian association, M-of-N confirmation and coasting.
 
 Coordinates are image pixels (x = column, y = row, as in `Detections.centroid_xy`) and time is
 seconds taken from the frame timestamps, so velocities are px/s and a dropped frame only means a
-longer prediction step.
+longer prediction step.  Every rule is stated in seconds and counted in the frames that the
+tracker actually sees in that time (the median interval between its recent frames): a live run
+that keeps up with 6 of a camera's 25 frames/s coasts, confirms and waits as long as a file run
+that sees all 25.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -23,6 +27,12 @@ from irstream.types import COASTING, CONFIRMED, LOST, TENTATIVE, Detections, Tra
 #: Peak scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before their logit, so a saturated
 #: 1.0 from the model adds a large but finite amount of evidence.
 SCORE_EPS = 1e-4
+#: Frames whose intervals give the processing rate (their median) that the rules in seconds are
+#: counted in: about 1 s at 25 frames/s, so a dropped frame or a stall does not move it.
+RATE_WINDOW_FRAMES = 25
+#: Slack, frames, when a time is counted in frames: 0.2 s at 0.04 s per frame is 5 frames, not 6,
+#: when the timestamps make the interval 0.039999 s.
+FRAME_COUNT_SLACK = 0.01
 
 
 @dataclass(frozen=True)
@@ -49,16 +59,22 @@ class TrackerConfig:
         about 3.7 sigma).  Raising it drops fewer true matches when the filter is overconfident;
         it also lets more clutter into the gate.  Must be in (0, 1).
 
-    max_gate_px: largest Euclidean distance between a track's predicted position and a detection
-        it may be matched to, px, whatever the covariance says.  It caps the gate of new and
-        long-coasting tracks, whose covariance is large.  Raising it re-acquires fast or
-        long-lost targets; it also lets a track jump to a different target nearby.
+    max_gate_px_s: largest Euclidean distance between a track's predicted position and a
+        detection it may be matched to, whatever the covariance says, as a speed: px per second
+        of the interval between the frames the tracker sees (375: 15 px at 25 frames/s, 60 px
+        at 6 frames/s, where an unknown velocity carries a target 4 times as far).  It caps the
+        gate of new and long-coasting tracks, whose covariance is large.  Raising it
+        re-acquires fast or long-lost targets; it also lets a track jump to a different target
+        nearby.
 
-    confirm_hits, confirm_window: a track is confirmed once it has confirm_hits (M) detections
-        within its first confirm_window (N) frames and enough evidence (confirm_llr_nats), and
-        is deleted as soon as it can no longer reach M within N, or once N frames pass without
-        the evidence.  Raising M (or lowering N) suppresses one-off false alarms better; it
-        also delays every real track by more frames and loses targets that flicker.
+    confirm_hits, confirm_window_s: a track is confirmed once it has confirm_hits (M) detections
+        within the frames of its first confirm_window_s s (N: 5 at 25 frames/s) and enough
+        evidence (confirm_llr_nats), and is deleted as soon as it can no longer reach M within
+        N, or once N frames pass without the evidence.  Where the window holds fewer than M
+        frames (a slow live run: 2 frames at 6 frames/s) M is that number, but never below 2
+        (unless confirm_hits is 1): one frame is no evidence of a target.  Raising M (or
+        lowering the window) suppresses one-off false alarms better; it also delays every real
+        track and loses targets that flicker.
 
     score_weight, hit_llr_nats, miss_llr_nats, confirm_llr_nats, max_llr_nats: the track score,
         a log-likelihood ratio (target against clutter) summed over the track's frames, nats.
@@ -87,8 +103,8 @@ class TrackerConfig:
         against the scene since it started, px.  Clutter locked to the scene gains nothing; a
         target that hovers still confirms on its scores alone, only later.
 
-    static_confirm_frames: a tentative track that has not yet travelled motion_ref_px against
-        the scene is not confirmed before it is this many frames old, however sure its
+    static_confirm_s: a tentative track that has not yet travelled motion_ref_px against
+        the scene is not confirmed before it is this many seconds old, however sure its
         detections.  Towers, roofs and lit windows under a still camera score as high as a
         drone (on a real clip 0.32 of 0.33 false tracks per frame were such), but a fixed
         thing stays fixed: a hovering target is published this much later, a moving one is
@@ -122,31 +138,31 @@ class TrackerConfig:
         is dropped too, which is why the ratio is low; raising it drops slow targets,
         lowering it keeps clutter that wobbles.
 
-    reacquire_gate_px: a confirmed or coasting track that finds nothing inside its statistical
-        gate may still take the nearest detection left over within reacquire_gate_px px of its
-        prediction, px; 0 turns this off.  Its covariance can be too sure of a velocity learnt
+    reacquire_gate_px_s: a confirmed or coasting track that finds nothing inside its statistical
+        gate may still take the nearest detection left over this close to its prediction, as a
+        speed like max_gate_px_s (375: 15 px at 25 frames/s); 0 turns this off.  Its covariance can be too sure of a velocity learnt
         in the frames after a camera jolt or a turn, which puts the target outside the gate
         while it is still a few px away; without this a second track starts on the target and
         the first coasts on, published, where nothing is.  Raising it keeps ids through wilder
         motion; it also lets a track that lost its target take a clutter detection nearby.
 
     reacquire_body_lengths: the same gate, widened for a large target to this many of its own
-        lengths (the longer side of its last box), px/px; 0 keeps reacquire_gate_px for all.  A
+        lengths (the longer side of its last box), px/px; 0 keeps reacquire_gate_px_s for all.  A
         close drone 25 px long moves 40 px in a frame when a pan-tilt camera jerks after it,
         and such jerks came every few frames on a real clip; a 2-px target keeps the 15 px
         gate.  Raising it follows harder jerks; it also lets a large track take a detection
         of something else farther away.
 
-    publish_coast_frames: consecutive missed frames a confirmed track is still published for,
-        at its predicted position (COASTING), frames; after that it is LOST: kept, unpublished,
-        so that its target can come back to it until max_coast_frames.  A prediction published
+    publish_coast_s: how long a confirmed track that misses its target is still published,
+        at its predicted position (COASTING), s (at least one frame); after that it is LOST:
+        kept, unpublished, so that its target can come back to it until max_coast_s.  A prediction published
         long after the last detection is mostly a position where nothing is (on the real clips
         a track that lost its drone coasted on for 10 frames, each a false alarm); raising it
         bridges longer gaps on screen.
 
-    handover_frames: a track confirmed when no other confirmed or coasting track is alive takes
+    handover_s: a track confirmed when no other confirmed or coasting track is alive takes
         over the id of the established track (published before, lost inside the picture by
-        misses) whose last hit is at most handover_frames frames old; of several, the one with
+        misses) whose last hit is at most handover_s s old; of several, the one with
         the most hits.  0 turns this off.  A pan-tilt
         camera that re-points to keep its target in view moves it farther in one frame than
         any gate, often over sky that shows no motion, so the target comes back as a new
@@ -166,9 +182,9 @@ class TrackerConfig:
         this off.  Raising the ratio keeps targets that change size on screen; it also lets a
         lone track jump to clutter of another size.
 
-    max_coast_frames: consecutive missed frames a confirmed track is kept for, predicted only
-        (state COASTING), frames; the next miss deletes it.  0 deletes a track at
-        its first miss.  Raising it carries ids through occlusions and missed detections; it
+    max_coast_s: how long a confirmed track is kept through consecutive misses, predicted only
+        (COASTING, then LOST), s; the next miss deletes it.  0 deletes a track at its first
+        miss.  Raising it carries ids through occlusions and missed detections; it
         also keeps ghosts of departed targets on screen longer and lets a coasting track grab an
         unrelated detection.
 
@@ -185,9 +201,9 @@ class TrackerConfig:
     accel_noise_px_s2: float = 50.0
     init_velocity_std_px_s: float = 100.0
     gate_prob: float = 0.999
-    max_gate_px: float = 15.0
+    max_gate_px_s: float = 375.0
     confirm_hits: int = 3
-    confirm_window: int = 5
+    confirm_window_s: float = 0.2
     score_weight: float = 1.0
     hit_llr_nats: float = 0.0
     miss_llr_nats: float = -1.0
@@ -202,38 +218,35 @@ class TrackerConfig:
     clutter_max_penalty_nats: float = 6.0
     motion_gain_nats: float = 1.0
     motion_ref_px: float = 3.0
-    static_confirm_frames: int = 0
+    static_confirm_s: float = 0.0
     static_max_structure: float = 0.1
     moving_window_s: float = 1.0
-    reacquire_gate_px: float = 15.0
+    reacquire_gate_px_s: float = 375.0
     reacquire_body_lengths: float = 0.0
-    publish_coast_frames: int = 2
-    handover_frames: int = 0
+    publish_coast_s: float = 0.08
+    handover_s: float = 0.0
     jump_min_area_px: float = 0.0
     jump_area_ratio: float = 2.0
-    max_coast_frames: int = 10
+    max_coast_s: float = 0.4
     min_start_score: float = 0.5
     default_dt_s: float = 1.0 / 25.0
 
     def __post_init__(self) -> None:
-        positive = ("meas_noise_px", "accel_noise_px_s2", "init_velocity_std_px_s", "max_gate_px", "default_dt_s")
+        positive = ("meas_noise_px", "accel_noise_px_s2", "init_velocity_std_px_s", "max_gate_px_s", "default_dt_s")
         for name in positive:
             _check(self, name, Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
         _check(self, "gate_prob", Real, lambda v: 0.0 < v < 1.0, "a probability in (0, 1)")
         _check(self, "min_start_score", Real, lambda v: 0.0 <= v <= 1.0, "a score in [0, 1]")
         _check(self, "confirm_hits", Integral, lambda v: v >= 1, "an integer >= 1")
-        _check(self, "confirm_window", Integral, lambda v: v >= self.confirm_hits,
-               f"an integer >= confirm_hits ({self.confirm_hits!r})")
-        _check(self, "max_coast_frames", Integral, lambda v: v >= 0, "an integer >= 0")
-        _check(self, "static_confirm_frames", Integral, lambda v: v >= 0, "an integer >= 0")
-        _check(self, "publish_coast_frames", Integral, lambda v: v >= 0, "an integer >= 0")
-        _check(self, "handover_frames", Integral, lambda v: v >= 0, "an integer >= 0")
+        _check(self, "confirm_window_s", Real, lambda v: math.isfinite(v) and v > 0, "a finite number of seconds > 0")
+        for name in ("max_coast_s", "static_confirm_s", "publish_coast_s", "handover_s"):
+            _check(self, name, Real, lambda v: math.isfinite(v) and v >= 0, "a finite number of seconds >= 0")
         _check(self, "score_weight", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "hit_llr_nats", Real, math.isfinite, "a finite number")
         _check(self, "miss_llr_nats", Real, lambda v: math.isfinite(v) and v <= 0, "a finite number <= 0")
         _check(self, "confirm_llr_nats", Real, math.isfinite, "a finite number")
         for name in ("static_clutter_shift_px", "static_clutter_max_area_px", "clutter_cell_px",
-                     "clutter_max_penalty_nats", "motion_gain_nats", "reacquire_gate_px", "reacquire_body_lengths"):
+                     "clutter_max_penalty_nats", "motion_gain_nats", "reacquire_gate_px_s", "reacquire_body_lengths"):
             _check(self, name, Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "jump_min_area_px", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "jump_area_ratio", Real, lambda v: math.isfinite(v) and v >= 1, "a finite number >= 1")
@@ -332,8 +345,10 @@ class Tracker:
 
         TENTATIVE --M hits within first N frames--> CONFIRMED <--hit-- COASTING
         TENTATIVE --cannot reach M within N--> deleted
-        CONFIRMED --miss--> COASTING --more than publish_coast_frames misses--> LOST (unpublished)
-        COASTING, LOST --hit--> CONFIRMED;  more than max_coast_frames misses in a row --> deleted
+        CONFIRMED --miss--> COASTING --misses beyond publish_coast_s--> LOST (unpublished)
+        COASTING, LOST --hit--> CONFIRMED;  misses in a row beyond max_coast_s --> deleted
+
+    Times are counted in frames at the rate the tracker sees (see `frames`).
 
     Ids come from a counter on the instance, start at 1 and are never reused until reset().
     """
@@ -353,7 +368,9 @@ class Tracker:
         self._last_t: float | None = None
         self._clock_s = 0.0  # the sum of the steps taken: advances even where timestamps repeat
         self._frame = 0
-        self._gone: list[_Track] = []  # established tracks lost by misses, for handover_frames
+        self._steps_s: deque[float] = deque(maxlen=RATE_WINDOW_FRAMES)  # recent intervals between frames
+        self._frame_s = self.cfg.default_dt_s  # their median: the interval rules are counted in
+        self._gone: list[_Track] = []  # established tracks lost by misses, for handover_s
         c = self.cfg
         self._clutter = ClutterMap(c.clutter_cell_px, c.clutter_time_constant_s, c.clutter_floor,
                                    c.clutter_max_penalty_nats) if c.clutter_cell_px > 0 else None
@@ -378,6 +395,9 @@ class Tracker:
         dt = self._step_s(timestamp_s)
         self._clock_s += dt
         self._frame += 1
+        if self._frame > 1:
+            self._steps_s.append(dt)
+            self._frame_s = float(np.median(self._steps_s))
         F, Q = kalman.cv_model(dt, self.cfg.accel_noise_px_s2)
         shift = np.zeros(2) if scene_shift_xy is None else np.asarray(scene_shift_xy, np.float64)
         if self._clutter is not None:
@@ -431,9 +451,22 @@ class Tracker:
     def _moving(self, t: _Track) -> bool:
         return bool(t.recent) and math.hypot(*(t.recent[-1][1] - t.recent[0][1])) >= self.cfg.motion_ref_px
 
+    def frames(self, seconds: float) -> int:
+        """A time as a number of frames at the rate this tracker sees (at least one frame for
+        any time above zero)."""
+        if seconds <= 0:
+            return 0
+        return max(1, math.ceil(seconds / self._frame_s - FRAME_COUNT_SLACK))
+
+    def _confirm_rule(self) -> tuple[int, int]:
+        """(M hits, N frames) of the confirmation window at the rate seen; see confirm_window_s."""
+        m = self.cfg.confirm_hits
+        n = max(self.frames(self.cfg.confirm_window_s), min(m, 2))
+        return min(m, n), n
+
     def _hand_over(self) -> None:
-        """Newly confirmed tracks become established; see TrackerConfig.handover_frames."""
-        window = self.cfg.handover_frames
+        """Newly confirmed tracks become established; see TrackerConfig.handover_s."""
+        window = self.frames(self.cfg.handover_s)
         self._gone = [t for t in self._gone if self._frame - t.last_hit_frame <= window]
         new = [t for t in self._tracks if t.state == CONFIRMED and not t.established]
         for t in new:
@@ -491,7 +524,7 @@ class Tracker:
             innov = kalman.innovation_cov(self._P[rows], self._R)
 
             def mahalanobis(pred, xy, innov=innov):
-                return gated_cost(pred, innov, xy, self._gate_d2, self.cfg.max_gate_px)
+                return gated_cost(pred, innov, xy, self._gate_d2, self.cfg.max_gate_px_s * self._frame_s)
 
             free = self._match(rows, det, free, shift, mahalanobis)
         free = self._reacquire(det, shift, free, np.flatnonzero(~tentative))
@@ -519,9 +552,9 @@ class Tracker:
 
     def _reacquire(self, det: Detections, shift: np.ndarray, free: np.ndarray, established: np.ndarray) -> np.ndarray:
         """Established tracks that matched nothing take the nearest free detection within
-        reacquire_gate_px, or reacquire_body_lengths of their own length if more, of their
-        prediction, by distance alone (see TrackerConfig)."""
-        gate = self.cfg.reacquire_gate_px
+        reacquire_gate_px_s (at the rate seen), or reacquire_body_lengths of their own length if
+        more, of their prediction, by distance alone (see TrackerConfig)."""
+        gate = self.cfg.reacquire_gate_px_s * self._frame_s
         if not gate:
             return free
         rows = np.array([i for i in established if self._tracks[i].detection < 0], dtype=np.int64)
@@ -572,14 +605,14 @@ class Tracker:
             t.state = CONFIRMED
 
     def _waits(self, t: _Track) -> bool:
-        """Not yet moved against the scene, and younger than static_confirm_frames or where the
+        """Not yet moved against the scene, and younger than static_confirm_s or where the
         scene is structured (see TrackerConfig.static_max_structure)."""
         if t.moved or math.hypot(*t.scene_travel_xy) >= self.cfg.motion_ref_px:
             return False
-        return t.age < self.cfg.static_confirm_frames or t.structure_sum / t.hits >= self.cfg.static_max_structure
+        return t.age < self.frames(self.cfg.static_confirm_s) or t.structure_sum / t.hits >= self.cfg.static_max_structure
 
     def _evidenced(self, t: _Track) -> bool:
-        return t.hits >= self.cfg.confirm_hits and t.llr >= self.cfg.confirm_llr_nats
+        return t.hits >= self._confirm_rule()[0] and t.llr >= self.cfg.confirm_llr_nats
 
     def _static_clutter(self, t: _Track) -> bool:
         """The scene moved far enough under the track, and the track went with it: a fixed
@@ -604,15 +637,16 @@ class Tracker:
         t.misses += 1
         t.llr += self.cfg.miss_llr_nats
         if t.state != TENTATIVE:
-            t.state = COASTING if t.misses <= self.cfg.publish_coast_frames else LOST
+            t.state = COASTING if t.misses <= self.frames(self.cfg.publish_coast_s) else LOST
 
     def _alive(self, t: _Track) -> bool:
+        coast = self.frames(self.cfg.max_coast_s)
         if t.state == TENTATIVE:
             if self._evidenced(t):  # waits for scene travel, and lives as a confirmed one would
-                return t.misses <= self.cfg.max_coast_frames
-            return (t.age < self.cfg.confirm_window
-                    and t.hits + (self.cfg.confirm_window - t.age) >= self.cfg.confirm_hits)
-        return t.misses <= self.cfg.max_coast_frames
+                return t.misses <= coast
+            hits, window = self._confirm_rule()
+            return t.age < window and t.hits + (window - t.age) >= hits
+        return t.misses <= coast
 
     def _start(self, det: Detections, rows: np.ndarray) -> None:
         rows = rows[det.peak_score[rows] >= self.cfg.min_start_score]

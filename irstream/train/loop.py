@@ -44,6 +44,9 @@ class TrainConfig:
     """One training run.  Defaults are the paper's recipe (Sec. V-A) on SIRST v1's train split.
 
     crop_px: side of the square training crops; 0 trains on whole images resized to resize_px.
+    crop_sizes: mix runs only: each batch draws its crop side from these (px) instead of crop_px,
+        so the weights learn both the tile they may be run in and large inputs up to a whole
+        frame, whose GroupNorm statistics and attention span far more background.  () = crop_px.
     target_crop_share: fraction of crops centred (with jitter) on a target pixel; the rest
         are uniform.  Small targets are a tiny share of pixels, so random crops are mostly empty.
     synthetic_share: fraction of each batch drawn from the synthetic generator.
@@ -93,6 +96,7 @@ class TrainConfig:
     poly_power: float = 0.9
     rec_weight: float = 0.1
     crop_px: int = 0
+    crop_sizes: tuple[int, ...] = ()
     resize_px: int = 512
     target_crop_share: float = 0.7
     flips: bool = True
@@ -122,8 +126,8 @@ class TrainConfig:
     unscored: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.crop_px % 8 or self.resize_px % 8:
-            raise ValueError("crop_px and resize_px must be multiples of 8 (the model's size multiple)")
+        if self.crop_px % 8 or self.resize_px % 8 or any(c % 8 or c <= 0 for c in self.crop_sizes):
+            raise ValueError("crop_px, crop_sizes and resize_px must be multiples of 8 (the model's size multiple)")
         for name in ("target_crop_share", "synthetic_share", "half_scale_share", "hard_share", "intensity_jitter"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be within [0, 1]")
@@ -292,7 +296,8 @@ def make_mix_batch(mix, cfg: TrainConfig, rng: np.random.Generator):
     """A batch from the mix: source by weight; crop on a target, on a mined false alarm, or anywhere."""
     from irstream.data.mix import crop_at
 
-    side, imgs, masks = cfg.crop_px, [], []
+    side = int(rng.choice(cfg.crop_sizes)) if cfg.crop_sizes else cfg.crop_px
+    imgs, masks = [], []
     for _ in range(cfg.batch):
         name, i = mix.pick(rng)
         s = mix.sources[name][i]

@@ -1,0 +1,105 @@
+"""The OpenVINO runtime: converted once and cached, the reference's masks on real images, bf16
+only where the CPU has it, and never picked by "auto" when its masks disagree."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, SIRST
+from irstream.model import openvino as ovrt
+from irstream.model.runtime import MASK_IOU_MIN, TorchRuntime, mask_iou
+from irstream.model.segment import StreamSegmenter
+from irstream.model.weights import load_weights
+from irstream.tools.bench import real_frames
+
+pytest.importorskip("openvino", reason="openvino (the openvino extra) is not installed")
+
+WEIGHTS = REPO / "weights" / "lrrnet_light_real2.safetensors"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_weights(WEIGHTS)[0].eval()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    # Real frames of an odd size: the graph must pad to the model's multiple and crop back.
+    return real_frames((150, 190), 6, SIRST)[0]
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRSTREAM_CACHE", str(tmp_path / "cache"))
+
+
+def _run(rt, frames):
+    return [rt(f[None, None])[0] for f in frames]
+
+
+def test_fp32_gives_eager_fp32s_probabilities_on_real_frames(model, frames):
+    got, want = _run(ovrt.OpenVinoRuntime(model, "fp32"), frames), _run(TorchRuntime(model, torch.device("cpu")), frames)
+    assert max(np.abs(g - w).max() for g, w in zip(got, want)) < 1e-4
+    assert mask_iou(got, want) == 1.0 and any((w > 0.5).any() for w in want)
+
+
+def test_every_precision_this_cpu_offers_keeps_the_masks(model, frames):
+    want = _run(TorchRuntime(model, torch.device("cpu")), frames)
+    for precision in ovrt.cpu_precisions():
+        assert mask_iou(_run(ovrt.OpenVinoRuntime(model, precision), frames), want) >= MASK_IOU_MIN, precision
+
+
+def test_conversion_is_cached_by_the_weights_and_read_back(model, tmp_path, monkeypatch):
+    ovrt.converted(model)
+    (entry,) = (tmp_path / "cache" / "openvino").iterdir()
+    assert (entry / "model.xml").is_file() and (entry / "model.bin").is_file()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("converted again although the cache holds the graph")
+
+    monkeypatch.setattr(ovrt.import_openvino(), "convert_model", refuse)
+    assert ovrt.converted(model) is not None
+    other = load_weights(REPO / "weights" / "lrrnet_light_sirst.safetensors")[0]
+    with pytest.raises(AssertionError, match="converted again"):
+        ovrt.converted(other)  # other weights, another key
+
+
+def test_a_cpu_without_bf16_runs_fp32():
+    assert ovrt.cpu_precisions(["FP32", "INT8", "BIN"]) == ["fp32"]
+    assert ovrt.cpu_precisions(["BF16", "FP32", "INT8"]) == ["bf16", "fp32"]
+
+
+def test_openvino_runtime_falls_back_to_fp32_where_the_cpu_has_no_bf16(model, frames, monkeypatch):
+    monkeypatch.setattr("irstream.model.segment.cpu_precisions", lambda: ovrt.cpu_precisions(["FP32", "INT8"]))
+    seg = StreamSegmenter(model, "cpu", runtime="openvino")
+    seg.warm_up(frames[0].shape)
+    assert seg.runtime_label == "openvino-fp32"
+
+
+class _Broken:
+    """A runtime that is very fast and wrong (finds nothing)."""
+
+    spec = type("Spec", (), {"label": "broken"})()
+
+    def __call__(self, batch):
+        return np.zeros((batch.shape[0], *batch.shape[2:]), np.float32)
+
+
+def test_auto_keeps_its_choice_for_the_next_run(model, frames):
+    first = StreamSegmenter(model, "cpu", runtime="auto")
+    first.warm_up(frames[0].shape)
+    again = StreamSegmenter(model, "cpu", runtime="auto")
+    again.warm_up(frames[0].shape)
+    assert again.picked_from_cache and again.runtime_label == first.runtime_label
+    other_size = StreamSegmenter(model, "cpu", runtime="auto")
+    other_size.warm_up((frames[0].shape[0] + 8, frames[0].shape[1]))
+    assert not other_size.picked_from_cache
+
+
+def test_auto_never_picks_a_runtime_whose_masks_disagree(model, frames):
+    seg = StreamSegmenter(model, "cpu", runtime="auto")
+    seg._candidates.append(("broken", _Broken))
+    seg.warm_up(frames[0].shape)
+    assert seg.runtime_label != "broken" and not seg.picked_from_cache
+    want = _run(TorchRuntime(model, torch.device("cpu")), frames)
+    assert mask_iou([seg.push(0, f)[0][1] for f in frames], want) >= MASK_IOU_MIN
