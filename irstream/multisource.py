@@ -89,7 +89,7 @@ class MultiPipeline:
         src = open_source(c.uri, fps=c.fps, camera=c.camera, reconnect=c.reconnect)
         live = src.live if c.mode == "auto" else c.mode == "live"
         limit = 0 if live else self.cfg.run.max_frames
-        reader = FrameReader(src, self.cfg.run.read_queue_frames, live, limit)
+        reader = FrameReader(src, self.cfg.run.read_queue_frames, live, limit, pace=live and not src.live)
         summary = RunSummary(src.source_id, str(self.detector.device), live)
         return Lane(k, src, live, reader, self.detector.new_stream(), TrackingStage(self.cfg), summary)
 

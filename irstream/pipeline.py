@@ -247,7 +247,9 @@ class Pipeline:
         workers = []
         # A file run reads no further than max_frames; a live run counts processed frames.
         limit = 0 if self.live else self.cfg.run.max_frames
-        reader = FrameReader(self.source, self.cfg.run.read_queue_frames, self.live, limit)
+        # A file run live is paced at its own rate, as its camera would deliver it.
+        reader = FrameReader(self.source, self.cfg.run.read_queue_frames, self.live, limit,
+                             pace=self.live and not self.source.live)
         t_start = time.perf_counter()
         try:
             # Warm up first: a subscriber that waits on the publisher's open should get frame 0

@@ -103,6 +103,19 @@ def test_bench_pipeline_compares_the_coarse_pass_in_one_run():
     assert all(row["frames_processed"] == row["messages_received"] == 4 for row in rows.values())
 
 
+def test_bench_pipeline_compares_file_and_live_runs_and_threads():
+    """A file run processes every frame; the same clip live is played at its rate (25 frames/s)
+    and names its mode, threads and runtime."""
+    r = _bench("pipeline", "--height", "64", "--width", "80", "--frames", "10", "--runtime", "auto",
+               "--mode", "file", "--mode", "live", "--threads", "1")
+    rows = r["results"]
+    assert set(rows) == {"auto, file, 1 threads", "auto, live, 1 threads"}
+    file_run, live_run = rows["auto, file, 1 threads"], rows["auto, live, 1 threads"]
+    assert file_run["mode"] == "file" and file_run["frames_processed"] == 10 and file_run["threads"] == 1
+    assert live_run["mode"] == "live" and live_run["frames_read"] == 10 and live_run["device"].startswith("cpu ")
+    assert live_run["fps"] <= 25.0 * 1.2  # paced: no faster than the clip's own rate
+
+
 def test_bench_stream_returns_every_frame_pushed():
     from irstream.tools.bench import bench_stream
     from irstream.model.registry import build_model

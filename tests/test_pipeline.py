@@ -20,7 +20,7 @@ from irstream.cli import app
 from irstream.cli.common import json_safe
 from irstream.config import from_dict, load_pipeline, override
 from irstream.shipped import pipelines_dir
-from irstream.data.synthetic import write_sequence
+from irstream.data.synthetic import write_clip, write_sequence
 from irstream.sinks.message import SCHEMA, validate
 from irstream.pipeline import Pipeline
 from irstream.sinks.preview import KEY_PAUSE, PreviewSink
@@ -126,6 +126,18 @@ def test_live_source_faster_than_inference_drops_and_bounds_latency():
     # latency stays near two inference times instead of growing with the backlog.
     infer_p99 = float(np.percentile(summary.stage_ms["inference"], 99))
     assert float(np.percentile(summary.latency_ms, 99)) < 3 * infer_p99 + 100
+
+
+def test_a_file_run_live_is_paced_at_its_own_rate(tmp_path):
+    """--mode live on a video file plays it as its camera would deliver it: 40 frames at 100
+    frames/s take 0.4 s however fast they decode, and the frames the model cannot keep up
+    with are dropped, not all but the last decoded."""
+    clip = tmp_path / "clip.mkv"
+    write_clip(str(clip), 40, 3, (96, 128), fps=100.0)
+    summary = Pipeline(config(str(clip), **{"source.mode": "live"})).run()
+    assert summary.live and summary.frames_read == 40
+    assert summary.frames_processed + summary.frames_dropped == 40
+    assert summary.wall_s >= 0.39 and summary.frames_processed >= 2
 
 
 def test_file_run_never_drops():

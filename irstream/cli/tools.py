@@ -270,6 +270,10 @@ def bench_pipeline_cmd(
     weights: Annotated[Optional[str], typer.Option(help="Weights; default: the pipeline's.")] = None,
     runtime: Annotated[list[str], typer.Option(help="Runtimes to compare, reference first.")] = ["torch", "auto"],
     coarse: Annotated[Optional[list[int]], typer.Option(help="Also compare coarse-pass factors (repeatable: 0 off, 2, 4), each with every runtime.")] = None,
+    mode: Annotated[Optional[list[str]], typer.Option(help="Also compare file runs (every frame) and live runs (the clip "
+                                                           "played at its own rate, newest frame wins): repeatable.")] = None,
+    threads: Annotated[Optional[list[int]], typer.Option(help="Also compare CPU threads for the model (repeatable; 0 = "
+                                                              "the default, all cores but one).")] = None,
     sources: Annotated[Optional[list[int]], typer.Option(help="Instead: N cameras (repeatable, e.g. --sources 1 --sources 4) as N "
                                                               "processes against one batched process.")] = None,
     triton_url: Annotated[Optional[str], typer.Option(help="With --sources: also N worker processes whose model runs on "
@@ -295,12 +299,17 @@ def bench_pipeline_cmd(
         if sources:
             _bench_sources(source, sources, frames, pipeline, as_json, triton_url, device or "cpu")
             return
+        for m in mode or []:
+            if m not in ("file", "live"):
+                raise UserError(f"--mode {m}: use file or live")
         cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "source.mode": "file", "model.device": device,
                                                    "model.weights": weights, "run.max_frames": frames})
+        runs = len(runtime) * len(coarse or [None]) * len(mode or [None]) * len(threads or [None])
         with progress() as prog:
-            task = prog.add_task("frames", total=frames * len(runtime) * len(coarse or [None]))
+            task = prog.add_task("frames", total=frames * runs)
             rows = bench_pipeline(cfg, runtime, on_frame=lambda _res: prog.advance(task),
-                                  on_run=lambda rt: prog.update(task, description=f"runtime {rt}"), coarse=coarse)
+                                  on_run=lambda rt: prog.update(task, description=rt), coarse=coarse, modes=mode,
+                                  threads=threads)
     info = machine()
     if as_json:
         _bench_report("", rows, info, True, {"source": source})

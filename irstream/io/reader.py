@@ -21,10 +21,14 @@ class FrameReader:
     latest_only=True (live): a buffer of one; a new frame replaces an untaken one, counted
     in `dropped`, so the main thread always gets the newest.
     limit: stop after reading this many frames; 0 = until the source ends.
+    pace: hand frames on no faster than their timestamps advance, as a camera delivers them: a
+        file run live (`--mode live`) then sees what a live run of that camera would, dropping
+        the frames it cannot keep up with instead of all but the newest decoded.
     """
 
-    def __init__(self, source: Source, maxsize: int, latest_only: bool, limit: int = 0) -> None:
+    def __init__(self, source: Source, maxsize: int, latest_only: bool, limit: int = 0, pace: bool = False) -> None:
         self.source, self.maxsize, self.latest_only, self.limit = source, maxsize, latest_only, limit
+        self.pace = pace
         self.buffer: deque[Frame] = deque()
         self.cond = threading.Condition()
         self.stop_event = threading.Event()
@@ -74,6 +78,7 @@ class FrameReader:
 
     def _run(self) -> None:
         it = iter(self.source)
+        start = None  # (wall clock, timestamp) of the first frame, when pacing
         try:
             while not self.stop_event.is_set() and not (self.limit and self.read >= self.limit):
                 t0 = time.perf_counter()
@@ -81,6 +86,9 @@ class FrameReader:
                 if frame is None:
                     break
                 self.read_ms[frame.index] = (time.perf_counter() - t0) * 1e3
+                if self.pace:
+                    start = start or (time.perf_counter(), frame.timestamp_s)
+                    self.stop_event.wait(max(0.0, start[0] + frame.timestamp_s - start[1] - time.perf_counter()))
                 self._put(frame)
         except BaseException as exc:  # handed to the main thread, which reports it
             self.error = exc

@@ -326,27 +326,34 @@ def bench_stream(model, device, frames: list[np.ndarray], repeats: int, overlap:
 SUBSCRIBER_WAIT_S = 5.0
 
 
-def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse: list[int] | None = None) -> dict:
-    """Run the pipeline once per runtime (and per coarse-pass factor, when given), publishing to
-    a subscriber on loopback; per-stage latency, rate, and frames read / processed / received by
-    the subscriber."""
+def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse: list[int] | None = None,
+                   modes: list[str] | None = None, threads: list[int] | None = None) -> dict:
+    """Run the pipeline once per runtime (and per coarse-pass factor, mode and thread count,
+    when given), publishing to a subscriber on loopback; per-stage latency, rate, and frames
+    read / processed / received by the subscriber.  A live run plays the clip at its own rate
+    (newest frame wins), so its rate is what a live CPU user gets of that camera."""
+    import itertools
+
     from irstream.config import override
+    from irstream.model.segment import set_threads
     from irstream.pipeline import Pipeline, percentiles
 
     rows = {}
-    for runtime, k in [(rt, k) for rt in runtimes for k in (coarse or [None])]:
-        label = runtime if k is None else f"{runtime}, coarse {k or 'off'}"
+    for runtime, k, mode, n in itertools.product(runtimes, coarse or [None], modes or [None], threads or [None]):
+        label = ", ".join([runtime] + ([f"coarse {k or 'off'}"] if k is not None else []) + ([mode] if mode else [])
+                          + ([f"{n or 'default'} threads"] if n is not None else []))
         if on_run:
             on_run(label)
         port = free_port()
         endpoint = f"tcp://127.0.0.1:{port}"
-        c = override(cfg, **{"model.runtime": runtime, "model.coarse": k, "output.publish": endpoint,
-                             "output.wait_subscriber_s": SUBSCRIBER_WAIT_S})
+        c = override(cfg, **{"model.runtime": runtime, "model.coarse": k, "source.mode": mode, "run.threads": n,
+                             "output.publish": endpoint, "output.wait_subscriber_s": SUBSCRIBER_WAIT_S})
         with Subscriber(endpoint, c.output.topic) as sub:
             s = Pipeline(c, on_frame=on_frame).run()
         pub = s.outputs["publish"]
         stages = dict(s.stage_ms) | {"publish": pub["write_ms"], "read->publish": pub["latency_ms"]}
-        row = {"device": s.device, "fps": s.fps, "frames_read": s.frames_read, "frames_processed": s.frames_processed,
+        row = {"device": s.device, "threads": set_threads(c.run.threads), "mode": "live" if s.live else "file",
+               "fps": s.fps, "frames_read": s.frames_read, "frames_processed": s.frames_processed,
                "messages_received": sub.received}
         for name, values in stages.items():
             p50, p99 = percentiles(values)
