@@ -25,6 +25,11 @@ from irstream.io.sources import CameraConfig, ReconnectConfig
 from irstream.track.targets import TargetConfig
 from irstream.track.tracker import TrackerConfig
 
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def cache_root() -> Path:
     """Where irstream keeps what it can make again (converted models, runtime choices):
     $IRSTREAM_CACHE, else irstream/ in the user's cache folder ($XDG_CACHE_HOME or ~/.cache)."""
@@ -197,9 +202,10 @@ class RunConfig:
     max_frames: stop after this many frames; 0 = until the source ends.
     watchdog_s: a stage (waiting for a frame, the model, an output's full queue) that holds a
         frame longer than this is reported (logged, and counted in the summary), s; 0 = off.
-    threads: CPU threads the model may use; 0 = all usable cores but one (see
-        irstream.model.segment.default_threads), which leaves a core to decoding, tracking and the
-        outputs, and keeps a machine shared with other work from oversubscription.
+    threads: CPU threads the model may use; 0 = the measured default: OpenVINO every usable core
+        (its workers sleep when idle), torch all but one (see
+        irstream.model.segment.default_threads: its spinning threads would starve decoding,
+        tracking and the outputs).
     """
 
     read_queue_frames: int = 8
@@ -217,7 +223,7 @@ class RunConfig:
         if not self.watchdog_s >= 0:
             raise ValueError(f"watchdog_s={self.watchdog_s}: must be >= 0 (0 = off)")
         if self.threads < 0:
-            raise ValueError(f"threads={self.threads}: must be >= 0 (0 = all usable cores but one)")
+            raise ValueError(f"threads={self.threads}: must be >= 0 (0 = the default for the runtime)")
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class RunSummary:
     frames_expected: int | None = None
     reconnects: int = 0
     runtime_outages: int = 0  # a remote runtime (Triton) that stopped answering, and was waited for
+    model_threads: int = 0  # CPU threads the model ran on (0: a GPU or a server)
     stalls: int = 0
     detections: int = 0
     confirmed_tracks: int = 0  # ids ever confirmed
@@ -258,7 +259,9 @@ class Pipeline:
                 self.detector.warm_up(self.source.shape)
             for name, sink, drop in self.sinks:
                 workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
-            self.summary.device += f" {self.detector.runtime_label}"
+            self.summary.model_threads = self.detector.segmenter.threads
+            self.summary.device += f" {self.detector.runtime_label}" + (
+                f", {self.summary.model_threads} threads" if self.summary.model_threads else "")
             t_start = time.perf_counter()  # the rate is of frames, not of opening outputs
             reader.start()
             with self.watchdog:

@@ -96,7 +96,7 @@ class LineProgress:
                            markup=False, highlight=False)
 
 
-THREADS_HELP = "CPU threads for the model; 0 = all usable cores but one."
+THREADS_HELP = "CPU threads for the model; 0 = every usable core for OpenVINO, all but one for torch."
 #: The flag that sets each pipeline key, for error messages about a flag's value.
 FLAGS = {"source.uri": "SOURCE", "source.mode": "--mode", "output.preview": "--preview", "output.save": "--save",
          "output.frames_dir": "--frames-dir", "output.jsonl": "--jsonl", "output.mot": "--mot",

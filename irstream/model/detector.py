@@ -81,7 +81,8 @@ class Detector:
         loaded = load_model(model, targets)
         self.model, self.card, self.device, self.tiles = loaded.model, loaded.card, loaded.device, loaded.tiles
         self.segmenter = StreamSegmenter(self.model, self.device, model.upscale, _runtime(model),
-                                         tile_px=self.tiles[0], tile_overlap_px=self.tiles[1], coarse=model.coarse)
+                                         tile_px=self.tiles[0], tile_overlap_px=self.tiles[1], coarse=model.coarse,
+                                         threads=threads)
         self.reset()
 
     @classmethod

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from irstream.config import RUNTIMES
+from irstream.config import RUNTIMES, usable_cores
 from irstream.errors import UserError
 from irstream.model.openvino import OpenVinoRuntime, cpu_precisions, openvino_available
 from irstream.model.registry import LRRNet
@@ -167,10 +167,10 @@ def merge_coarse(prob: np.ndarray, coarse_prob: np.ndarray, factor: int) -> np.n
 
 
 def default_threads() -> int:
-    """Usable cores but one, at least one: torch's default (every core) oversubscribes a
-    machine shared with other work, which measured ~20x slower than one thread."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+    """Torch's threads: usable cores but one, at least one.  Torch's own default (every core)
+    oversubscribes a machine shared with other work, which measured ~20x slower than one
+    thread: its OpenMP threads spin.  OpenVINO takes every core (OpenVinoRuntime)."""
+    return max(1, usable_cores() - 1)
 
 
 def set_threads(n: int = 0) -> int:
@@ -227,7 +227,7 @@ class StreamSegmenter:
 
     def __init__(self, model: LRRNet, device: str | torch.device = "cpu", upscale: int = 1,
                  runtime: str | RuntimeSpec = "auto", overlap: bool = True, tile_px: int = 0,
-                 tile_overlap_px: int = 0, coarse: int = 0) -> None:
+                 tile_overlap_px: int = 0, coarse: int = 0, threads: int = 0) -> None:
         if not isinstance(upscale, int) or upscale < 1:
             raise ValueError(f"upscale={upscale!r}: must be a whole number >= 1")
         self.tile_px, self.tile_overlap_px = tile_px, tile_overlap_px
@@ -252,13 +252,21 @@ class StreamSegmenter:
         else:
             retain_freed_memory()
             # (label, factory) pairs: only those timed, or the one a cached pick names, are built.
-            self._candidates = _cpu_candidates(model, runtime)
+            self._candidates = _cpu_candidates(model, runtime, threads)
+            self._threads_asked = threads
             self.runtime = self._candidates[0][1]()
             self._model = model if len(self._candidates) > 1 else None
 
     @property
     def runtime_label(self) -> str:
         return self.runtime.spec.label
+
+    @property
+    def threads(self) -> int:
+        """CPU threads the model runs on (OpenVINO's own, else torch's); 0 on a GPU or a server."""
+        if self.device.type != "cpu" or not isinstance(self.runtime, (TorchRuntime, OnnxRuntime, OpenVinoRuntime)):
+            return 0
+        return getattr(self.runtime, "threads", torch.get_num_threads())
 
     def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
         if self.coarse:
@@ -327,7 +335,8 @@ class StreamSegmenter:
         run as they will be (in tiles); the first candidate where none agrees.  The choice is
         kept in the cache folder for this machine, software, weights, frame size and tiles, so
         later runs start at once (`picked_from_cache`)."""
-        key = pick_key(self._model, shape, (self.tile_px, self.tile_overlap_px), [lab for lab, _ in self._candidates])
+        key = pick_key(self._model, shape, (self.tile_px, self.tile_overlap_px), [lab for lab, _ in self._candidates],
+                       self._threads_asked)
         factories = dict(self._candidates)
         label = read_pick(key)
         if label in factories:
@@ -364,9 +373,9 @@ def agreement_image(shape: tuple[int, int]) -> np.ndarray:
 CPU_AUTO = RuntimeSpec(channels_last=True)
 
 
-def _cpu_candidates(model: LRRNet, runtime: str | RuntimeSpec) -> list[tuple[str, object]]:
+def _cpu_candidates(model: LRRNet, runtime: str | RuntimeSpec, threads: int = 0) -> list[tuple[str, object]]:
     """(label, factory) of the runtimes "auto" (or "openvino") chooses from on CPU, the one to
-    use before any timing first."""
+    use before any timing first.  threads: OpenVINO's (0 = every core; torch's are set apart)."""
     cpu = torch.device("cpu")
     if isinstance(runtime, RuntimeSpec):
         return [(runtime.label, lambda: TorchRuntime(model, cpu, runtime))]
@@ -374,7 +383,7 @@ def _cpu_candidates(model: LRRNet, runtime: str | RuntimeSpec) -> list[tuple[str
         return [("eager-fp32", lambda: TorchRuntime(model, cpu))]
     if runtime == "onnxruntime":
         return [("onnxruntime", lambda: OnnxRuntime(export_onnx(model)))]
-    openvino = [(f"openvino-{p}", lambda p=p: OpenVinoRuntime(model, p))
+    openvino = [(f"openvino-{p}", lambda p=p: OpenVinoRuntime(model, p, threads))
                 for p in (cpu_precisions() if runtime == "openvino" or openvino_available() else [])]
     if runtime == "openvino":
         return openvino
@@ -382,7 +391,7 @@ def _cpu_candidates(model: LRRNet, runtime: str | RuntimeSpec) -> list[tuple[str
             + ([("onnxruntime", lambda: OnnxRuntime(export_onnx(model)))] if onnxruntime_available() else []))
 
 
-def pick_key(model: LRRNet, shape: tuple[int, int], tiles: tuple[int, int], labels: list[str]) -> str:
+def pick_key(model: LRRNet, shape: tuple[int, int], tiles: tuple[int, int], labels: list[str], threads: int) -> str:
     """What a runtime choice holds for: this CPU and its core count, the software, the weights,
     the frame size, the tiles and the candidates."""
     import hashlib
@@ -396,7 +405,8 @@ def pick_key(model: LRRNet, shape: tuple[int, int], tiles: tuple[int, int], labe
             versions[name] = __import__(name).__version__
         except ImportError:
             versions[name] = None
-    text = repr((_cpu_name(), platform.machine(), torch.get_num_threads(), versions, weights_key(model), tuple(shape),
+    text = repr((_cpu_name(), platform.machine(), usable_cores(), threads, torch.get_num_threads(), versions,
+                 weights_key(model), tuple(shape),
                  tuple(tiles), labels))
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

@@ -335,7 +335,6 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse:
     import itertools
 
     from irstream.config import override
-    from irstream.model.segment import set_threads
     from irstream.pipeline import Pipeline, percentiles
 
     rows = {}
@@ -352,7 +351,7 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse:
             s = Pipeline(c, on_frame=on_frame).run()
         pub = s.outputs["publish"]
         stages = dict(s.stage_ms) | {"publish": pub["write_ms"], "read->publish": pub["latency_ms"]}
-        row = {"device": s.device, "threads": set_threads(c.run.threads), "mode": "live" if s.live else "file",
+        row = {"device": s.device, "threads": s.model_threads, "mode": "live" if s.live else "file",
                "fps": s.fps, "frames_read": s.frames_read, "frames_processed": s.frames_processed,
                "messages_received": sub.received}
         for name, values in stages.items():
