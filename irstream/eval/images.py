@@ -42,7 +42,7 @@ def evaluate_model(loaded: LoadedModel, data: str | Path, split: str, on_image=N
         res = background_false_alarms(loaded.model, load_backgrounds(Path(data), split)[::every], dev, t, on_image, tiles)
     else:
         res = evaluate(loaded.model, load_split(data, split)[::every], dev, on_image, t, tiles)
-    return {**res, "threshold": t, "tile_px": tiles[0]}
+    return {**res, "threshold": t, "tile_px": tiles[0], "tile_overlap_px": tiles[1]}
 
 
 @torch.inference_mode()

@@ -19,7 +19,7 @@ from irstream.model.weights import inference_tiles, load_weights, save_weights, 
 
 
 def average_weights(paths: list[Path]) -> tuple[torch.nn.Module, str, dict]:
-    """The mean of the weights in `paths` (same model, same config, same inference tiles), its
+    """The mean of the weights in `paths` (same model, same config, same inference tile size), its
     registered model name, and a card that names the files.  Raises UserError for files that
     cannot be averaged."""
     if len(paths) < 2:
@@ -30,9 +30,10 @@ def average_weights(paths: list[Path]) -> tuple[torch.nn.Module, str, dict]:
         model, name, card = _load(p)
         if name != first_name or model.cfg != first.cfg:
             raise UserError(f"{p}: a different model or architecture from {paths[0]}; only weights of one model average")
-        if inference_tiles(card) != inference_tiles(first_card):
-            raise UserError(f"{p}: runs in tiles {inference_tiles(card)}, {paths[0]} in {inference_tiles(first_card)}; "
-                            "average weights trained for one way of running")
+        # The tile's size is what the weights learnt at; the overlap is only how much of it is run twice.
+        if inference_tiles(card)[0] != inference_tiles(first_card)[0]:
+            raise UserError(f"{p}: runs in {inference_tiles(card)[0]} px tiles, {paths[0]} in "
+                            f"{inference_tiles(first_card)[0]} px; average weights trained for one way of running")
         states.append(model.state_dict())
         sources.append(_source(p, card))
     mean = {k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
