@@ -96,6 +96,16 @@ def test_auto_keeps_its_choice_for_the_next_run(model, frames):
     assert not other_size.picked_from_cache
 
 
+def test_auto_leaves_out_a_runtime_that_cannot_start(model, frames, caplog):
+    def refuse():
+        raise RuntimeError("Exception from src/inference: the CPU plugin does not support this CPU")
+
+    seg = StreamSegmenter(model, "cpu", runtime="auto")
+    seg._candidates.append(("openvino-refused", refuse))
+    seg.warm_up(frames[0].shape)
+    assert seg.runtime_label != "openvino-refused" and "openvino-refused left out" in caplog.text
+
+
 def test_auto_never_picks_a_runtime_whose_masks_disagree(model, frames):
     seg = StreamSegmenter(model, "cpu", runtime="auto")
     seg._candidates.append(("broken", _Broken))

@@ -11,6 +11,7 @@ runs a stream of frames through the fastest runtime for the device (runs, via th
 
 from __future__ import annotations
 
+import logging
 import os
 
 import cv2
@@ -23,6 +24,8 @@ from irstream.model.openvino import OpenVinoRuntime, cpu_precisions, openvino_av
 from irstream.model.registry import LRRNet
 from irstream.model.runtime import (MASK_IOU_MIN, OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, mask_iou,
                                     onnxruntime_available, pad_to_multiple)
+
+log = logging.getLogger(__name__)
 
 #: What "auto" runs on CUDA: fp32, replayed as a CUDA graph (one launch instead of ~300).
 #: Not half precision: on an H200 fp16 moved the masks of the shipped light weights to IoU 0.97
@@ -254,7 +257,11 @@ class StreamSegmenter:
             # (label, factory) pairs: only those timed, or the one a cached pick names, are built.
             self._candidates = _cpu_candidates(model, runtime, threads)
             self._threads_asked = threads
-            self.runtime = self._candidates[0][1]()
+            try:
+                self.runtime = self._candidates[0][1]()
+            except RuntimeError as exc:  # e.g. OpenVINO's CPU plugin on a CPU it does not support
+                raise UserError(f"= {self._candidates[0][0]!r} cannot start here ({str(exc).splitlines()[0][:200]}); "
+                                "use runtime auto or torch", "model.runtime") from None
             self._model = model if len(self._candidates) > 1 else None
 
     @property
@@ -342,13 +349,19 @@ class StreamSegmenter:
         if label in factories:
             self.picked_from_cache = True
             return self.runtime if label == self._candidates[0][0] else factories[label]()
-        built = [self.runtime] + [make() for _, make in self._candidates[1:]]
+        built = {self._candidates[0][0]: self.runtime}
+        for label, make in self._candidates[1:]:
+            try:
+                built[label] = make()
+            except RuntimeError as exc:  # e.g. OpenVINO's CPU plugin on a CPU it does not support
+                log.warning("runtime %s left out: %s", label, str(exc).splitlines()[0][:200])
         check = agreement_image(shape if not self.tile_px else (min(shape[0], self.tile_px), min(shape[1], self.tile_px)))
         want = TorchRuntime(self._model, self.device)(check[None, None])[0]
-        agree = [rt for rt in built if mask_iou([rt(check[None, None])[0]], [want]) >= MASK_IOU_MIN] or built[:1]
+        agree = [rt for rt in built.values() if mask_iou([rt(check[None, None])[0]], [want]) >= MASK_IOU_MIN]
         frame = np.zeros(shape, dtype=np.float32)
-        best = fastest(agree, lambda rt: tiled(rt, frame, self.tile_px, self.tile_overlap_px), AUTO_PICK_RUNS)
-        write_pick(key, self._candidates[built.index(best)][0])
+        best = fastest(agree or [self.runtime], lambda rt: tiled(rt, frame, self.tile_px, self.tile_overlap_px),
+                       AUTO_PICK_RUNS)
+        write_pick(key, next(label for label, rt in built.items() if rt is best))
         return best
 
 
