@@ -113,9 +113,7 @@ class MultiPipeline:
             for lane in self.lanes:
                 sinks = file_sinks(self.cfg.output, lane.source.fps, lane.live, lambda p, k=lane.stream: numbered(p, k))
                 lane.workers = [SinkWorker(s, name, q, drop).start() for name, s, drop in sinks]
-                lane.summary.model_threads = self.detector.segmenter.threads
-                lane.summary.device += f" {self.detector.runtime_label}" + (
-                    f", {lane.summary.model_threads} threads" if lane.summary.model_threads else "")
+                lane.summary.note_model(self.detector)
             t0 = time.perf_counter()
             for lane in self.lanes:
                 lane.reader.start()

@@ -77,6 +77,11 @@ class RunSummary:
     outputs: dict[str, dict] = field(default_factory=dict)
     _confirmed_ids: set[int] = field(default_factory=set, repr=False)  # live ids already counted
 
+    def note_model(self, detector) -> None:
+        """Name the runtime the detector settled on (after warm-up) and its CPU threads."""
+        self.model_threads = detector.segmenter.threads
+        self.device += f" {detector.runtime_label}" + (f", {self.model_threads} threads" if self.model_threads else "")
+
     @property
     def fps(self) -> float:
         return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
@@ -259,9 +264,7 @@ class Pipeline:
                 self.detector.warm_up(self.source.shape)
             for name, sink, drop in self.sinks:
                 workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
-            self.summary.model_threads = self.detector.segmenter.threads
-            self.summary.device += f" {self.detector.runtime_label}" + (
-                f", {self.summary.model_threads} threads" if self.summary.model_threads else "")
+            self.summary.note_model(self.detector)
             t_start = time.perf_counter()  # the rate is of frames, not of opening outputs
             reader.start()
             with self.watchdog:

@@ -273,7 +273,7 @@ def bench_pipeline_cmd(
     mode: Annotated[Optional[list[str]], typer.Option(help="Also compare file runs (every frame) and live runs (the clip "
                                                            "played at its own rate, newest frame wins): repeatable.")] = None,
     threads: Annotated[Optional[list[int]], typer.Option(help="Also compare CPU threads for the model (repeatable; 0 = "
-                                                              "the default, all cores but one).")] = None,
+                                                              "the default: every core for OpenVINO, all but one for torch).")] = None,
     sources: Annotated[Optional[list[int]], typer.Option(help="Instead: N cameras (repeatable, e.g. --sources 1 --sources 4) as N "
                                                               "processes against one batched process.")] = None,
     triton_url: Annotated[Optional[str], typer.Option(help="With --sources: also N worker processes whose model runs on "

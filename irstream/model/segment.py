@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from irstream.config import RUNTIMES, usable_cores
+from irstream.config import RUNTIMES, cache_root, usable_cores
 from irstream.errors import UserError
 from irstream.model.openvino import OpenVinoRuntime, cpu_precisions, openvino_available
 from irstream.model.registry import LRRNet
@@ -393,15 +393,16 @@ def _cpu_candidates(model: LRRNet, runtime: str | RuntimeSpec, threads: int = 0)
     if isinstance(runtime, RuntimeSpec):
         return [(runtime.label, lambda: TorchRuntime(model, cpu, runtime))]
     if runtime == "torch":
-        return [("eager-fp32", lambda: TorchRuntime(model, cpu))]
+        return [(RuntimeSpec().label, lambda: TorchRuntime(model, cpu))]
+    onnx = [(OnnxRuntime.spec.label, lambda: OnnxRuntime(export_onnx(model)))]
     if runtime == "onnxruntime":
-        return [("onnxruntime", lambda: OnnxRuntime(export_onnx(model)))]
-    openvino = [(f"openvino-{p}", lambda p=p: OpenVinoRuntime(model, p, threads))
+        return onnx
+    openvino = [(RuntimeSpec(backend="openvino", precision=p).label, lambda p=p: OpenVinoRuntime(model, p, threads))
                 for p in (cpu_precisions() if runtime == "openvino" or openvino_available() else [])]
     if runtime == "openvino":
         return openvino
     return ([(CPU_AUTO.label, lambda: TorchRuntime(model, cpu, CPU_AUTO))] + openvino
-            + ([("onnxruntime", lambda: OnnxRuntime(export_onnx(model)))] if onnxruntime_available() else []))
+            + (onnx if onnxruntime_available() else []))
 
 
 def pick_key(model: LRRNet, shape: tuple[int, int], tiles: tuple[int, int], labels: list[str], threads: int) -> str:
@@ -435,8 +436,6 @@ def _cpu_name() -> str:
 
 
 def _picks_file():
-    from irstream.config import cache_root
-
     return cache_root() / "runtime-picks.json"
 
 

@@ -265,7 +265,8 @@ def cpu_paths(model, onnx: bool) -> list[tuple[str, object]]:
     if onnx:
         paths.append(("onnxruntime-fp32, malloc keeps memory", lambda: OnnxRuntime(export_onnx(model))))
     if openvino_available():
-        paths += [(f"openvino-{p}", lambda p=p: OpenVinoRuntime(model, p)) for p in reversed(cpu_precisions())]
+        paths += [(RuntimeSpec(backend="openvino", precision=p).label, lambda p=p: OpenVinoRuntime(model, p))
+                  for p in reversed(cpu_precisions())]
     return paths
 
 
