@@ -109,7 +109,7 @@ class ModelConfig:
     weights: str = ""
     device: str = "auto"
     upscale: int = 1
-    coarse: int = 0
+    coarse: int = 4
     runtime: str = "auto"
     tile_px: int | None = None
     tile_overlap_px: int | None = None

@@ -33,6 +33,25 @@ def test_readme_example_runs(k, monkeypatch, capsys):
         assert len(lines) == 100 and lines[-1].startswith("99 ")
 
 
+@pytest.mark.slow
+def test_the_stages_by_hand_track_as_irstream_run_does(monkeypatch):
+    """irstream.Detector() + irstream.Tracker() on the frames, as the README's second example
+    wires them, publish the tracks that the default pipeline publishes on the same video."""
+    monkeypatch.chdir(REPO)
+    video = "sample_videos/sky_drones.mkv"
+
+    def records(tracks):
+        return [(t["id"], round(t["x"], 3), round(t["y"], 3)) for t in tracks.published().to_records()]
+
+    by_run = [records(r.tracks) for r in irstream.Pipeline.from_toml(source=video)]
+    detector, tracker = irstream.Detector(), irstream.Tracker()
+    with irstream.open_source(video) as source:
+        by_hand = [records(tracker.update(found.detections, frame.timestamp_s, image=found.prepared.unit))
+                   for frame in source for found in [detector(frame)]]
+    assert sum(map(len, by_run)) > 50
+    assert by_hand == by_run
+
+
 def test_public_names_resolve():
     for name in irstream.__all__:
         assert getattr(irstream, name) is not None

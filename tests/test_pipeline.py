@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 
 import cv2
 import numpy as np
@@ -237,6 +238,39 @@ def test_shipped_pipelines_load():
     assert {"default.toml", "camera.toml", "noisy.toml"} <= set(names)
     for name in names:
         load_pipeline(pipelines_dir() / name)
+
+
+def _settings(table: dict, prefix: tuple = ()):
+    """(section path, key, value) of every value in a TOML table, nested tables walked."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _settings(value, (*prefix, key))
+        else:
+            yield prefix, key, value
+
+
+def _nest(path: tuple, key: str, value) -> dict:
+    table = {key: value}
+    for part in reversed(path):
+        table = {part: table}
+    return table
+
+
+def _get(cfg, path: tuple, key: str):
+    for part in path:
+        cfg = getattr(cfg, part)
+    return getattr(cfg, key)
+
+
+@pytest.mark.parametrize("name", ["default.toml", "camera.toml", "noisy.toml"])
+def test_a_shipped_pipeline_holds_only_what_differs_from_the_defaults(name):
+    """Every default is defined once, in its stage's config dataclass: a value a shipped TOML
+    repeats would silently stop following that definition."""
+    table = tomllib.loads((pipelines_dir() / name).read_text())
+    defaults = from_dict({})
+    repeated = [f"[{'.'.join(path)}] {key}" for path, key, value in _settings(table)
+                if _get(from_dict(_nest(path, key, value)), path, key) == _get(defaults, path, key)]
+    assert not repeated, f"{name} repeats the defaults of {repeated}"
 
 
 @pytest.mark.parametrize("toml, needle", [

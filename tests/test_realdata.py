@@ -279,7 +279,7 @@ def test_parts_of_one_target_are_merged_into_one_detection():
     score[15:17, 19:21] = 0.9  # rotor, 3 px gap
     score[30:33, 45:48] = 0.9  # another target, far
     image = 0.2 + 0.5 * score
-    apart = extract_targets(score, image, TargetConfig(score_threshold=0.5))
+    apart = extract_targets(score, image, TargetConfig(score_threshold=0.5, merge_gap_px=0))
     merged = extract_targets(score, image, TargetConfig(score_threshold=0.5, merge_gap_px=2))
     assert len(apart) == 4 and len(merged) == 2
     big = merged[[int(np.argmax(merged.area_px))]]
@@ -388,6 +388,6 @@ def test_a_border_keeps_the_edge_rows_free_of_targets():
     score[2:5, 10:30:4] = 0.99
     score[30:32, 40:42] = 0.99
     image[score > 0] = 1.0
-    assert len(extract_targets(score, image, TargetConfig(score_threshold=0.5))) == 6
-    kept = extract_targets(score, image, TargetConfig(score_threshold=0.5, border_px=6))
+    assert len(extract_targets(score, image, TargetConfig(score_threshold=0.5, border_px=0, merge_gap_px=0))) == 6
+    kept = extract_targets(score, image, TargetConfig(score_threshold=0.5, border_px=6, merge_gap_px=0))
     np.testing.assert_allclose(kept.centroid_xy, [[40.5, 30.5]])

@@ -13,6 +13,22 @@ FPS = 25.0
 DT = 1.0 / FPS
 
 
+#: The rules tuned on real footage that act on a target by its history (a wait for one that never
+#: moved, id handover, long jumps, the pan rule), off: each test here drives one mechanism alone.
+#: test_the_tuned_rules_are_the_defaults checks that they are the defaults.
+TUNED_OFF = dict(static_confirm_s=0.0, handover_s=0.0, jump_min_area_px=0.0, reacquire_body_lengths=0.0,
+                 static_clutter_shift_px=0.0, static_clutter_max_area_px=0.0, motion_ref_px=3.0)
+
+
+def plain(**changes) -> TrackerConfig:
+    return TrackerConfig(**{**TUNED_OFF, **changes})
+
+
+def test_the_tuned_rules_are_the_defaults():
+    cfg = TrackerConfig()
+    assert all(getattr(cfg, k) != v for k, v in TUNED_OFF.items())
+
+
 def dets(xy, score=0.9, side: int = 3, structure: float = 0.0) -> Detections:
     """Detections at centroids xy (N, 2) px, each a side x side box around it, with peak_score
     score and the given structure around it."""
@@ -29,7 +45,7 @@ def by_id(tracks: Tracks, track_id: int) -> Tracks:
 
 
 def test_constant_velocity_target_is_confirmed_with_stable_id_and_true_velocity():
-    cfg = TrackerConfig()
+    cfg = plain()
     rng = np.random.default_rng(0)
     start, vel = np.array([100.0, 80.0]), np.array([60.0, -30.0])
     tracker = Tracker(cfg)
@@ -49,7 +65,7 @@ def test_constant_velocity_target_is_confirmed_with_stable_id_and_true_velocity(
 
 
 def test_confirm_hits_one_confirms_at_birth():
-    out = Tracker(TrackerConfig(confirm_hits=1, confirm_window_s=1 * DT, confirm_llr_nats=0.0)).update(dets([[5.0, 5.0]]), 0.0)
+    out = Tracker(plain(confirm_hits=1, confirm_window_s=1 * DT, confirm_llr_nats=0.0)).update(dets([[5.0, 5.0]]), 0.0)
     assert list(out.state) == [CONFIRMED] and len(out.published()) == 1
 
 
@@ -58,7 +74,7 @@ def test_two_crossing_targets_keep_their_ids():
     starts = np.array([[40.0, 40.0], [120.0, 60.0]])
     vels = np.array([[100.0, 25.0], [-100.0, -25.0]])
     rng = np.random.default_rng(1)
-    tracker = Tracker()
+    tracker = Tracker(plain())
     owner = {}
     for k in range(25):
         truth = starts + vels * k * DT
@@ -76,7 +92,7 @@ def test_two_crossing_targets_keep_their_ids():
 
 
 def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_s():
-    cfg = TrackerConfig(max_coast_s=5 * DT, publish_coast_s=5 * DT)
+    cfg = plain(max_coast_s=5 * DT, publish_coast_s=5 * DT)
     vel = np.array([80.0, 40.0])
     tracker = Tracker(cfg)
 
@@ -116,7 +132,7 @@ def test_a_missed_target_coasts_with_its_id_and_is_deleted_after_max_coast_s():
 
 
 def test_a_track_coasts_on_screen_briefly_then_waits_unpublished_for_its_target():
-    tracker = Tracker(TrackerConfig(publish_coast_s=2 * DT, max_coast_s=6 * DT))
+    tracker = Tracker(plain(publish_coast_s=2 * DT, max_coast_s=6 * DT))
     k = 0
     for k in range(8):
         tracker.update(dets([[20.0 + 2.0 * k, 30.0]]), k * DT)
@@ -136,7 +152,7 @@ def test_a_track_coasts_on_screen_briefly_then_waits_unpublished_for_its_target(
 def test_a_track_is_reported_where_its_target_was_seen_and_coasts_on_its_prediction():
     # Camera shake jerks a 1-3 px target 2 px each way: the filter's smoothed position would
     # sit off the target by about the target's size, the detection does not.
-    tracker = Tracker(TrackerConfig())
+    tracker = Tracker(plain())
     rng = np.random.default_rng(3)
     k = 0
     for k in range(30):
@@ -153,7 +169,7 @@ def test_a_track_is_reported_where_its_target_was_seen_and_coasts_on_its_predict
 
 
 def test_a_fixed_point_waits_static_confirm_s_and_a_mover_does_not():
-    cfg = TrackerConfig(static_confirm_s=20 * DT, motion_ref_px=1.5)
+    cfg = plain(static_confirm_s=20 * DT, motion_ref_px=1.5)
     fixed, mover = Tracker(cfg), Tracker(cfg)
     first = {}
     for k in range(30):
@@ -170,7 +186,7 @@ def test_fixed_clutter_in_structure_is_never_published_and_a_drone_that_flew_the
     drone that flies 40 px and then hovers beside it is published and stays published, its
     `moving` flag falling to False a second after it stopped; a fixed point in clear sky (a
     drone the camera holds still) is published after static_confirm_s."""
-    cfg = TrackerConfig(static_confirm_s=10 * DT, static_max_structure=0.1, motion_ref_px=1.5, moving_window_s=1.0)
+    cfg = plain(static_confirm_s=10 * DT, static_max_structure=0.1, motion_ref_px=1.5, moving_window_s=1.0)
     corner, drone, sky = Tracker(cfg), Tracker(cfg), Tracker(cfg)
     first, moving = {}, []
     for k in range(500):
@@ -207,13 +223,13 @@ def _jump_and_come_back(cfg: TrackerConfig, gap_frames: int, others=()) -> list[
 
 def test_a_lone_target_that_jumps_keeps_its_id_within_handover_s():
     for gap in (4, 15):  # the old track still kept (LOST), and already deleted
-        ids = _jump_and_come_back(TrackerConfig(handover_s=30 * DT), gap_frames=gap)
+        ids = _jump_and_come_back(plain(handover_s=30 * DT), gap_frames=gap)
         assert ids and set(ids) == {1}
-    assert set(_jump_and_come_back(TrackerConfig(handover_s=0 * DT), gap_frames=15)) == {2}
+    assert set(_jump_and_come_back(plain(handover_s=0 * DT), gap_frames=15)) == {2}
     # Past the window the next track is a new target.
-    assert 1 not in _jump_and_come_back(TrackerConfig(handover_s=30 * DT), gap_frames=40)
+    assert 1 not in _jump_and_come_back(plain(handover_s=30 * DT), gap_frames=40)
     # Another target in view: whose id it would be is not clear, so nothing is handed over.
-    assert 1 not in _jump_and_come_back(TrackerConfig(handover_s=30 * DT), gap_frames=15, others=[[20.0, 200.0]])
+    assert 1 not in _jump_and_come_back(plain(handover_s=30 * DT), gap_frames=15, others=[[20.0, 200.0]])
 
 
 def _re_pointed(cfg: TrackerConfig, side: int, second_side: int | None = None, other=None,
@@ -238,7 +254,7 @@ def _re_pointed(cfg: TrackerConfig, side: int, second_side: int | None = None, o
 
 
 def test_a_lone_large_target_that_jumps_is_followed_at_once():
-    cfg = TrackerConfig(jump_min_area_px=25)
+    cfg = plain(jump_min_area_px=25)
     assert _re_pointed(cfg, side=12) == [[1]] * 4  # no frame lost, same id
     assert _re_pointed(cfg, side=12, second_side=16) == [[1]] * 4  # 144 -> 256 px^2: within 2x
     assert _re_pointed(cfg, side=12, gone=[30.0, 30.0]) == [[1]] * 4  # a lost track does not count
@@ -246,9 +262,9 @@ def test_a_lone_large_target_that_jumps_is_followed_at_once():
     # a new track, published after confirm_hits frames.
     for kwargs in ({"second_side": 20}, {"side": 3}, {"other": [30.0, 30.0]}):
         assert _re_pointed(cfg, **{"side": 12, **kwargs})[0] == []
-    assert _re_pointed(TrackerConfig(jump_min_area_px=0), side=12)[0] == []
+    assert _re_pointed(plain(jump_min_area_px=0), side=12)[0] == []
     # The restart is not travel against the scene: the track still counts as not having moved.
-    tracker = Tracker(TrackerConfig(jump_min_area_px=25))
+    tracker = Tracker(plain(jump_min_area_px=25))
     for k in range(8):
         tracker.update(dets([[60.0 + (200.0 if k >= 4 else 0.0), 80.0]], score=0.99, side=12), k * DT)
     assert np.hypot(*tracker._tracks[0].scene_travel_xy) < 1.0
@@ -256,7 +272,7 @@ def test_a_lone_large_target_that_jumps_is_followed_at_once():
 
 def test_a_large_target_is_taken_back_within_body_lengths_of_its_prediction():
     def ids_after_jerk(side: int) -> list[int]:
-        tracker = Tracker(TrackerConfig(reacquire_gate_px_s=15.0 * FPS, reacquire_body_lengths=2.0))
+        tracker = Tracker(plain(reacquire_gate_px_s=15.0 * FPS, reacquire_body_lengths=2.0))
         for k in range(10):
             tracker.update(dets([[60.0 + k, 80.0]], score=0.99, side=side), k * DT)
         # the camera jerks: the target moves 22 px in a frame, past the 15 px gate
@@ -268,7 +284,7 @@ def test_a_large_target_is_taken_back_within_body_lengths_of_its_prediction():
 
 
 def test_zero_coast_frames_deletes_at_the_first_miss():
-    tracker = Tracker(TrackerConfig(max_coast_s=0 * DT))
+    tracker = Tracker(plain(max_coast_s=0 * DT))
     for k in range(4):
         out = tracker.update(dets([[10.0 + k, 10.0]]), k * DT)
     assert list(out.state) == [CONFIRMED]
@@ -276,7 +292,7 @@ def test_zero_coast_frames_deletes_at_the_first_miss():
 
 
 def test_one_frame_false_alarm_is_never_published_and_dies_once_it_cannot_confirm():
-    cfg = TrackerConfig()  # M=3 of N=5: one hit plus at most one more by age 4 cannot make 3
+    cfg = plain()  # M=3 of N=5: one hit plus at most one more by age 4 cannot make 3
     tracker = Tracker(cfg)
     alarm_id = None
     for k in range(20):
@@ -294,7 +310,7 @@ def test_one_frame_false_alarm_is_never_published_and_dies_once_it_cannot_confir
 
 
 def test_weak_detections_do_not_start_tracks_but_feed_existing_ones():
-    tracker = Tracker(TrackerConfig(min_start_score=0.5))
+    tracker = Tracker(plain(min_start_score=0.5))
     assert len(tracker.update(dets([[20.0, 20.0]], score=0.3), 0.0)) == 0
     tracker.update(dets([[20.0, 20.0]], score=0.6), DT)
     out = tracker.update(dets([[20.5, 20.0]], score=0.3), 2 * DT)
@@ -304,7 +320,7 @@ def test_weak_detections_do_not_start_tracks_but_feed_existing_ones():
 def test_ids_are_never_reused_and_reset_restarts_them():
     # Without the clutter map: a target that keeps reappearing at one spot is what the map
     # learns to distrust (tested below), and this test is about ids.
-    cfg = TrackerConfig(max_coast_s=2 * DT, clutter_cell_px=0.0)
+    cfg = plain(max_coast_s=2 * DT, clutter_cell_px=0.0)
     tracker = Tracker(cfg)
     seen = []
     t = 0.0
@@ -323,13 +339,13 @@ def test_ids_are_never_reused_and_reset_restarts_them():
 
 
 def test_ids_are_per_instance():
-    a, b = Tracker(), Tracker()
+    a, b = Tracker(plain()), Tracker(plain())
     a.update(dets([[1.0, 1.0], [50.0, 50.0]]), 0.0)
     assert list(b.update(dets([[9.0, 9.0]]), 0.0).track_id) == [1]
 
 
 def test_empty_frames():
-    tracker = Tracker()
+    tracker = Tracker(plain())
     for k in range(3):
         out = tracker.update(Detections.empty(), k * DT)
         assert isinstance(out, Tracks) and len(out) == 0 and len(out.published()) == 0
@@ -351,12 +367,12 @@ def test_empty_frames():
 ])
 def test_bad_config_raises_quoting_the_value(field, value):
     with pytest.raises(ValueError, match=re.escape(f"{field}={value!r}")):
-        TrackerConfig(**{field: value})
+        plain(**{field: value})
 
 
 def test_non_finite_timestamp_raises():
     with pytest.raises(ValueError, match="timestamp_s=nan"):
-        Tracker().update(Detections.empty(), float("nan"))
+        Tracker(plain()).update(Detections.empty(), float("nan"))
 
 
 def test_timestamp_gaps_are_bridged_by_a_longer_prediction():
@@ -365,7 +381,7 @@ def test_timestamp_gaps_are_bridged_by_a_longer_prediction():
     periods = [1, 1, 1, 1, 1, 6, 1, 1, 4, 1, 1, 1, 8, 1, 1, 1]
     times = np.concatenate([[0.0], np.cumsum(periods) * DT])
     vel = np.array([100.0, 0.0])
-    tracker = Tracker()
+    tracker = Tracker(plain())
     for t in times:
         out = tracker.update(dets(np.array([20.0, 50.0]) + vel * t), t)
         assert list(out.track_id) == [1] and out.detection[0] == 0
@@ -374,7 +390,7 @@ def test_timestamp_gaps_are_bridged_by_a_longer_prediction():
 
 
 def test_timestamps_that_do_not_advance_use_default_dt():
-    tracker = Tracker(TrackerConfig(default_dt_s=0.1))
+    tracker = Tracker(plain(default_dt_s=0.1))
     for k in range(20):
         out = tracker.update(dets([[10.0 + 2.0 * k, 30.0]]), 7.0)  # 2 px per frame, clock stuck
         assert list(out.track_id) == [1]
@@ -382,8 +398,8 @@ def test_timestamps_that_do_not_advance_use_default_dt():
 
 
 @pytest.mark.parametrize("jump_px, cfg", [
-    (20.0, TrackerConfig(accel_noise_px_s2=5000.0)),  # inside the (huge) covariance gate, beyond the 15 px gate
-    (8.0, TrackerConfig(reacquire_gate_px_s=0.0)),  # within the 15 px gate, but ~6 sigma for a settled track
+    (20.0, plain(accel_noise_px_s2=5000.0)),  # inside the (huge) covariance gate, beyond the 15 px gate
+    (8.0, plain(reacquire_gate_px_s=0.0)),  # within the 15 px gate, but ~6 sigma for a settled track
 ])
 def test_a_detection_outside_the_gate_starts_a_new_track(jump_px, cfg):
     tracker = Tracker(cfg)
@@ -398,20 +414,20 @@ def test_a_track_takes_back_its_target_just_outside_its_gate():
     # As on a real clip after the camera re-points: the track learnt a velocity from the jolt
     # (-11 px/frame, then 0), the drone is 8 px from the prediction, far outside the settled
     # covariance but well inside the reacquire gate.  One id, no coasting ghost.
-    tracker = Tracker()
+    tracker = Tracker(plain())
     for k in range(15):
         tracker.update(dets([[60.0, 60.0]]), k * DT)
     out = tracker.update(dets([[68.0, 60.0], [100.0, 60.0]]), 15 * DT)
     assert list(out.track_id) == [1, 2] and list(out.detection) == [0, 1]
     assert out.state[0] == CONFIRMED
-    far = Tracker(TrackerConfig(reacquire_gate_px_s=5.0 * FPS))
+    far = Tracker(plain(reacquire_gate_px_s=5.0 * FPS))
     for k in range(15):
         far.update(dets([[60.0, 60.0]]), k * DT)
     assert list(far.update(dets([[68.0, 60.0]]), 15 * DT).detection) == [-1, 0]
 
 
 def test_established_tracks_take_precedence_over_newborn_ones():
-    tracker = Tracker()
+    tracker = Tracker(plain())
     k = 0
     for k in range(8):
         out = tracker.update(dets([[40.0 + 4.0 * k, 40.0]]), k * DT)
@@ -430,7 +446,7 @@ def test_two_hundred_targets_per_frame():
     gx, gy = np.meshgrid(np.arange(20) * 40.0 + 20.0, np.arange(10) * 40.0 + 20.0)
     start = np.stack([gx.ravel(), gy.ravel()], axis=1)
     vel = np.array([30.0, -20.0]) + rng.uniform(-5.0, 5.0, (200, 2))
-    cfg = TrackerConfig(confirm_llr_nats=0.0)  # identities at scale; evidence is tested apart
+    cfg = plain(confirm_llr_nats=0.0)  # identities at scale; evidence is tested apart
     tracker = Tracker(cfg)
     target_of = {}
     for k in range(50):
@@ -482,7 +498,7 @@ def test_static_clutter_with_middling_scores_is_not_confirmed_while_a_sure_targe
     differs, and the track score (log-likelihood ratio) tells them apart."""
     target, clutter = [60.0, 40.0], [150.0, 90.0]
     frames = [([target, clutter], np.array([0.97, 0.6])) if k % 4 != 3 else ([], 0.9) for k in range(24)]
-    out = run_frames(Tracker(), frames)
+    out = run_frames(Tracker(plain()), frames)
     published = set().union(*(o.published().track_id.tolist() for o in out))
     on_target = {int(t) for o in out for t, xy in zip(o.track_id, o.centroid_xy) if np.hypot(*(xy - target)) < 2}
     assert published and published <= on_target
@@ -499,8 +515,8 @@ def test_camera_pan_keeps_ids_when_the_shift_is_given():
             yield ([np.array([50.0 + k, 60.0]) + off, np.array([120.0, 100.0]) + off], 0.95)
 
     shifts = [pan if k == 10 else np.zeros(2) for k in range(20)]
-    with_shift = run_frames(Tracker(), list(frames()), shifts)
-    without = run_frames(Tracker(), list(frames()))
+    with_shift = run_frames(Tracker(plain()), list(frames()), shifts)
+    without = run_frames(Tracker(plain()), list(frames()))
     assert sorted(with_shift[-1].published().track_id.tolist()) == [1, 2]
     assert max(without[-1].track_id) > 2
 
@@ -508,7 +524,7 @@ def test_camera_pan_keeps_ids_when_the_shift_is_given():
 def test_a_target_the_camera_follows_holds_its_place_through_a_pan():
     """Camera locked on the target: the scene jumps, the target stays put in the image."""
     shifts = [np.array([10.0, 6.0]) if k == 8 else np.zeros(2) for k in range(16)]
-    out = run_frames(Tracker(), [([[80.0, 80.0]], 0.95)] * 16, shifts)
+    out = run_frames(Tracker(plain()), [([[80.0, 80.0]], 0.95)] * 16, shifts)
     assert out[-1].published().track_id.tolist() == [1]
     assert np.allclose(out[-1].centroid_xy[0], [80.0, 80.0], atol=0.5)
 
@@ -521,13 +537,13 @@ def test_a_burst_of_clutter_is_never_published_and_the_target_keeps_its_id():
         if k == 9:
             rows += rng.uniform(100, 300, (60, 2)).tolist()
         frames.append((rows, 0.95))
-    out = run_frames(Tracker(), frames)
+    out = run_frames(Tracker(plain()), frames)
     for o in out[9:]:
         assert o.published().track_id.tolist() == [1]
 
 
 def test_static_clutter_rule_unpublishes_a_ground_point_once_the_scene_has_moved():
-    cfg = TrackerConfig(static_clutter_shift_px=5.0)
+    cfg = plain(static_clutter_shift_px=5.0)
     frames, shifts, scene = [], [], np.zeros(2)
     for k in range(24):
         step = np.array([1.5, 0.0]) if k >= 6 else np.zeros(2)
@@ -544,7 +560,7 @@ def test_static_clutter_ratio_keeps_a_slow_target_and_large_tracks_are_exempt():
     # The scene pans 1.5 px a frame; a rock goes with it, a small aircraft creeps 0.5 px a frame
     # against it (0.33 of the scene's move), and a large target seems to go with the scene (the
     # phase correlation followed it): only the rock is dropped.
-    cfg = TrackerConfig(static_clutter_shift_px=10.0, static_clutter_travel_ratio=0.15, static_clutter_max_area_px=25.0)
+    cfg = plain(static_clutter_shift_px=10.0, static_clutter_travel_ratio=0.15, static_clutter_max_area_px=25.0)
     tracker = Tracker(cfg)
     scene = np.zeros(2)
     for k in range(30):
@@ -581,14 +597,14 @@ def test_recurring_clutter_stops_confirming_once_the_map_has_learnt_it():
         out = run_scene(Tracker(cfg), frames)
         return sum(len(o.published()) for o in out[100:])
 
-    assert confirmed_late(TrackerConfig(clutter_cell_px=0.0)) > 10
-    assert confirmed_late(TrackerConfig()) == 0
+    assert confirmed_late(plain(clutter_cell_px=0.0)) > 10
+    assert confirmed_late(plain()) == 0
 
 
 def test_a_target_crossing_a_learnt_clutter_cell_is_still_tracked():
     clutter = [[[40.0, 60.0]] if b else [] for b in bursts(150)]
     target = [[[10.0 + 0.5 * (k - 100), 60.0]] if k >= 100 else [] for k in range(150)]
-    out = run_scene(Tracker(), [c + t for c, t in zip(clutter, target)])
+    out = run_scene(Tracker(plain()), [c + t for c, t in zip(clutter, target)])
     assert all(len(o.published()) >= 1 for o in out[105:])
     assert all(np.abs(o.published().centroid_xy[:, 0] - (10.0 + 0.5 * (k + 105 - 100))).min() < 2.0
                for k, o in enumerate(out[105:]))
@@ -596,7 +612,7 @@ def test_a_target_crossing_a_learnt_clutter_cell_is_still_tracked():
 
 def test_the_map_moves_with_the_scene():
     """The camera pans 2 px/frame: the clutter's pixel moves, its scene cell does not."""
-    tracker = Tracker()
+    tracker = Tracker(plain())
     frames = [[[40.0 + 2.0 * k, 40.0]] if b else [] for k, b in enumerate(bursts(160))]
     out = run_scene(tracker, frames, shift=(2.0, 0.0))
     assert sum(len(o.published()) for o in out[96:]) == 0
@@ -606,12 +622,12 @@ def test_the_map_moves_with_the_scene():
 
 def test_a_confirmed_hovering_target_is_not_killed_by_the_map():
     frames = [[[50.0, 50.0]]] * 300
-    out = run_scene(Tracker(), frames)
+    out = run_scene(Tracker(plain()), frames)
     assert all(list(o.published().track_id) == [1] for o in out[5:])
 
 
 def test_moving_against_the_scene_confirms_sooner_than_hovering():
-    cfg = TrackerConfig(confirm_llr_nats=6.0, confirm_hits=2)
+    cfg = plain(confirm_llr_nats=6.0, confirm_hits=2)
 
     def first_confirmed(frames):
         for k, o in enumerate(run_scene(Tracker(cfg), frames)):
@@ -627,7 +643,7 @@ def test_moving_against_the_scene_confirms_sooner_than_hovering():
 def test_tracks_leaving_the_picture_are_not_published_outside_it():
     shape = (64, 80)
     frames = [[[60.0 + 3.0 * k, 30.0]] if 60 + 3 * k < 80 else [] for k in range(20)]
-    for o in run_scene(Tracker(), frames, shape=shape):
+    for o in run_scene(Tracker(plain()), frames, shape=shape):
         pub = o.published()
         assert ((pub.centroid_xy[:, 0] >= 0) & (pub.centroid_xy[:, 0] <= shape[1] - 1)).all()
 
@@ -635,7 +651,7 @@ def test_tracks_leaving_the_picture_are_not_published_outside_it():
 def test_moving_is_judged_over_the_window_even_when_timestamps_do_not_advance():
     """A source without timing (every frame at t = 0): the tracker steps default_dt_s, so the
     one-second window still slides and its memory stays bounded."""
-    tracker = Tracker(TrackerConfig(motion_ref_px=1.5, moving_window_s=1.0))
+    tracker = Tracker(plain(motion_ref_px=1.5, moving_window_s=1.0))
     for k in range(200):
         out = tracker.update(dets([[40.0 + min(k, 50), 40.0]], score=0.99), 0.0)
     assert not out.moving[0]  # stopped 150 frames (6 s) ago
@@ -645,7 +661,7 @@ def test_moving_is_judged_over_the_window_even_when_timestamps_do_not_advance():
 def test_rules_in_seconds_count_the_frames_the_tracker_sees():
     """At 25 frames/s (timestamps as a video gives them) the rules are the frame counts they
     were tuned as; at a quarter of the rate they cover the same time in a quarter of the frames."""
-    full, quarter = Tracker(), Tracker()
+    full, quarter = Tracker(plain()), Tracker(plain())
     for k in range(30):
         full.update(Detections.empty(), k / 25.0)
         quarter.update(Detections.empty(), 4 * k / 25.0)
@@ -658,7 +674,7 @@ def test_a_quarter_rate_replay_keeps_the_target_and_still_drops_one_frame_false_
     """A live run that keeps up with every 4th frame of a 25 frames/s camera: the target is
     confirmed on its 2nd frame (two hits in 0.2 s), coasts through one missed frame, and a
     false alarm seen in one frame is never published."""
-    tracker, dt = Tracker(), 4 * DT
+    tracker, dt = Tracker(plain()), 4 * DT
     published = []
     for k in range(20):
         rows = [] if k == 10 else [[30.0 + 8.0 * k, 40.0]]  # 2 px per camera frame

@@ -201,3 +201,22 @@ def test_metrics_csv_takes_every_validation_set(tmp_path):
     _append_csv(tmp_path / "metrics.csv", row)
     lines = (tmp_path / "metrics.csv").read_text().splitlines()
     assert len(lines) == 3 and "val_drones_pd" in lines[0]
+
+
+def test_the_train_command_is_generated_from_train_config(monkeypatch, tmp_path):
+    """Every training default is defined once: each TrainConfig field is an option of
+    `irstream train`, and the data folders follow $IRSTREAM_DATA as every command does."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from irstream.cli import app
+    from irstream.train.config import TrainConfig
+
+    help_text = CliRunner().invoke(app, ["train", "--help"], terminal_width=200, env={"COLUMNS": "200"}).output
+    for f in dataclasses.fields(TrainConfig):
+        assert "--" + (f.metadata["flag"] or f.name).replace("_", "-") in help_text, f.name
+    monkeypatch.setenv("IRSTREAM_DATA", str(tmp_path))
+    assert TrainConfig().data == str(tmp_path / "sirst-v1") and TrainConfig().data_root == str(tmp_path)
+    res = CliRunner().invoke(app, ["train", "--model", "tophat", "--crop", "64"])
+    assert res.exit_code == 2 and "no parameters to learn" in res.output

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +16,7 @@ from rich.table import Table
 
 from irstream.cli.common import out, user_errors, progress, THREADS_HELP, WeightsOpt, weights_path, DEFAULT_SIRST, metrics_table
 from irstream.errors import UserError
+from irstream.train.config import TrainConfig
 
 app = typer.Typer()
 
@@ -33,75 +38,64 @@ def models() -> None:
     out.print(t)
 
 
-@app.command()
-@user_errors
-def train(
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, metrics.csv, best.safetensors.")] = Path("runs/train"),
-    model: Annotated[str, typer.Option(help="Registered model name (see `irstream models`).")] = "lrrnet",
-    data: Annotated[Path, typer.Option(help="SIRST-style dataset root.")] = DEFAULT_SIRST,
-    train_split: str = "train",
-    val_split: str = "val",
-    test_split: Annotated[str, typer.Option(help="Evaluated once with the best weights at the end; '' to skip.")] = "test",
-    extra_data: Annotated[Optional[list[Path]], typer.Option(help="More SIRST-style roots (their 'train' split), e.g. NUDT-SIRST.")] = None,
-    epochs: int = 400,
-    batch: int = 8,
-    lr: float = 1e-4,
-    rec_weight: Annotated[float, typer.Option(help="Weight of the reconstruction MSE.")] = 0.1,
-    crop: Annotated[int, typer.Option(help="Square crop side in px; 0 = whole images resized to --resize.")] = 0,
-    crop_sizes: Annotated[Optional[list[int]], typer.Option(help="Mixed crop sides, px, one drawn per batch (repeatable; --mix runs); unset = --crop.")] = None,
-    resize: int = 512,
-    target_crop_share: float = 0.7,
-    flips: bool = True,
-    synthetic_share: Annotated[float, typer.Option(help="Share of each batch from the synthetic generator.")] = 0.0,
-    half_scale_share: Annotated[float, typer.Option(help="Share of crops shrunk by 2 (1-3 px targets).")] = 0.0,
-    val_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 1,
-    max_minutes: Annotated[float, typer.Option(help="Wall-time budget; the lr decays over it. 0 = by epochs.")] = 0.0,
-    max_cpu_minutes: Annotated[float, typer.Option(help="Budget in CPU minutes of training, validation not counted (equal-cost model comparisons); the lr decays over it.")] = 0.0,
-    seed: int = 0,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch; 0 = torch's default.")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
-    init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from these irstream weights (same model).")] = None,
-    mix: Annotated[Optional[list[str]], typer.Option(help="Real-data source and weight, repeatable: sirst-v1:0.3, nudt-sirst, backgrounds, daub, antiuav, drone-ir, cvpr2025, close-drones, reticle, paste (see irstream/data/mix.py).")] = None,
-    data_root: Annotated[Path, typer.Option(help="Folder holding the --mix sources.")] = DEFAULT_SIRST.parent,
-    hard_share: Annotated[float, typer.Option(help="Share of crops centred on the model's own mined false alarms (--mix runs).")] = 0.0,
-    mine_every: Annotated[int, typer.Option(help="Mine false alarms every N steps; 0 = never (nor with --hard-share 0).")] = 0,
-    mine_images: Annotated[int, typer.Option(help="Training images run per mining pass.")] = 300,
-    steps_per_epoch: Annotated[int, typer.Option(help="Steps between validations; 0 = one pass over the data.")] = 0,
-    intensity_jitter: Annotated[float, typer.Option(help="Random gain 1 +- J and offset +- J/2 per crop.")] = 0.0,
-    channels_last: Annotated[bool, typer.Option(help="Channels-last memory (faster on most CPUs; see bench train).")] = False,
-    amp: Annotated[str, typer.Option(help="'' (fp32) or bf16 autocast.")] = "",
-    tile_px: Annotated[int, typer.Option(help="Validate and mine in tiles of this side, px, as the weights will run; 0 = whole images.")] = 0,
-    tile_overlap_px: Annotated[int, typer.Option(help="Overlap of those tiles, px.")] = 64,
-    target_smooth: Annotated[Optional[float], typer.Option(help="SoftIoU smoothing on images with a target (0.1 keeps 1-px targets worth learning); unset = 1.")] = None,
-    negative_weight: Annotated[float, typer.Option(help="Weight of a cross-entropy term on target-free pixels (pushes down confident false alarms); 0 = off.")] = 0.0,
-    ema_decay: Annotated[float, typer.Option(help="Validate and keep an exponential moving average of the weights with this per-step decay (0.999 ~ the last 1,000 steps); 0 = off.")] = 0.0,
-    unscored: Annotated[Optional[list[str]], typer.Option(help="A validation set (clips, daub, drones) measured but left out of the selection score, so no choice of the run uses it (repeatable).")] = None,
-) -> None:
+def _train(out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, metrics.csv, best.safetensors.")] = Path("runs/train"),
+           resume: Annotated[bool, typer.Option(help="Continue from the run folder's last checkpoint.")] = False,
+           test_split: Annotated[str, typer.Option(help="Evaluated once with the best weights at the end; '' to skip.")] = "test",
+           **settings) -> None:
     """Train LRRNet (the paper's recipe by default), keep the best epoch on the validation split."""
     from irstream.model.registry import MODEL_CFGS
-    from irstream.train.loop import TrainConfig, train as run_train
+    from irstream.train.loop import train as run_train
 
-    if model not in MODEL_CFGS:
-        raise UserError(f"--model {model}: unknown; known: {', '.join(sorted(MODEL_CFGS))}")
+    given = {k: tuple(v) if isinstance(v, list) and _is_tuple(k) else v for k, v in settings.items() if v is not None}
+    if given.get("model", "lrrnet") not in MODEL_CFGS:
+        raise UserError(f"--model {given['model']}: unknown; known: {', '.join(sorted(MODEL_CFGS))}")
     try:
-        cfg = TrainConfig(model=model, data=str(data), train_split=train_split, val_split=val_split,
-                          extra_data=[str(p) for p in extra_data or []], epochs=epochs, batch=batch, lr=lr,
-                          rec_weight=rec_weight, crop_px=crop, crop_sizes=tuple(crop_sizes or ()), resize_px=resize, target_crop_share=target_crop_share,
-                          flips=flips, synthetic_share=synthetic_share, half_scale_share=half_scale_share, val_every=val_every, max_minutes=max_minutes,
-                          max_cpu_minutes=max_cpu_minutes,
-                          seed=seed, threads=threads, init_weights=str(init or ""), mix=list(mix or []),
-                          data_root=str(data_root), hard_share=hard_share, mine_every=mine_every,
-                          mine_images=mine_images, steps_per_epoch=steps_per_epoch,
-                          intensity_jitter=intensity_jitter, channels_last=channels_last, amp=amp,
-                          tile_px=tile_px, tile_overlap_px=tile_overlap_px, target_smooth=target_smooth,
-                          negative_weight=negative_weight, ema_decay=ema_decay, unscored=list(unscored or []))
+        cfg = TrainConfig(**given)
     except ValueError as exc:
         raise UserError(f"train options: {exc}") from None
     with progress() as prog:
         state = run_train(cfg, out_dir, resume=resume, progress=prog)
     out.print(f"best epoch {state['best_epoch']} (val score {state['best_score']:.3f}) -> {out_dir / 'best.safetensors'}")
     if test_split:
-        _report_test(out_dir / "best.safetensors", data, test_split)
+        _report_test(out_dir / "best.safetensors", Path(cfg.data), test_split)
+
+
+def _is_tuple(name: str) -> bool:
+    return typing.get_origin(typing.get_type_hints(TrainConfig)[name]) is tuple
+
+
+def _train_option(f: dataclasses.Field, hint) -> inspect.Parameter:
+    """The command-line option of one TrainConfig field: its flag, type, default and help."""
+    flag = "--" + (f.metadata["flag"] or f.name).replace("_", "-")
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):  # repeatable; unset keeps the field's default
+        kind, default = Optional[list[typing.get_args(hint)[0]]], None
+    elif origin in (typing.Union, types.UnionType):
+        kind, default = Optional[next(a for a in typing.get_args(hint) if a is not type(None))], None
+    elif f.default is dataclasses.MISSING:  # a default made at run time (the data folders)
+        kind, default = Optional[hint], None
+    else:
+        kind, default = hint, f.default
+    decls = [f"{flag}/--no-{flag[2:]}"] if hint is bool else [flag]
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[kind, typer.Option(*decls, help=f.metadata["help"])])
+
+
+def _train_command():
+    """`irstream train`: its options are TrainConfig's fields, generated, so that every training
+    default is defined once (irstream/train/config.py)."""
+    hints = typing.get_type_hints(TrainConfig)
+    own_hints = typing.get_type_hints(_train, include_extras=True)
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=own_hints[p.name])
+           for p in inspect.signature(_train).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params = own + [_train_option(f, hints[f.name]) for f in dataclasses.fields(TrainConfig)]
+    command = user_errors(_train)
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    app.command("train")(command)
+
+
+_train_command()
 
 
 @app.command()

@@ -276,6 +276,7 @@ class StreamSegmenter:
         return getattr(self.runtime, "threads", torch.get_num_threads())
 
     def push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
+        self._pick_once(image.shape[:2])
         if self.coarse:
             self._coarse_inputs.append(image)
         return [(k, self._with_coarse(self._downscale(p))) for k, p in self._push(key, self._upscale(image))]
@@ -289,6 +290,7 @@ class StreamSegmenter:
     def batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Probability maps of several frames at once (one forward per tile size), for runs
         with several sources; synchronous on every device."""
+        self._pick_once(images[0].shape[:2])
         self._coarse_inputs += images if self.coarse else []
         maps = tiled_many(self.runtime, [self._upscale(im) for im in images], self.tile_px, self.tile_overlap_px)
         return [self._with_coarse(self._downscale(p)) for p in maps]
@@ -329,13 +331,15 @@ class StreamSegmenter:
         """Throw-away frames of `shape`: the first forward pass picks kernels and allocates
         buffers, and would otherwise show up as a latency spike on the first real frame.  On
         CPU with more than one candidate runtime this is also where the faster is picked."""
-        frame = np.zeros(shape, dtype=np.float32)
-        if len(self._candidates) > 1:
-            self.runtime = self._pick(self._upscale(frame).shape)
-            self._candidates, self._model = [], None
-        self.push(None, frame)
+        self.push(None, np.zeros(shape, dtype=np.float32))
         self.flush()
 
+    def _pick_once(self, shape: tuple[int, int]) -> None:
+        """Where "auto" has several CPU candidates, pick on the first frame's size (at warm-up
+        in a run; on the first frame for a detector used by hand)."""
+        if len(self._candidates) > 1:
+            self.runtime = self._pick((shape[0] * self.upscale, shape[1] * self.upscale))
+            self._candidates, self._model = [], None
 
     def _pick(self, shape: tuple[int, int]):
         """The fastest candidate whose masks agree with eager fp32, timed on frames of `shape`

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 
-from irstream.track.motion import GlobalMotion
 from irstream.track.tracker import Tracker
 from irstream.types import Detections, Tracks
 
@@ -17,13 +16,12 @@ class TrackingStage:
 
     def __init__(self, cfg) -> None:
         """cfg: a PipelineConfig (its [motion] and [tracker])."""
-        self.motion = GlobalMotion(cfg.motion)
-        self.tracker = Tracker(cfg.tracker)
+        self.tracker = Tracker(cfg.tracker, cfg.motion)
 
     def __call__(self, dets: Detections, unit: np.ndarray, timestamp_s: float, timings: dict | None = None) -> Tracks:
         """The tracks after this frame; adds each part's time, ms, to `timings`."""
         t0 = time.perf_counter()
-        shift = self.motion.estimate(unit)
+        shift = self.tracker.scene_shift(unit)
         t1 = time.perf_counter()
         tracks = self.tracker.update(dets, timestamp_s, shift, unit.shape)
         t2 = time.perf_counter()

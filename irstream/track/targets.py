@@ -20,8 +20,9 @@ class TargetConfig:
         the weights' calibrated operating point from their card (see `operating_threshold`),
         and 0.5, the model's own decision (logit > 0), for weights without one; lower finds
         dimmer targets and more clutter.
-    min_area_px, max_area_px: components outside this size are dropped (the field's small
-        targets are 1 to about 100 px; a larger blob is usually a cloud edge or a building).
+    min_area_px, max_area_px: components outside this size are dropped, px (a close drone is
+        up to about 130x80 px when the coarse pass finds it whole; a larger blob is usually a
+        cloud edge or a building).
     ring_px: width of the ring around each box whose median is the local background.
     merge_gap_px: components closer than this are one target, px: a drone that the threshold
         splits into body and rotors, or a close aircraft into nose and engines, is reported once
@@ -42,10 +43,10 @@ class TargetConfig:
 
     score_threshold: float | None = None
     min_area_px: int = 1
-    max_area_px: int = 400
+    max_area_px: int = 10000
     ring_px: int = 3
-    merge_gap_px: int = 0
-    border_px: int = 0
+    merge_gap_px: int = 3
+    border_px: int = 6
     temporal_frames: int = 0
     temporal_min_z: float = 24.0
     temporal_noise_floor: float = 0.0

@@ -22,6 +22,7 @@ from scipy.stats import chi2
 
 from irstream.track import kalman
 from irstream.track.clutter import ClutterMap
+from irstream.track.motion import GlobalMotion, MotionConfig
 from irstream.types import COASTING, CONFIRMED, LOST, TENTATIVE, Detections, Tracks
 
 #: Peak scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before their logit, so a saturated
@@ -37,7 +38,8 @@ FRAME_COUNT_SLACK = 0.01
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """How detections become tracks.  Defaults suit 25 fps infrared video of targets a few px wide.
+    """How detections become tracks.  The defaults are the values `irstream run` uses, chosen on
+    real footage leaving one sequence out (docs/unseen-footage.md); a pipeline TOML overrides them.
 
     meas_noise_px: standard deviation of a detection centroid about the true target position,
         px (R = meas_noise_px^2 * I).  Raising it makes tracks smoother and the gate wider, so
@@ -209,23 +211,23 @@ class TrackerConfig:
     miss_llr_nats: float = -1.0
     confirm_llr_nats: float = 3.0
     max_llr_nats: float = 10.0
-    static_clutter_shift_px: float = 0.0
+    static_clutter_shift_px: float = 20.0
     static_clutter_travel_ratio: float = 0.15
-    static_clutter_max_area_px: float = 0.0
+    static_clutter_max_area_px: float = 25.0
     clutter_cell_px: float = 8.0
     clutter_time_constant_s: float = 4.0
     clutter_floor: float = 0.01
     clutter_max_penalty_nats: float = 6.0
     motion_gain_nats: float = 1.0
-    motion_ref_px: float = 3.0
-    static_confirm_s: float = 0.0
+    motion_ref_px: float = 1.5
+    static_confirm_s: float = 2.0
     static_max_structure: float = 0.1
     moving_window_s: float = 1.0
     reacquire_gate_px_s: float = 375.0
-    reacquire_body_lengths: float = 0.0
+    reacquire_body_lengths: float = 2.0
     publish_coast_s: float = 0.08
-    handover_s: float = 0.0
-    jump_min_area_px: float = 0.0
+    handover_s: float = 4.0
+    jump_min_area_px: float = 25.0
     jump_area_ratio: float = 2.0
     max_coast_s: float = 0.4
     min_start_score: float = 0.5
@@ -353,8 +355,9 @@ class Tracker:
     Ids come from a counter on the instance, start at 1 and are never reused until reset().
     """
 
-    def __init__(self, cfg: TrackerConfig = TrackerConfig()) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: TrackerConfig = TrackerConfig(), motion: MotionConfig = MotionConfig()) -> None:
+        """motion: how the scene's motion is read from the frames given to `update` as `image`."""
+        self.cfg, self.motion_cfg = cfg, motion
         self._gate_d2 = cfg.gate_mahalanobis2
         self._R = np.eye(2) * cfg.meas_noise_px ** 2
         self.reset()
@@ -371,11 +374,17 @@ class Tracker:
         self._steps_s: deque[float] = deque(maxlen=RATE_WINDOW_FRAMES)  # recent intervals between frames
         self._frame_s = self.cfg.default_dt_s  # their median: the interval rules are counted in
         self._gone: list[_Track] = []  # established tracks lost by misses, for handover_s
+        self._motion = GlobalMotion(self.motion_cfg)
         c = self.cfg
         self._clutter = ClutterMap(c.clutter_cell_px, c.clutter_time_constant_s, c.clutter_floor,
                                    c.clutter_max_penalty_nats) if c.clutter_cell_px > 0 else None
 
-    def update(self, detections: Detections, timestamp_s: float, scene_shift_xy=None, image_shape=None) -> Tracks:
+    def scene_shift(self, image: np.ndarray) -> np.ndarray:
+        """How far the scene moved since the previous frame given here, px (irstream.track.motion)."""
+        return self._motion.estimate(image)
+
+    def update(self, detections: Detections, timestamp_s: float, scene_shift_xy=None, image_shape=None,
+               image: np.ndarray | None = None) -> Tracks:
         """Advance to one frame and return every live track (tentative ones included).
 
         Call once per frame, in time order, on frames with no detections too (pass
@@ -391,7 +400,12 @@ class Tracker:
 
         image_shape: (H, W) of the frame, px; a track whose position leaves the picture is ended
         rather than published outside it.
+
+        image: the frame as the detector saw it (`Detected.prepared.unit`); given instead of
+        scene_shift_xy and image_shape, the tracker reads both from it, as `irstream run` does.
         """
+        if image is not None and scene_shift_xy is None:
+            scene_shift_xy, image_shape = self.scene_shift(image), image_shape or image.shape[:2]
         dt = self._step_s(timestamp_s)
         self._clock_s += dt
         self._frame += 1

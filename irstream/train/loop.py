@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -25,124 +25,13 @@ from scipy import ndimage
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from irstream.data import DEV_DATA_ROOT
 from irstream.errors import UserError
 from irstream.data.sirst import Sample, load_split
 from irstream.eval.images import background_false_alarms, clip_detections, evaluate
-from irstream.model.registry import LRRNet, build_model, trainable
-from irstream.model.segment import image_logits
+from irstream.model.registry import LRRNet, build_model
+from irstream.train.config import VAL_SETS, TrainConfig
+from irstream.model.segment import image_logits, set_threads
 from irstream.model.weights import save_weights
-
-
-#: Validation sets of mix runs beside SIRST v1 val and the backgrounds (see _TrainData.validate),
-#: by name, with the key of their columns in metrics.csv (val_<key>_pd, val_<key>_fa).
-VAL_SETS = {"clips": "clip", "daub": "daub", "drones": "drones"}
-
-
-@dataclass
-class TrainConfig:
-    """One training run.  Defaults are the paper's recipe (Sec. V-A) on SIRST v1's train split.
-
-    crop_px: side of the square training crops; 0 trains on whole images resized to resize_px.
-    crop_sizes: mix runs only: each batch draws its crop side from these (px) instead of crop_px,
-        so the weights learn both the tile they may be run in and large inputs up to a whole
-        frame, whose GroupNorm statistics and attention span far more background.  () = crop_px.
-    target_crop_share: fraction of crops centred (with jitter) on a target pixel; the rest
-        are uniform.  Small targets are a tiny share of pixels, so random crops are mostly empty.
-    synthetic_share: fraction of each batch drawn from the synthetic generator.
-    half_scale_share: fraction of crops taken at twice the side and shrunk by 2, so the model
-        also learns targets of 1 to 3 px (the real sequences' far aircraft), which SIRST has few of.
-    init_weights: start from these irstream weights (fine-tuning) instead of from scratch;
-        they must be of the same model.
-    mix: train on named real sources with weights (irstream.data.mix), e.g.
-        ["sirst-v1:0.3", "backgrounds:0.25"], read under data_root; validation then scores
-        SIRST v1 val IoU together with the share of target-free val backgrounds left clean.
-    hard_share: fraction of crops centred on one of the model's own false alarms, mined every
-        mine_every steps over mine_images training images (mix runs only; none with hard_share 0).
-    steps_per_epoch: optimiser steps between validations and checkpoints; 0 = one pass.
-    intensity_jitter: crops get gain 1 +- j and offset +- j/2 (clipped to [0, 1]), so the model
-        does not learn one sensor's gray levels.
-    channels_last, amp: speed settings of the step (see `irstream bench train`).
-    tile_px, tile_overlap_px: validation and mining run images larger than tile_px in tiles of
-        that side overlapping by tile_overlap_px (irstream.model.segment.tiled), as the weights will be
-        run; the card records it as their inference contract.  0 = whole images.
-    target_smooth: the SoftIoU smoothing term on images that hold a target (soft_iou_loss);
-        None keeps 1, as on target-free images.
-    negative_weight: weight of the false-alarm term (false_alarm_loss), 0 = off.
-    ema_decay: keep an exponential moving average of the weights, updated every step with this
-        decay (0.999: about the last 1,000 steps); validation, the best checkpoint and the card
-        are then the average's.  Per-epoch validation of the raw weights swings (backgrounds
-        clean 74%, 38%, 62% in three neighbouring epochs of one run), and the average is what
-        settles it.  0 = off; below 1.
-    unscored: validation sets measured and recorded but left out of the selection score
-        ("clips", "daub", "drones"), so that they stay data no choice of the run used.
-    poly_power: lr = lr0 * (1 - progress) ** poly_power, progress in iterations, or in
-        wall time when max_minutes is set (so a time-budgeted run still decays to zero), or in
-        training CPU time when max_cpu_minutes is set.
-    max_cpu_minutes: a budget in CPU minutes of this process spent training (steps, batch making,
-        mining); validation is not counted.  Models compared at equal cost get the same budget:
-        it does not depend on what else the machine runs, and a slow model's validation does not
-        eat its training.
-    """
-
-    model: str = "lrrnet"
-    data: str = str(DEV_DATA_ROOT / "sirst-v1")
-    train_split: str = "train"
-    val_split: str = "val"
-    extra_data: list[str] = field(default_factory=list)  # more SIRST-style roots, their "train" split
-    epochs: int = 400
-    batch: int = 8
-    lr: float = 1e-4
-    poly_power: float = 0.9
-    rec_weight: float = 0.1
-    crop_px: int = 0
-    crop_sizes: tuple[int, ...] = ()
-    resize_px: int = 512
-    target_crop_share: float = 0.7
-    flips: bool = True
-    synthetic_share: float = 0.0
-    half_scale_share: float = 0.0
-    val_every: int = 1
-    max_minutes: float = 0.0
-    max_cpu_minutes: float = 0.0
-    seed: int = 0
-    threads: int = 0
-    init_weights: str = ""
-    # Real-data mix (irstream.data.mix): "source:weight" entries; empty = data + extra_data above.
-    mix: list[str] = field(default_factory=list)
-    data_root: str = str(DEV_DATA_ROOT)
-    hard_share: float = 0.0
-    mine_every: int = 0
-    mine_images: int = 300
-    steps_per_epoch: int = 0
-    intensity_jitter: float = 0.0
-    channels_last: bool = False
-    amp: str = ""
-    tile_px: int = 0
-    tile_overlap_px: int = 64
-    target_smooth: float | None = None
-    negative_weight: float = 0.0
-    ema_decay: float = 0.0
-    unscored: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.crop_px % 8 or self.resize_px % 8 or any(c % 8 or c <= 0 for c in self.crop_sizes):
-            raise ValueError("crop_px, crop_sizes and resize_px must be multiples of 8 (the model's size multiple)")
-        for name in ("target_crop_share", "synthetic_share", "half_scale_share", "hard_share", "intensity_jitter"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)}: must be within [0, 1]")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay={self.ema_decay}: must be within [0, 1) (1 would never move from the first step)")
-        if self.amp not in ("", "bf16"):
-            raise ValueError(f"amp={self.amp!r}: must be '' (fp32) or 'bf16'")
-        if not trainable(self.model):
-            raise ValueError(f"model {self.model!r} has no parameters to learn (a classical filter); pick a network")
-        if self.mix:
-            from irstream.data.mix import parse_mix
-
-            parse_mix(self.mix)
-        if set(self.unscored) - set(VAL_SETS):
-            raise ValueError(f"unscored={self.unscored}: known validation sets are {', '.join(VAL_SETS)}")
 
 
 def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0,
@@ -462,8 +351,7 @@ def checkpoint_weights(path: Path) -> tuple[LRRNet, str, dict]:
 def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> dict:
     """Train, checkpoint every epoch, keep the best on validation.  Returns the final state."""
     run.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     data = _TrainData(cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
