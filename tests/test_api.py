@@ -70,8 +70,8 @@ def test_a_pipeline_runs_once_and_stops_early_when_the_loop_breaks():
 
 
 def _module_imports() -> dict[str, set[str]]:
-    """Module -> the irstream modules it imports at load time (function-level imports are
-    deferred on purpose and cannot form a load-time cycle)."""
+    """Module -> the irstream modules it imports, at load time or inside a function: a deferred
+    import still ties the two modules together."""
     import ast
 
     graph = {}
@@ -79,7 +79,7 @@ def _module_imports() -> dict[str, set[str]]:
         rel = path.relative_to(REPO).with_suffix("")
         name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
         deps = set()
-        for node in ast.parse(path.read_text()).body:
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("irstream"):
                 deps.add(node.module)
                 deps.update(f"{node.module}.{a.name}" for a in node.names)
@@ -104,6 +104,19 @@ def test_the_package_has_no_import_cycles():
     for m in sorted(graph):
         if m not in state:
             visit(m, [])
+
+
+#: The stages, in the order data flows; none of them imports the layers that wire them.
+STAGES = ("io", "detect", "model", "track", "sinks")
+WIRING = ("irstream.config", "irstream.pipeline.run", "irstream.pipeline.multi", "irstream.cli", "irstream.eval",
+          "irstream.tools", "irstream.train")
+
+
+def test_no_stage_imports_back_up_the_layers_that_wire_it():
+    graph = _module_imports()
+    up = {(m, d) for m, deps in graph.items() if m.split(".")[1:2] and m.split(".")[1] in STAGES
+          for d in deps if d.startswith(WIRING)}
+    assert not up, sorted(up)
 
 
 def test_packages_are_one_level_deep():

@@ -6,7 +6,7 @@ from irstream.data.sirst import load_sample, load_split, read_split
 from irstream.data.synthetic import BACKGROUNDS, synth_image, synth_sequence, write_image_set
 from irstream.errors import UserError
 from irstream.io.imageio import read_gray
-from irstream.model.preprocess import PercentileAGC, to_unit
+from irstream.detect.preprocess import PercentileAGC, to_unit
 
 from conftest import SIRST, needs_sirst
 

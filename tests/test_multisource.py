@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from irstream.config import load_pipeline, override
-from irstream.multisource import MultiPipeline
-from irstream.pipeline import Pipeline
+from irstream.pipeline.multi import MultiPipeline
+from irstream.pipeline.run import Pipeline
 
 A = "synth:sky?seed=11&frames=12&width=160&height=128"
 B = "synth:sky?seed=12&frames=9&width=200&height=144"

@@ -23,7 +23,7 @@ from irstream.config import from_dict, load_pipeline, override
 from irstream.shipped import pipelines_dir
 from irstream.data.synthetic import write_clip, write_sequence
 from irstream.sinks.message import SCHEMA, validate
-from irstream.pipeline import Pipeline
+from irstream.pipeline.run import Pipeline
 from irstream.sinks.preview import KEY_PAUSE, PreviewSink
 
 SMALL = "synth:sky?seed=3&frames={n}&width=160&height=128"
@@ -403,7 +403,7 @@ def test_first_ctrl_c_after_a_preview_quit_still_drains():
     there (OpenVINO's workers), which is not what is being tested."""
     script = """
 import signal, threading
-from irstream.pipeline import graceful_interrupt
+from irstream.pipeline.run import graceful_interrupt
 stop, seen = threading.Event(), []
 with graceful_interrupt(stop, on_first=seen.append):
     stop.set()  # q in the preview

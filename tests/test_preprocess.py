@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from irstream.errors import UserError
-from irstream.model.preprocess import PreprocessConfig, Preprocessor
+from irstream.detect.preprocess import PreprocessConfig, Preprocessor
 from irstream.types import Frame
 
 

@@ -11,8 +11,8 @@ from hypothesis.extra.numpy import arrays
 
 from irstream.sinks.message import build_message, encode, validate
 from irstream.track.motion import GlobalMotion, MotionConfig
-from irstream.model.preprocess import PreprocessConfig, Preprocessor
-from irstream.track.targets import TargetConfig, extract_targets
+from irstream.detect.preprocess import PreprocessConfig, Preprocessor
+from irstream.detect.targets import TargetConfig, extract_targets
 from irstream.track.tracker import Tracker, TrackerConfig
 from irstream.types import Detections, Frame, FrameResult
 

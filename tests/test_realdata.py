@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 from conftest import SHARED_DATA
 from irstream.eval.calibrate import Sweep, choose
 from irstream.cli import app
-from irstream.data.mix import (ANTIUAV_TRAIN, ANTIUAV_VAL, DAUB_HELD_OUT, DAUB_TRAIN, LABELS_DIR, Mix, crop_at,
+from irstream.data.sirst import crop_at
+from irstream.data.mix import (ANTIUAV_TRAIN, ANTIUAV_VAL, DAUB_HELD_OUT, DAUB_TRAIN, LABELS_DIR, Mix,
                                load_daub, parse_mix, read_mot_boxes)
 from irstream.data.points import box_mask, point_mask
 from irstream.data.sirst import Sample
 from irstream.model.registry import build_model
-from irstream.track.targets import TargetConfig, operating_threshold, resolve_targets
+from irstream.detect.targets import TargetConfig, operating_threshold, resolve_targets
 from irstream.eval.tracks import Truth, load_mot_gt, match_points
 from irstream.train.loop import TrainConfig, make_mix_batch, mine_hard_negatives
 from irstream.model.weights import save_weights
@@ -271,7 +272,7 @@ def test_bench_train_reports_samples_per_second():
 
 
 def test_parts_of_one_target_are_merged_into_one_detection():
-    from irstream.track.targets import extract_targets
+    from irstream.detect.targets import extract_targets
 
     score = np.zeros((40, 60), np.float32)
     score[10:14, 10:16] = 0.9  # body
@@ -287,7 +288,7 @@ def test_parts_of_one_target_are_merged_into_one_detection():
 
 
 def test_burned_in_text_becomes_an_ignore_mask_and_a_moving_target_does_not():
-    from irstream.track.osd import OsdConfig, OsdMask
+    from irstream.detect.osd import OsdConfig, OsdMask
 
     rng = np.random.default_rng(0)
     osd = OsdMask(OsdConfig(learn_frames=30, first_mask_frames=10))
@@ -310,7 +311,7 @@ def test_text_stays_masked_while_the_gain_moves():
     # On a real clip the camera's gain moved for a few seconds: no pixel was "still", the text's
     # share fell below still_share within a dozen frames, and the unmasked clock was tracked as a
     # target for 74 frames.  Text once learnt holds until its share falls below release_share.
-    from irstream.track.osd import OsdConfig, OsdMask
+    from irstream.detect.osd import OsdConfig, OsdMask
 
     rng = np.random.default_rng(1)
     osd = OsdMask(OsdConfig(learn_frames=50))
@@ -330,7 +331,7 @@ def test_text_stays_masked_while_the_gain_moves():
 @pytest.mark.parametrize("field, value", [("first_mask_frames", 0), ("first_mask_frames", 60), ("release_share", 0.9),
                                           ("release_share", -0.1)])
 def test_bad_text_mask_settings_name_the_key(field, value):
-    from irstream.track.osd import OsdConfig
+    from irstream.detect.osd import OsdConfig
 
     with pytest.raises(ValueError, match=f"{field}={value}"):
         OsdConfig(**{field: value})  # learn_frames 50, still_share 0.8
@@ -381,7 +382,7 @@ def test_box_hits_give_every_part_of_a_drone_to_its_box():
 
 def test_a_border_keeps_the_edge_rows_free_of_targets():
     # A bright dashed line along the top rows, as one real clip has, and a target inside.
-    from irstream.track.targets import TargetConfig, extract_targets
+    from irstream.detect.targets import TargetConfig, extract_targets
 
     score = np.zeros((64, 80), np.float32)
     image = np.zeros((64, 80), np.float32)

@@ -1,4 +1,4 @@
-"""Temporal evidence (irstream.track.temporal) on a real DAUB ground scene, panned, with a faint
+"""Temporal evidence (irstream.detect.temporal) on a real DAUB ground scene, panned, with a faint
 point that moves against it."""
 
 import cv2
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
-from irstream.track.temporal import TemporalEvidence
+from irstream.detect.temporal import TemporalEvidence
 
 SCENE = SHARED_DATA / "daub" / "sequence1" / "0001.png"
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from irstream.config import ModelConfig
-from irstream.model.detector import Detector, load_model
+from irstream.model.config import ModelConfig
+from irstream.detect.detector import Detector, load_model
 from irstream.model.tophat import TopHat, TopHatCfg
 from irstream.shipped import shipped_weights
 from irstream.train.loop import TrainConfig

@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from irstream.config import ModelConfig, load_pipeline, override
+from irstream.config import load_pipeline, override
+from irstream.model.config import ModelConfig
 from irstream.tools.loopback import free_port
 
 HAVE = importlib.util.find_spec("pytriton") is not None and importlib.util.find_spec("tritonclient") is not None
@@ -80,7 +81,7 @@ def _config(runtime: str, url: str = "", **more):
 
 
 def test_triton_maps_equal_the_local_ones(server):
-    from irstream.model.detector import Detector
+    from irstream.detect.detector import Detector
     from irstream.io.sources import open_source
 
     remote = Detector(ModelConfig(device="cpu", runtime="triton", triton_url=server.url))
@@ -95,7 +96,7 @@ def test_triton_maps_equal_the_local_ones(server):
 
 
 def test_several_sources_through_triton_get_what_they_get_locally(server):
-    from irstream.multisource import MultiPipeline
+    from irstream.pipeline.multi import MultiPipeline
 
     uris = [SKY.format(n=8), "synth:sky?seed=22&frames=6&width=160&height=128"]
     remote = list(MultiPipeline(_config("triton", server.url), uris))
@@ -121,7 +122,7 @@ def test_bench_sources_measures_workers_on_triton(server, tmp_path):
 
 
 def test_a_server_restart_mid_run_loses_no_frame_and_is_counted():
-    from irstream.pipeline import Pipeline
+    from irstream.pipeline.run import Pipeline
 
     s = Server().start()
     try:

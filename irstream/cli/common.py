@@ -26,7 +26,7 @@ WeightsOpt = Annotated[Optional[str], typer.Option(help="A .safetensors file wri
 
 
 def weights_path(weights: Optional[str]) -> Path:
-    from irstream.config import ModelConfig
+    from irstream.model.config import ModelConfig
 
     return ModelConfig(weights=weights or "").weights_path
 

@@ -32,12 +32,12 @@ def eval_cmd(
 ) -> None:
     """IoU, nIoU, Pd and Fa of a model on a dataset split (the field's conventions); on a
     target-free set (no masks/ folder) the share of images with no detection."""
-    from irstream.config import ModelConfig
+    from irstream.model.config import ModelConfig
     from irstream.data.sirst import read_split
-    from irstream.model.detector import load_model
+    from irstream.detect.detector import load_model
     from irstream.eval.images import evaluate_model
     from irstream.model.segment import set_threads
-    from irstream.track.targets import TargetConfig
+    from irstream.detect.targets import TargetConfig
     from irstream.model.weights import card_path, read_card
 
     set_threads(threads)
@@ -82,8 +82,8 @@ def calibrate(
 ) -> None:
     """Choose the score threshold on validation data (never test) for a stated Pd; see irstream/eval/calibrate.py."""
     from irstream.eval.calibrate import choose, count_images, sweep
-    from irstream.config import ModelConfig
-    from irstream.model.detector import load_model
+    from irstream.model.config import ModelConfig
+    from irstream.detect.detector import load_model
     from irstream.model.segment import set_threads
     from irstream.model.weights import card_path, read_card
 
@@ -281,7 +281,7 @@ def eval_sizes(
     Pd, whole (one box covers the target), false detections per frame."""
     from irstream.config import load_pipeline, override
     from irstream.eval.sizes import WHOLE_COVER, WHOLE_MIN_SIDE_PX, frame_set, score
-    from irstream.model.detector import Detector
+    from irstream.detect.detector import Detector
 
     cfg = override(load_pipeline(pipeline), FLAGS, **{"model.weights": weights, "model.coarse": coarse,
                                                       "targets.score_threshold": threshold, "run.threads": threads})

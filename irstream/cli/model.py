@@ -152,11 +152,11 @@ def detect(
     threads: Annotated[int, typer.Option(help=THREADS_HELP)] = 0,
 ) -> None:
     """Find targets in still images: centroid, box, area, scores."""
-    from irstream.config import ModelConfig
-    from irstream.model.detect import detect_image, write_mask, write_overlay
-    from irstream.model.detector import Detector
-    from irstream.model.preprocess import PreprocessConfig
-    from irstream.track.targets import TargetConfig
+    from irstream.model.config import ModelConfig
+    from irstream.detect.stills import detect_image, write_mask, write_overlay
+    from irstream.detect.detector import Detector
+    from irstream.detect.preprocess import PreprocessConfig
+    from irstream.detect.targets import TargetConfig
 
     try:
         tcfg = TargetConfig(score_threshold=threshold, min_area_px=min_area, max_area_px=max_area)

@@ -51,7 +51,7 @@ def run(
     import threading
 
     from irstream.config import load_pipeline, override
-    from irstream.pipeline import Pipeline, graceful_interrupt
+    from irstream.pipeline.run import Pipeline, graceful_interrupt
 
     cfg = load_pipeline(pipeline)
     uris = list(sources or []) or [s.uri for s in cfg.sources] or [cfg.source.uri]
@@ -90,8 +90,8 @@ def _run_many(cfg, sources: list[str] | None, as_json: bool) -> None:
     """sources: URIs given on the command line, or None for the pipeline's [[source]] list."""
     import threading
 
-    from irstream.multisource import MultiPipeline
-    from irstream.pipeline import graceful_interrupt
+    from irstream.pipeline.multi import MultiPipeline
+    from irstream.pipeline.run import graceful_interrupt
 
     stop = threading.Event()
     with progress() as prog:
@@ -115,7 +115,7 @@ def _preview_sink(stop, paused) -> list:
 
 
 def _print_summary(s, cfg, as_json: bool) -> None:
-    from irstream.pipeline import percentiles
+    from irstream.pipeline.run import percentiles
     from irstream.tools.soak import peak_rss_mib
 
     outputs = {name: {k: v for k, v in o.items() if not k.endswith("_ms")} for name, o in s.outputs.items()}

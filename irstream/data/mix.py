@@ -35,7 +35,7 @@ from irstream.data.drones import read_mot_boxes
 from irstream.data.points import box_mask, point_mask
 from irstream.data.sirst import Sample, load_split, read_split
 from irstream.io.imageio import read_gray
-from irstream.model.preprocess import to_unit
+from irstream.detect.preprocess import to_unit
 
 #: DAUB sequences trained on; the others (sequence2, sequence5, easy3) are held out for evaluation.
 DAUB_TRAIN = ("sequence1", "sequence3", "sequence4", "sequence6", "easy1", "easy2")
@@ -232,22 +232,3 @@ class Mix:
     def hard_share(self) -> float:
         """Share of all images that currently hold a mined false alarm."""
         return len(self.hard) / max(1, sum(self.sizes().values()))
-
-
-def crop_at(img: np.ndarray, mask: np.ndarray, size: int, centre: tuple[int, int] | None,
-            rng: np.random.Generator, jitter_px: int) -> tuple[np.ndarray, np.ndarray]:
-    """A size x size crop around centre (row, col) with uniform jitter, or anywhere when None."""
-    ph, pw = max(0, size - img.shape[0]), max(0, size - img.shape[1])
-    if ph or pw:
-        img = np.pad(img, ((0, ph), (0, pw)), mode="reflect")
-        # The mask is mirrored with the image: a zero-padded mask would teach that a target's
-        # mirror image is background.
-        mask = np.pad(mask, ((0, ph), (0, pw)), mode="reflect")
-    h, w = img.shape
-    if centre is None:
-        y0, x0 = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-    else:
-        j = rng.integers(-jitter_px, jitter_px + 1, size=2)
-        y0, x0 = centre[0] - size // 2 + j[0], centre[1] - size // 2 + j[1]
-    y0, x0 = int(np.clip(y0, 0, h - size)), int(np.clip(x0, 0, w - size))
-    return img[y0:y0 + size, x0:x0 + size], mask[y0:y0 + size, x0:x0 + size]

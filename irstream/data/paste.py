@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from irstream.data.mix import crop_at
+from irstream.data.sirst import crop_at
 from irstream.data.points import BOX_MARGIN_PX, box_mask
 from irstream.data.sirst import Sample
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from irstream.errors import UserError
 from irstream.io.imageio import read_gray, read_mask
-from irstream.model.preprocess import to_unit
+from irstream.detect.preprocess import to_unit
 
 _MASK_PATTERNS = ("{name}_pixels0.png", "{name}.png", "{name}.bmp", "{name}.tif")
 _IMAGE_EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg")
@@ -68,3 +68,22 @@ def load_split(root: str | Path, split: str) -> list[Sample]:
     if not (root / "images").is_dir():
         raise UserError(f"{root}: not a SIRST-style dataset (no images/ folder)")
     return [load_sample(root, n) for n in read_split(root, split)]
+
+
+def crop_at(img: np.ndarray, mask: np.ndarray, size: int, centre: tuple[int, int] | None,
+            rng: np.random.Generator, jitter_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size crop around centre (row, col) with uniform jitter, or anywhere when None."""
+    ph, pw = max(0, size - img.shape[0]), max(0, size - img.shape[1])
+    if ph or pw:
+        img = np.pad(img, ((0, ph), (0, pw)), mode="reflect")
+        # The mask is mirrored with the image: a zero-padded mask would teach that a target's
+        # mirror image is background.
+        mask = np.pad(mask, ((0, ph), (0, pw)), mode="reflect")
+    h, w = img.shape
+    if centre is None:
+        y0, x0 = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    else:
+        j = rng.integers(-jitter_px, jitter_px + 1, size=2)
+        y0, x0 = centre[0] - size // 2 + j[0], centre[1] - size // 2 + j[1]
+    y0, x0 = int(np.clip(y0, 0, h - size)), int(np.clip(x0, 0, w - size))
+    return img[y0:y0 + size, x0:x0 + size], mask[y0:y0 + size, x0:x0 + size]

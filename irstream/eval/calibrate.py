@@ -30,7 +30,7 @@ from irstream.data.mix import ANTIUAV_VAL, DAUB_HELD_OUT, clip_frames, daub_fram
 from irstream.data.sirst import load_split
 from irstream.eval.metrics import MATCH_DIST_PX, box_hits, components, match_targets
 from irstream.model.segment import image_logits
-from irstream.track.targets import sigmoid
+from irstream.detect.targets import sigmoid
 from irstream.eval.tracks import Counts
 
 #: Thresholds swept (probabilities).

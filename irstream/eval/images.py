@@ -15,13 +15,13 @@ import cv2
 import numpy as np
 import torch
 
-from irstream.config import ModelConfig
+from irstream.model.config import ModelConfig
 from irstream.data.mix import load_backgrounds
 from irstream.data.sirst import Sample, load_split
 from irstream.eval.metrics import SegMetrics, box_hits, components
-from irstream.model.detector import LoadedModel, load_model
+from irstream.detect.detector import LoadedModel, load_model
 from irstream.model.segment import image_logits
-from irstream.track.targets import TargetConfig
+from irstream.detect.targets import TargetConfig
 
 
 def is_target_free(data: str | Path) -> bool:

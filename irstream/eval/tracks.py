@@ -386,7 +386,7 @@ def sequence_maps(seq: EvalSequence, cfg, cache_dir: Path | None = None, on_fram
 
 
 def _compute_maps(seq: EvalSequence, cfg, on_frame) -> SequenceMaps:
-    from irstream.model.detector import Detector
+    from irstream.detect.detector import Detector
     from irstream.io.sources import open_source
 
     detector = Detector.from_config(cfg)
@@ -443,9 +443,9 @@ def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: floa
     import dataclasses
 
     from irstream.track.stage import TrackingStage
-    from irstream.track.targets import TargetStage, extract_targets
+    from irstream.detect.targets import TargetStage, extract_targets, resolve_targets
 
-    find = TargetStage(cfg.targets, cfg.osd, read_card(cfg.model.weights_path))
+    find = TargetStage(resolve_targets(cfg.targets, read_card(cfg.model.weights_path)), cfg.osd)
     stage = TrackingStage(cfg)
     det, trk, log = Counts(), Counts(), TrackLog()
     sweep = {t: Counts() for t in thresholds}

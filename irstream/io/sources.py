@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -756,3 +756,29 @@ def open_source(spec: str, *, fps: float = 25.0, camera: CameraConfig | None = N
         return ImageSequenceSource(spec, files, fps)
     raise UserError(f"{spec}: no such file or folder; give a video file, an image folder or glob, "
                     f"a camera index (0) or a stream URL")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """uri: video file, image folder or glob, camera index or /dev/video path, stream URL or
+        GStreamer pipeline; the `irstream run SOURCE` argument replaces it.
+    mode: "auto" (files are file runs, cameras and URLs live), "file" (never drop a frame;
+        inference sets the pace) or "live" (the newest frame wins; latency stays bounded and
+        every skipped frame is counted).
+    fps: frame rate of image sequences, and of sources that report none, frames/s.
+    camera: [source.camera], how a camera is set up (irstream.io.sources.CameraConfig).
+    reconnect: [source.reconnect], how a lost camera or stream is reopened, with backoff
+        (irstream.io.sources.ReconnectConfig).
+    """
+
+    uri: str = ""
+    mode: str = "auto"
+    fps: float = 25.0
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "file", "live"):
+            raise ValueError(f"mode={self.mode!r}: must be 'auto', 'file' or 'live'")
+        if not self.fps > 0:
+            raise ValueError(f"fps={self.fps}: must be > 0")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 
-class ModelCfg:
+class ArchCfg:
     """Mixin for a frozen dataclass of a model's settings: to and from the card's dict, where
     a key the dataclass lacks is refused (weights from another model or version)."""
 
@@ -21,7 +21,7 @@ class ModelCfg:
         return cls(**d)
 
 
-class UNetCfg(ModelCfg):
+class UNetCfg(ArchCfg):
     """Mixin for a model config with `channels`, one width per stage (the first at full
     resolution, each next one at half)."""
 

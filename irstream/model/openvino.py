@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from irstream.config import cache_root, usable_cores
+from irstream.host import cache_root, usable_cores
 from irstream.errors import UserError
 from irstream.model.registry import LRRNet
 from irstream.model.runtime import AnySizeNet, RuntimeSpec

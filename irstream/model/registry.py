@@ -15,9 +15,9 @@ from irstream.model.lcrnet import LCRNet, LCRNetCfg
 from irstream.model.lrrnet import LRRNet, LRRNetCfg, count_parameters
 from irstream.model.tophat import TopHat, TopHatCfg
 
-ModelCfg = LRRNetCfg | LCRNetCfg | TopHatCfg
+AnyArchCfg = LRRNetCfg | LCRNetCfg | TopHatCfg
 
-MODEL_CFGS: dict[str, ModelCfg] = {
+MODEL_CFGS: dict[str, AnyArchCfg] = {
     # The paper's configuration (Table VII, best row): 3,454,994 parameters.
     "lrrnet": LRRNetCfg(),
     # Table VII's narrow row, for CPUs: a quarter of the parameters and about a quarter of the cost.
@@ -34,7 +34,7 @@ MODEL_CFGS: dict[str, ModelCfg] = {
 MODEL_CLASSES: dict[type, type[nn.Module]] = {LRRNetCfg: LRRNet, LCRNetCfg: LCRNet, TopHatCfg: TopHat}
 
 
-def model_cfg(name: str, **overrides) -> ModelCfg:
+def model_cfg(name: str, **overrides) -> AnyArchCfg:
     if name not in MODEL_CFGS:
         raise KeyError(f"unknown model '{name}'; known: {', '.join(sorted(MODEL_CFGS))}")
     return replace(MODEL_CFGS[name], **{k: v for k, v in overrides.items() if v is not None})

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-from irstream.config import RUNTIMES, cache_root, usable_cores
+from irstream.model.config import RUNTIMES
+from irstream.host import cache_root, usable_cores
 from irstream.errors import UserError
 from irstream.model.openvino import OpenVinoRuntime, cpu_precisions, openvino_available
 from irstream.model.registry import LRRNet

@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from irstream.model.cfg import ModelCfg
+from irstream.model.cfg import ArchCfg
 
 #: Guards the division on a flat input (every pixel the same): no response, no target.
 FLAT_STD = 1e-6
 
 
 @dataclass(frozen=True)
-class TopHatCfg(ModelCfg):
+class TopHatCfg(ArchCfg):
     # Both chosen on SIRST v1 val IoU (the shipped weights/tophat is this config).
     radius_px: int = 5  # the opening's square has side 2 * radius_px + 1: wider structures are background
     k_sigma: float = 12.0  # threshold: mean + k_sigma x standard deviation of the response

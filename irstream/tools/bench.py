@@ -148,7 +148,7 @@ def real_frames(shape: tuple[int, int], count: int, sirst_root=None) -> tuple[li
 def _sample_video_frames(count: int) -> list[np.ndarray]:
     from pathlib import Path
 
-    from irstream.model.preprocess import to_unit
+    from irstream.detect.preprocess import to_unit
     from irstream.io.sources import open_source
 
     images = []
@@ -336,7 +336,7 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse:
     import itertools
 
     from irstream.config import override
-    from irstream.pipeline import Pipeline, percentiles
+    from irstream.pipeline.run import Pipeline, percentiles
 
     rows = {}
     for runtime, k, mode, n in itertools.product(runtimes, coarse or [None], modes or [None], threads or [None]):

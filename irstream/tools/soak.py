@@ -227,7 +227,7 @@ class SoakReport:
 def file_phase(pipe_cfg, clips: list[Path], cfg: SoakConfig, workdir: Path, on_frame=None) -> dict:
     from irstream.tools.loopback import Subscriber, free_port
     from irstream.config import override
-    from irstream.pipeline import Pipeline
+    from irstream.pipeline.run import Pipeline
 
     path = workdir / "soak.avi"
     written = write_soak_file(clips, path, cfg.frames, cfg.scale, cfg.corrupt_spots)
@@ -254,7 +254,7 @@ def file_phase(pipe_cfg, clips: list[Path], cfg: SoakConfig, workdir: Path, on_f
 
 def live_phase(pipe_cfg, clips: list[Path], cfg: SoakConfig, on_frame=None) -> dict:
     from irstream.config import override
-    from irstream.pipeline import Pipeline
+    from irstream.pipeline.run import Pipeline
 
     source, state = flaky_camera(clips, cfg)
     c = override(pipe_cfg, **{"source.uri": "soak camera", "source.mode": "live", "run.max_frames": cfg.live_frames})

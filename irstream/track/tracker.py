@@ -114,7 +114,7 @@ class TrackerConfig:
 
     static_max_structure: a track that has never travelled motion_ref_px against the scene is
         not published while the scene around it is structured: the mean `structure` of its
-        detections (spread of a ring around each, [0, 1] image units; irstream.track.targets)
+        detections (spread of a ring around each, [0, 1] image units; irstream.detect.targets)
         at or above this.  A building's corner, a lit window among others, a mast on a ridge
         never move under a still camera and are fixed clutter however long they stay; a drone
         that flew in has moved before it hovers there, and stays published.  A target that

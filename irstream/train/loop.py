@@ -183,7 +183,7 @@ MIN_HALF_SCALE_AREA_PX = 9
 
 def make_mix_batch(mix, cfg: TrainConfig, rng: np.random.Generator):
     """A batch from the mix: source by weight; crop on a target, on a mined false alarm, or anywhere."""
-    from irstream.data.mix import crop_at
+    from irstream.data.sirst import crop_at
 
     side = int(rng.choice(cfg.crop_sizes)) if cfg.crop_sizes else cfg.crop_px
     imgs, masks = [], []

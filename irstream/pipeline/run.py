@@ -32,7 +32,7 @@ from irstream.config import PipelineConfig, load_pipeline, override
 from irstream.errors import UserError
 from irstream.io.reader import POLL_S, FrameReader
 from irstream.io.sources import Source, open_source
-from irstream.model.detector import Detector
+from irstream.detect.detector import Detector
 from irstream.sinks.annotate import TrackAnnotator
 from irstream.sinks.files import FramesSink, JsonlSink, MotSink, VideoSink
 from irstream.sinks.publish import ZmqPublisher

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from irstream.config import ModelConfig
-from irstream.track.osd import OsdConfig
-from irstream.model.preprocess import PreprocessConfig, Preprocessor
+from irstream.model.config import ModelConfig
+from irstream.detect.osd import OsdConfig
+from irstream.detect.preprocess import PreprocessConfig, Preprocessor
 from irstream.model.segment import StreamSegmenter, resolve_device, set_threads
-from irstream.track.targets import TargetConfig, TargetStage, resolve_targets
+from irstream.detect.targets import TargetConfig, TargetStage, resolve_targets
 from irstream.types import Detections, Frame, Prepared
 from irstream.model.weights import load_weights
 
@@ -35,7 +35,11 @@ class LoadedModel:
     path: Path  # the weights file
     device: object  # torch.device
     tiles: tuple[int, int]  # (tile_px, overlap_px); 0 = whole frames
-    threshold: float  # score threshold: the config's, else the card's operating point
+    targets: TargetConfig  # with its score threshold resolved: the config's, else the card's operating point
+
+    @property
+    def threshold(self) -> float:
+        return self.targets.score_threshold
 
 
 def load_model(cfg: ModelConfig = ModelConfig(), targets: TargetConfig = TargetConfig()) -> LoadedModel:
@@ -43,8 +47,7 @@ def load_model(cfg: ModelConfig = ModelConfig(), targets: TargetConfig = TargetC
     path = cfg.weights_path
     model, card = load_weights(path)
     device = resolve_device(cfg.device)
-    return LoadedModel(model.eval().to(device), card, path, device, cfg.tiles(card),
-                       resolve_targets(targets, card).score_threshold)
+    return LoadedModel(model.eval().to(device), card, path, device, cfg.tiles(card), resolve_targets(targets, card))
 
 
 def _runtime(cfg: ModelConfig):
@@ -77,8 +80,9 @@ class Detector:
     def __init__(self, model: ModelConfig = ModelConfig(), preprocess: PreprocessConfig = PreprocessConfig(),
                  targets: TargetConfig = TargetConfig(), osd: OsdConfig = OsdConfig(), threads: int = 0) -> None:
         set_threads(threads)
-        self.model_cfg, self.preprocess_cfg, self.targets_cfg, self.osd_cfg = model, preprocess, targets, osd
+        self.model_cfg, self.preprocess_cfg, self.osd_cfg = model, preprocess, osd
         loaded = load_model(model, targets)
+        self.targets_cfg = loaded.targets  # the threshold resolved once, here
         self.model, self.card, self.device, self.tiles = loaded.model, loaded.card, loaded.device, loaded.tiles
         self.segmenter = StreamSegmenter(self.model, self.device, model.upscale, _runtime(model),
                                          tile_px=self.tiles[0], tile_overlap_px=self.tiles[1], coarse=model.coarse,
@@ -97,12 +101,12 @@ class Detector:
     def new_stream(self) -> "DetectorStream":
         """The per-stream state of one more source sharing this detector's model."""
         return DetectorStream(Preprocessor(self.preprocess_cfg, eight_bit_scale=self.model.cfg.input_scale),
-                              TargetStage(self.targets_cfg, self.osd_cfg, self.card))
+                              TargetStage(self.targets_cfg, self.osd_cfg))
 
     @property
     def threshold(self) -> float:
         """The score threshold in use (the card's operating point unless the config set one)."""
-        return self.stream.targets.cfg.score_threshold
+        return self.targets_cfg.score_threshold
 
     @property
     def runtime_label(self) -> str:

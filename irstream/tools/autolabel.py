@@ -1,7 +1,7 @@
 """Semi-automatic labels for a clip with one target: follow the brightest moving blob, flag doubt.
 
 How the Anti-UAV clip labels in irstream/data/labels/antiuav-clips were made (run as
-`python -m irstream.data.autolabel CLIP.mp4 OUT_DIR --frames N [--start X,Y]`):
+`python -m irstream.tools.autolabel CLIP.mp4 OUT_DIR --frames N [--start X,Y]`):
 
 1. Contrast map per frame: the gray frame minus a large box-blur background (BACKGROUND_PX),
    so sky gradients and vignetting are gone and small warm objects stand out.

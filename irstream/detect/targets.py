@@ -33,7 +33,7 @@ class TargetConfig:
         dashed line along its top rows, a confirmed track on every frame); a target entering
         the picture is found border_px px later.  0 keeps all.
     temporal_frames, temporal_min_z, temporal_noise_floor: temporal evidence
-        (irstream.track.temporal): what moved against the median of the last temporal_frames
+        (irstream.detect.temporal): what moved against the median of the last temporal_frames
         registered frames by temporal_min_z noise spreads or more is laid over the model's map,
         for faint points that one frame does not show.  The noise spread is taken as at least
         temporal_noise_floor ([0, 1] units): 0 suits lossless sensor frames; compressed video
@@ -110,7 +110,7 @@ def extract_targets(score: np.ndarray, image: np.ndarray, cfg: TargetConfig = Ta
     The centroid is weighted by the image's excess over the local background, which places
     a blurred point target better than the mask's pixel mean does.
     """
-    threshold = MODEL_THRESHOLD if cfg.score_threshold is None else cfg.score_threshold
+    threshold = resolve_targets(cfg, {}).score_threshold  # a bare call: the model's own decision
     binary = (score > threshold).astype(np.uint8)
     labels = _labels(binary, cfg.merge_gap_px)
     rows = []
@@ -177,14 +177,17 @@ def _ring_median(image: np.ndarray, x: int, y: int, bw: int, bh: int, ring: int)
 
 class TargetStage:
     """A frame's probability map -> its detections, for one stream: the burned-in text learnt
-    so far (irstream.track.osd) is masked, then the map is thresholded at the weights' calibrated
+    so far (irstream.detect.osd) is masked, then the map is thresholded at the weights' calibrated
     operating point (unless the config names one) into components."""
 
-    def __init__(self, cfg: TargetConfig, osd, card: dict) -> None:
-        from irstream.track.osd import OsdMask
-        from irstream.track.temporal import TemporalEvidence
+    def __init__(self, cfg: TargetConfig, osd) -> None:
+        """cfg: with its score threshold resolved (`resolve_targets`, done once by load_model)."""
+        from irstream.detect.osd import OsdMask
+        from irstream.detect.temporal import TemporalEvidence
 
-        self.cfg = resolve_targets(cfg, card)
+        if cfg.score_threshold is None:
+            raise ValueError("TargetStage needs a resolved score threshold: resolve_targets(cfg, card)")
+        self.cfg = cfg
         self.osd = OsdMask(osd)
         # Its own registration, not the tracking stage's: targets are found before tracking runs.
         self.temporal = (TemporalEvidence(cfg.temporal_frames, cfg.temporal_min_z, cfg.temporal_noise_floor)

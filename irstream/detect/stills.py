@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from irstream.sinks.annotate import draw_detections, to_bgr8
-from irstream.model.detector import Detected, Detector, as_frame
+from irstream.detect.detector import Detected, Detector, as_frame
 from irstream.io.imageio import read_gray
 
 

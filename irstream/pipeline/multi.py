@@ -24,12 +24,13 @@ from typing import Iterator
 
 import numpy as np
 
-from irstream.config import PipelineConfig, SourceConfig
+from irstream.config import PipelineConfig
+from irstream.io.sources import SourceConfig
 from irstream.errors import UserError
 from irstream.io.reader import FrameReader
 from irstream.io.sources import Source, open_source
-from irstream.model.detector import Detector, DetectorStream
-from irstream.pipeline import READER_JOIN_S, RunSummary, file_sinks, publisher
+from irstream.detect.detector import Detector, DetectorStream
+from irstream.pipeline.run import READER_JOIN_S, RunSummary, file_sinks, publisher
 from irstream.sinks.worker import SinkWorker
 from irstream.track.stage import TrackingStage
 from irstream.types import FrameResult
