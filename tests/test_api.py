@@ -108,7 +108,7 @@ def test_the_package_has_no_import_cycles():
 
 #: The stages, in the order data flows; none of them imports the layers that wire them.
 STAGES = ("io", "detect", "model", "track", "sinks")
-WIRING = ("irstream.config", "irstream.pipeline.run", "irstream.pipeline.multi", "irstream.cli", "irstream.eval",
+WIRING = ("irstream.config", "irstream.pipeline.run", "irstream.cli", "irstream.eval",
           "irstream.tools", "irstream.train")
 
 

@@ -96,11 +96,11 @@ def test_triton_maps_equal_the_local_ones(server):
 
 
 def test_several_sources_through_triton_get_what_they_get_locally(server):
-    from irstream.pipeline.multi import MultiPipeline
+    from irstream.pipeline.run import Pipeline
 
     uris = [SKY.format(n=8), "synth:sky?seed=22&frames=6&width=160&height=128"]
-    remote = list(MultiPipeline(_config("triton", server.url), uris))
-    local = list(MultiPipeline(_config("torch"), uris))
+    remote = list(Pipeline(_config("triton", server.url), uris))
+    local = list(Pipeline(_config("torch"), uris))
     # Rounds take whatever each reader has ready, so the streams interleave differently per run.
     remote, local = (sorted(rs, key=lambda r: (r.stream, r.frame.index)) for rs in (remote, local))
     assert [(r.stream, r.frame.index) for r in remote] == [(r.stream, r.frame.index) for r in local]

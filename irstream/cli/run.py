@@ -64,44 +64,26 @@ def run(
         "output.wait_subscriber_s": wait_subscriber, "run.threads": threads})
     if not cfg.source.uri:
         raise UserError("no source: give one (`irstream run clip.mp4`) or set [source] uri in the pipeline file")
-    if len(uris) > 1:
-        _run_many(cfg, list(sources) if sources else None, as_json)
-        return
+    # Several sources: those given here, or the pipeline's [[source]] list; one: [source], as overridden.
+    chosen = (list(sources) if sources else None) if len(uris) > 1 else [cfg.source]
     stop, paused = threading.Event(), threading.Event()
-    extra = _preview_sink(stop, paused) if cfg.output.preview else []
+    extra = _preview_sink(stop, paused) if cfg.output.preview and len(uris) == 1 else []
     with progress() as prog:
-        task = prog.add_task("frames", total=None)
-        pipe = Pipeline(cfg, extra_sinks=extra, stop=stop, paused=paused,
-                        on_frame=lambda res: prog.advance(task))
-        total = None if pipe.live else pipe.source.frame_count
-        if total and cfg.run.max_frames:
-            total = min(total, cfg.run.max_frames)
-        prog.update(task, total=total, description=pipe.source.source_id[-40:])
+        tasks: list[int] = []
+        pipe = Pipeline(cfg, chosen, extra_sinks=extra, stop=stop, paused=paused,
+                        on_frame=lambda res: prog.advance(tasks[res.stream]))
+        for lane in pipe.lanes:
+            total = None if lane.live else lane.source.frame_count
+            if total and cfg.run.max_frames:
+                total = min(total, cfg.run.max_frames)
+            tasks.append(prog.add_task(lane.source.source_id[-40:], total=total))
 
         def on_signal(_signum):
             err.print("stopping: finishing the frames in flight and closing outputs (Ctrl-C again to quit now)")
 
         with graceful_interrupt(stop, on_signal):
-            summary = pipe.run()
-    _print_summary(summary, cfg, as_json)
-
-
-def _run_many(cfg, sources: list[str] | None, as_json: bool) -> None:
-    """sources: URIs given on the command line, or None for the pipeline's [[source]] list."""
-    import threading
-
-    from irstream.pipeline.multi import MultiPipeline
-    from irstream.pipeline.run import graceful_interrupt
-
-    stop = threading.Event()
-    with progress() as prog:
-        pipe = MultiPipeline(cfg, sources, stop=stop)
-        tasks = [prog.add_task(lane.source.source_id[-40:], total=None if lane.live else lane.source.frame_count)
-                 for lane in pipe.lanes]
-        with graceful_interrupt(stop):
-            for res in pipe:
-                prog.advance(tasks[res.stream])
-    for summary in (lane.summary for lane in pipe.lanes):
+            pipe.run()
+    for summary in pipe.summaries:
         _print_summary(summary, cfg, as_json)
 
 
@@ -115,25 +97,12 @@ def _preview_sink(stop, paused) -> list:
 
 
 def _print_summary(s, cfg, as_json: bool) -> None:
-    from irstream.pipeline.run import percentiles
     from irstream.tools.soak import peak_rss_mib
 
-    outputs = {name: {k: v for k, v in o.items() if not k.endswith("_ms")} for name, o in s.outputs.items()}
-    stages = dict(s.stage_ms) | {f"write {n}": o["write_ms"] for n, o in s.outputs.items()}
-    stages |= {"read->tracks": s.latency_ms} | {f"read->{n}": o["latency_ms"] for n, o in s.outputs.items()}
-    timing = {k: dict(zip(("p50_ms", "p99_ms"), percentiles(v))) for k, v in stages.items()}
-    lat = timing["read->tracks"]
+    d = s.to_dict()
+    outputs, timing, lat = d["outputs"], d["timing"], d["latency"]
     if as_json:
-        print(json.dumps({"source": s.source, "device": s.device, "live": s.live, "frames_read": s.frames_read,
-                          "frames_processed": s.frames_processed, "frames_dropped": s.frames_dropped,
-                          "frames_frozen": s.frames_frozen, "frames_corrupt": s.frames_corrupt,
-                          "frames_expected": s.frames_expected, "reconnects": s.reconnects, "runtime_outages": s.runtime_outages, "stalls": s.stalls,
-                          "fps": round(s.fps, 3), "detections": s.detections,
-                          "confirmed_tracks": s.confirmed_tracks,
-                          "published_tracks_per_frame": s.published_track_frames / max(1, s.frames_processed),
-                          "stopped_early": s.stopped_early,
-                          "timing": json_safe(timing), "latency": json_safe(lat), "outputs": outputs,
-                          "process_peak_rss_mib": peak_rss_mib()}))
+        print(json.dumps(json_safe(d | {"process_peak_rss_mib": peak_rss_mib()})))
         return
     t = Table(title=escape(f"run: {s.source}"), show_header=False)
     t.add_column("what", no_wrap=True)

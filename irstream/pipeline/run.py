@@ -1,8 +1,9 @@
-"""The streaming pipeline: source -> preprocess -> inference -> targets -> tracker -> sinks.
+"""The run loop: sources -> preprocess -> inference -> targets -> tracker -> outputs.
 
-Threads sit only at the edges.  A reader thread decodes frames into a small buffer; the main
-thread runs preprocessing, the model, target extraction and the tracker (stateful, so no
-locks); each output runs in its own SinkWorker thread behind a bounded queue.
+One loop for one source or several (each source a lane of it).  Threads sit only at the
+edges.  A reader thread per source decodes frames into a small buffer; the main thread runs
+preprocessing, the model, target extraction and the trackers (stateful, so no locks); each
+output runs in its own SinkWorker thread behind a bounded queue.
 
 File runs never drop: the reader waits for room, the outputs block when full, and inference
 sets the pace.  Live runs keep latency bounded: the reader keeps only the newest frame and
@@ -15,6 +16,7 @@ still processed, then every output finishes its queue and closes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -29,20 +31,20 @@ from pathlib import Path
 import numpy as np
 
 from irstream.config import PipelineConfig, load_pipeline, override
+from irstream.detect.detector import Detector, DetectorStream
 from irstream.errors import UserError
 from irstream.io.reader import POLL_S, FrameReader
-from irstream.io.sources import Source, open_source
-from irstream.detect.detector import Detector
-from irstream.sinks.annotate import TrackAnnotator
-from irstream.sinks.files import FramesSink, JsonlSink, MotSink, VideoSink
-from irstream.sinks.publish import ZmqPublisher
+from irstream.io.sources import Source, SourceConfig, open_source
+from irstream.sinks.outputs import file_sinks, numbered, publisher
 from irstream.sinks.worker import TIMING_WINDOW_FRAMES, SinkWorker
 from irstream.track.stage import TrackingStage
-from irstream.types import CONFIRMED, FrameResult, Prepared
+from irstream.types import CONFIRMED, Frame, FrameResult, Prepared
 
 #: Seconds a stopping run waits for the reader thread to leave the source's read call.  A
 #: camera or stream that hangs in its read is then left to the process exit to release.
 READER_JOIN_S = 5.0
+#: Seconds a round of a run over several sources waits when none has a frame ready.
+IDLE_WAIT_S = 0.005
 SHOW_CURSOR = "\x1b[?25h"
 log = logging.getLogger(__name__)
 #: Per-frame stages.  read: the source's read call (for a live source this includes waiting
@@ -86,6 +88,24 @@ class RunSummary:
     def fps(self) -> float:
         return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
 
+    def to_dict(self) -> dict:
+        """The summary as plain values, for JSON and tables: counts, rate, and p50/p99 of every
+        stage, of each output's write and of read->tracks and read->output (NaN without frames)."""
+        stages = dict(self.stage_ms) | {f"write {n}": o["write_ms"] for n, o in self.outputs.items()}
+        stages |= {"read->tracks": self.latency_ms} | {f"read->{n}": o["latency_ms"] for n, o in self.outputs.items()}
+        timing = {k: dict(zip(("p50_ms", "p99_ms"), percentiles(v))) for k, v in stages.items()}
+        per_frame = max(1, self.frames_processed)
+        return {"source": self.source, "device": self.device, "live": self.live, "model_threads": self.model_threads,
+                "frames_read": self.frames_read, "frames_processed": self.frames_processed,
+                "frames_dropped": self.frames_dropped, "frames_frozen": self.frames_frozen,
+                "frames_corrupt": self.frames_corrupt, "frames_expected": self.frames_expected,
+                "reconnects": self.reconnects, "runtime_outages": self.runtime_outages, "stalls": self.stalls,
+                "fps": round(self.fps, 3), "wall_s": self.wall_s, "detections": self.detections,
+                "confirmed_tracks": self.confirmed_tracks,
+                "published_tracks_per_frame": self.published_track_frames / per_frame,
+                "stopped_early": self.stopped_early, "timing": timing, "latency": timing["read->tracks"],
+                "outputs": {name: {k: v for k, v in o.items() if not k.endswith("_ms")} for name, o in self.outputs.items()}}
+
     def add(self, res: FrameResult) -> None:
         """One processed frame: its counts, timings and latency.  A track is counted once, when
         first confirmed; only live ids are remembered."""
@@ -113,31 +133,6 @@ class RunSummary:
             self.outputs[w.name] = {"written": w.written, "dropped": w.dropped, "write_ms": w.times_ms,
                                     "latency_ms": w.latency_ms, "sent": getattr(w.sink, "sent", None),
                                     "timed_out": w.timed_out}
-
-
-def file_sinks(o, fps: float, live: bool, path=lambda p: p) -> list:
-    """(name, sink, drop_when_full) for the file outputs the [output] config names; `path` maps
-    each configured path (a run over several sources numbers them per source)."""
-    def annotator() -> TrackAnnotator:
-        return TrackAnnotator(o.trail_frames, o.show_detections, o.include_tentative)
-
-    sinks = []
-    if o.save:
-        sinks.append(("save", VideoSink(path(o.save), fps, annotator(), real_time=live), live))
-    if o.frames_dir:
-        sinks.append(("frames_dir", FramesSink(path(o.frames_dir), annotator()), live))
-    if o.jsonl:
-        sinks.append(("jsonl", JsonlSink(path(o.jsonl), o.include_tentative), live))
-    if o.mot:
-        sinks.append(("mot", MotSink(path(o.mot)), live))
-    return sinks
-
-
-def publisher(o):
-    """The ZeroMQ publisher the [output] config names, or None."""
-    if not o.publish:
-        return None
-    return ZmqPublisher(o.publish, o.topic, o.hwm_msgs, o.wait_subscriber_s, o.include_tentative, o.curve_dir)
 
 
 def _window() -> deque:
@@ -194,40 +189,91 @@ class Watchdog:
                             self.limit_s)
 
 
+@dataclass
+class Lane:
+    """One source's share of a run: its reader, its detector state (AGC, learnt text mask), its
+    tracker, its file outputs and its summary."""
+
+    stream: int
+    source: Source
+    live: bool
+    reader: FrameReader
+    detector: DetectorStream
+    tracking: TrackingStage
+    summary: RunSummary
+    workers: list[SinkWorker] = field(default_factory=list)
+    taken: int = 0
+    done: bool = False
+
+
 class Pipeline:
-    """One run of a PipelineConfig: iterate it for each frame's FrameResult, or `run()` it.
+    """One run of a PipelineConfig over one source or several: iterate it for each frame's
+    FrameResult (`.stream` says which source), or `run()` it.
 
         for result in Pipeline.from_toml("pipelines/default.toml", source="clip.mp4"):
             print(result.frame.index, len(result.tracks.published()))
 
-    Results reach the configured outputs whether or not the caller iterates; stopping early
-    (break, Ctrl-C, max_frames) closes the source and drains the outputs.  A pipeline runs once.
+    Every source is a lane of the same loop: one reader per source, one model for all, one
+    detector state and one tracker per source.  With one source each frame goes through the
+    model as it comes (a GPU overlaps one frame's copies with the next one's forward pass);
+    with several, each round takes at most one frame from every source that has one ready and
+    runs them through the model together (`Detector.batch`).  A source with nothing ready is
+    skipped for the round, so a slow, stalled or dead source never holds the others; file
+    sources still lose no frame (their readers wait for room), live ones keep the newest frame.
 
+    Results reach the configured outputs whether or not the caller iterates: one publisher for
+    the run (every message carries `source` and `stream`), file outputs per source (numbered
+    `-<stream>` before the suffix when there are several).  Stopping early (break, Ctrl-C,
+    max_frames) closes the sources and drains the outputs.  A pipeline runs once.
+
+    sources: URIs (set up as cfg's [source]) or SourceConfigs; None = cfg's [[source]] list, or
+        its [source].
+    source: an opened source to run instead (tests, the soak).
     extra_sinks: (name, sink, drop_when_full) for outputs built by the caller, e.g. a preview.
     on_frame: called on the main thread after each frame (progress bars).
-    source: an opened source to run instead of opening cfg.source.uri (tests, the soak).
+    stop, paused: events another thread (a preview window, a signal) sets.
     """
 
-    def __init__(self, cfg: PipelineConfig, extra_sinks=(), on_frame=None, stop: threading.Event | None = None,
-                 paused: threading.Event | None = None, source: Source | None = None) -> None:
-        self.cfg = cfg
-        self.stop = stop or threading.Event()
-        self.paused = paused or threading.Event()
-        self.on_frame = on_frame
-        self.source = source or open_source(cfg.source.uri, fps=cfg.source.fps, camera=cfg.source.camera,
-                                            reconnect=cfg.source.reconnect)
-        self.live = self.source.live if cfg.source.mode == "auto" else cfg.source.mode == "live"
+    def __init__(self, cfg: PipelineConfig, sources: list[str | SourceConfig] | None = None, extra_sinks=(),
+                 on_frame=None, stop: threading.Event | None = None, paused: threading.Event | None = None,
+                 source: Source | None = None) -> None:
+        configs = [dataclasses.replace(cfg.source, uri=s) if isinstance(s, str) else s
+                   for s in (sources if sources is not None else cfg.sources or [cfg.source])]
+        if not configs:
+            raise UserError("give at least one source")
+        if len(configs) > 1 and (cfg.output.preview or extra_sinks):
+            raise UserError("= true shows one source; run several sources without it", "output.preview")
+        self.cfg, self.on_frame = cfg, on_frame
+        self.stop, self.paused = stop or threading.Event(), paused or threading.Event()
+        self.lanes: list[Lane] = []
         try:
             self.detector = Detector.from_config(cfg)
-            self.tracking = TrackingStage(cfg)
-            self.sinks = self._output_sinks() + list(extra_sinks)
+            if source is not None:
+                self.lanes.append(self._lane(0, source, cfg.source.mode))
+            else:
+                for k, c in enumerate(configs):
+                    opened = open_source(c.uri, fps=c.fps, camera=c.camera, reconnect=c.reconnect)
+                    self.lanes.append(self._lane(k, opened, c.mode))
+            self.publisher = publisher(cfg.output)
+            self.extra_sinks = list(extra_sinks)
         except BaseException:
-            self.source.close()
+            for lane in self.lanes:
+                lane.source.close()
+            if source is not None and not self.lanes:
+                source.close()
             raise
-        self.summary = RunSummary(self.source.source_id, str(self.detector.device), self.live)
-        self.watchdog = Watchdog(cfg.run.watchdog_s, self.source.source_id)
-        self._times: dict[int, tuple[float, float, float]] = {}  # frame index -> queued_ms, pre_ms, t_submit
+        self.watchdog = Watchdog(cfg.run.watchdog_s, ", ".join(lane.source.source_id for lane in self.lanes))
+        self._times: dict[tuple[int, int], tuple[float, float, float]] = {}  # (stream, index) -> queued, pre, submit
         self._started = False
+
+    def _lane(self, k: int, src: Source, mode: str) -> Lane:
+        live = src.live if mode == "auto" else mode == "live"
+        # A file run reads no further than max_frames; a live run counts the frames it takes.
+        limit = 0 if live else self.cfg.run.max_frames
+        # A file run live is paced at its own rate, as its camera would deliver it.
+        reader = FrameReader(src, self.cfg.run.read_queue_frames, live, limit, pace=live and not src.live)
+        summary = RunSummary(src.source_id, str(self.detector.device), live)
+        return Lane(k, src, live, reader, self.detector.new_stream(), TrackingStage(self.cfg), summary)
 
     @classmethod
     def from_toml(cls, path: str | Path | None = None, source: str | None = None, **overrides) -> "Pipeline":
@@ -236,12 +282,25 @@ class Pipeline:
         cfg = override(load_pipeline(path), **{"source.uri": source}, **overrides)
         return cls(cfg)
 
-    def _output_sinks(self) -> list:
-        pub = publisher(self.cfg.output)
-        return ([("publish", pub, True)] if pub else []) + file_sinks(self.cfg.output, self.source.fps, self.live)
+    @property
+    def summary(self) -> RunSummary:
+        """The run's summary (of the first source, where there are several: see `summaries`)."""
+        return self.lanes[0].summary
+
+    @property
+    def summaries(self) -> list[RunSummary]:
+        return [lane.summary for lane in self.lanes]
+
+    @property
+    def source(self) -> Source:
+        return self.lanes[0].source
+
+    @property
+    def live(self) -> bool:
+        return self.lanes[0].live
 
     def run(self) -> RunSummary:
-        """Process the whole source; the summary of the run."""
+        """Process every source to its end; the summary of the (first) source."""
         for _ in self:
             pass
         return self.summary
@@ -250,111 +309,149 @@ class Pipeline:
         if self._started:
             raise RuntimeError("a Pipeline runs once; build a new one to run again")
         self._started = True
-        workers = []
-        # A file run reads no further than max_frames; a live run counts processed frames.
-        limit = 0 if self.live else self.cfg.run.max_frames
-        # A file run live is paced at its own rate, as its camera would deliver it.
-        reader = FrameReader(self.source, self.cfg.run.read_queue_frames, self.live, limit,
-                             pace=self.live and not self.source.live)
+        shared: list[SinkWorker] = []
         t_start = time.perf_counter()
         try:
             # Warm up first: a subscriber that waits on the publisher's open should get frame 0
             # as soon as it connects, not after the model's first (slow) forward passes.
-            if self.source.shape:
-                self.detector.warm_up(self.source.shape)
-            for name, sink, drop in self.sinks:
-                workers.append(SinkWorker(sink, name, self.cfg.run.sink_queue_frames, drop).start())
-            self.summary.note_model(self.detector)
+            for shape in dict.fromkeys(lane.source.shape for lane in self.lanes if lane.source.shape):
+                self.detector.warm_up(shape)
+            shared = self._start_outputs()
             t_start = time.perf_counter()  # the rate is of frames, not of opening outputs
-            reader.start()
+            for lane in self.lanes:
+                lane.reader.start()
             with self.watchdog:
-                yield from self._loop(reader, workers)
+                yield from self._loop(shared)
         finally:
-            reader.stop()
+            self._close(shared, time.perf_counter() - t_start)
+        failed = [w for lane in self.lanes for w in lane.workers if w.error is not None] + \
+                 [w for w in shared if w.error is not None]
+        if failed:
+            raise UserError(f"{failed[0].name}: {failed[0].error}")
+
+    def _start_outputs(self) -> list[SinkWorker]:
+        """The run's shared outputs (publisher, caller's sinks) and each lane's files, started."""
+        q, several = self.cfg.run.sink_queue_frames, len(self.lanes) > 1
+        shared = [("publish", self.publisher, True)] if self.publisher is not None else []
+        workers = [SinkWorker(s, name, q, drop).start() for name, s, drop in shared + self.extra_sinks]
+        for lane in self.lanes:
+            path = (lambda p, k=lane.stream: numbered(p, k)) if several else (lambda p: p)
+            sinks = file_sinks(self.cfg.output, lane.source.fps, lane.live, path)
+            lane.workers = [SinkWorker(s, name, q, drop).start() for name, s, drop in sinks]
+            lane.summary.note_model(self.detector)
+        return workers
+
+    def _close(self, shared: list[SinkWorker], wall_s: float) -> None:
+        for lane in self.lanes:
+            lane.reader.stop()
+        for lane in self.lanes:
             # The source's frames come from the reader thread; closing it under a read in
             # progress crashes the decoder, so it is closed only once the reader has left.
-            if reader.join(READER_JOIN_S):
-                self.source.close()
-            for w in workers:
+            if lane.reader.join(READER_JOIN_S):
+                lane.source.close()
+            for w in lane.workers:
                 w.close()
-            self.summary.wall_s = time.perf_counter() - t_start
-            self._collect(reader, workers)
-        errors = [w for w in workers if w.error is not None]
-        if errors:
-            raise UserError(f"{errors[0].name}: {errors[0].error}")
+        for w in shared:
+            w.close()
+        for lane in self.lanes:
+            lane.summary.wall_s = wall_s
+            lane.summary.collect(lane.reader, lane.source, self.detector.segmenter.runtime,
+                                 [*lane.workers, *shared], self.stop.is_set())
+            lane.summary.stalls = self.watchdog.stalls
 
-    def _loop(self, reader: FrameReader, workers: list[SinkWorker]) -> Iterator[FrameResult]:
-        limit = self.cfg.run.max_frames
-        taken = 0
+    def _loop(self, shared: list[SinkWorker]) -> Iterator[FrameResult]:
         dog = self.watchdog
         dog.enter("read")
-        while not (limit and taken >= limit):
+        while not all(lane.done for lane in self.lanes):
             if self.stop.is_set():
-                reader.stop()  # what is already buffered is still processed below
+                for lane in self.lanes:
+                    lane.reader.stop()  # what is already buffered is still processed below
             if self.paused.is_set():
                 dog.enter(None)
                 while self.paused.is_set() and not self.stop.is_set():
                     time.sleep(POLL_S)
                 dog.enter("read")
-            frame = reader.get()
-            if frame is None:
-                if reader.finished:  # the reader sets its error before it finishes
-                    if reader.error is not None:
-                        raise reader.error
-                    break
-                continue
-            taken += 1
-            if frame.frozen:  # the same image again: no new scene for the model or the tracker
-                self.summary.frames_frozen += 1
-                reader.read_ms.pop(frame.index, None)
+            ready = self._take_round()
+            if not ready:
+                if len(self.lanes) > 1:
+                    time.sleep(IDLE_WAIT_S)
                 continue
             dog.enter("inference")
-            t0 = time.perf_counter()
-            prepared = self.detector.prepare(frame)
-            t1 = time.perf_counter()
-            self._times[frame.index] = ((t0 - frame.read_at) * 1e3, (t1 - t0) * 1e3, t1)
-            done = self.detector.push(prepared)
-            if not reader.buffered:
-                # Nothing to overlap with (a live source, or a reader behind): a pipelined
-                # device would otherwise hold this frame's result until the next one arrives.
-                done += self.detector.flush()
-            for prepared, prob in done:
-                yield self._finish(prepared, prob, reader, workers)
+            for lane, prepared, prob in self._infer(ready):
+                yield self._finish(lane, prepared, prob, shared)
             dog.enter("read")
-        reader.stop()
         dog.enter("inference")
         for prepared, prob in self.detector.flush():
-            yield self._finish(prepared, prob, reader, workers)
+            yield self._finish(self.lanes[0], prepared, prob, shared)
         dog.enter(None)
 
-    def _finish(self, prepared: Prepared, prob: np.ndarray, reader: FrameReader,
-                workers: list[SinkWorker]) -> FrameResult:
+    def _take_round(self) -> list[tuple[Lane, Frame]]:
+        """At most one frame from every source that has one (one source: waiting briefly for
+        it); frozen frames are counted and skipped, a source at max_frames is done."""
+        wait_s = POLL_S if len(self.lanes) == 1 else 0.0
+        ready = []
+        for lane in self.lanes:
+            if lane.done:
+                continue
+            frame = lane.reader.get(timeout=wait_s)
+            if frame is None:
+                if lane.reader.finished:  # the reader sets its error before it finishes
+                    if lane.reader.error is not None:
+                        raise lane.reader.error
+                    lane.done = True
+                continue
+            lane.taken += 1
+            if self.cfg.run.max_frames and lane.taken >= self.cfg.run.max_frames:
+                lane.reader.stop()
+                lane.done = True
+            if frame.frozen:  # the same image again: no new scene for the model or the tracker
+                lane.summary.frames_frozen += 1
+                lane.reader.read_ms.pop(frame.index, None)
+                continue
+            ready.append((lane, frame))
+        return ready
+
+    def _infer(self, ready: list[tuple[Lane, Frame]]) -> list[tuple[Lane, Prepared, np.ndarray]]:
+        """The maps of this round's frames (of earlier rounds too, where a GPU held one back)."""
+        prepared = []
+        for lane, frame in ready:
+            t0 = time.perf_counter()
+            prepared.append(lane.detector.prepare(frame))
+            t1 = time.perf_counter()
+            self._times[lane.stream, frame.index] = ((t0 - frame.read_at) * 1e3, (t1 - t0) * 1e3, t1)
+        if len(self.lanes) > 1:
+            return [(lane, p, prob) for (lane, _), p, prob in zip(ready, prepared, self.detector.batch(prepared))]
+        lane = self.lanes[0]
+        done = self.detector.push(prepared[0])
+        if not lane.reader.buffered:
+            # Nothing to overlap with (a live source, or a reader behind): a pipelined device
+            # would otherwise hold this frame's result until the next one arrives.
+            done += self.detector.flush()
+        return [(lane, p, prob) for p, prob in done]
+
+    def _finish(self, lane: Lane, prepared: Prepared, prob: np.ndarray, shared: list[SinkWorker]) -> FrameResult:
         frame = prepared.frame
-        queued_ms, pre_ms, t_submit = self._times.pop(frame.index)
+        queued_ms, pre_ms, t_submit = self._times.pop((lane.stream, frame.index))
         t0 = time.perf_counter()
-        timings = {"read": reader.read_ms.pop(frame.index, float("nan")), "queued": queued_ms, "preprocess": pre_ms,
-                   "inference": (t0 - t_submit) * 1e3}
-        dets = self.detector.find(prepared, prob)
+        timings = {"read": lane.reader.read_ms.pop(frame.index, float("nan")), "queued": queued_ms,
+                   "preprocess": pre_ms, "inference": (t0 - t_submit) * 1e3}
+        dets = lane.detector.find(prepared, prob)
         t1 = time.perf_counter()
-        tracks = self.tracking(dets, prepared.unit, frame.timestamp_s, timings)
+        tracks = lane.tracking(dets, prepared.unit, frame.timestamp_s, timings)
         timings["targets"] = (t1 - t0) * 1e3
         # From the start of preprocessing to here: what the frame cost, without the time it
         # waited in the read queue (which in a file run is most of read->output).
         timings["processing"] = pre_ms + (time.perf_counter() - t_submit) * 1e3
-        res = FrameResult(frame, prepared.unit, dets, tracks, timings, ignored=self.detector.ignored(prepared),
-                          live=self.live)
+        res = FrameResult(frame, prepared.unit, dets, tracks, timings, ignored=lane.detector.ignored(prepared),
+                          live=lane.live, stream=lane.stream)
         self.watchdog.enter("output")
-        for w in workers:
+        for w in (*lane.workers, *shared):
             w.put(res)
         self.watchdog.enter("inference")
-        self.summary.add(res)
+        lane.summary.add(res)
         if self.on_frame:
             self.on_frame(res)
         return res
-
-    def _collect(self, reader: FrameReader, workers: list[SinkWorker]) -> None:
-        self.summary.collect(reader, self.source, self.detector.segmenter.runtime, workers, self.stop.is_set())
-        self.summary.stalls = self.watchdog.stalls
 
 
 @contextlib.contextmanager

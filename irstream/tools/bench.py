@@ -336,7 +336,7 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse:
     import itertools
 
     from irstream.config import override
-    from irstream.pipeline.run import Pipeline, percentiles
+    from irstream.pipeline.run import Pipeline
 
     rows = {}
     for runtime, k, mode, n in itertools.product(runtimes, coarse or [None], modes or [None], threads or [None]):
@@ -350,14 +350,12 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse:
                              "output.publish": endpoint, "output.wait_subscriber_s": SUBSCRIBER_WAIT_S})
         with Subscriber(endpoint, c.output.topic) as sub:
             s = Pipeline(c, on_frame=on_frame).run()
-        pub = s.outputs["publish"]
-        stages = dict(s.stage_ms) | {"publish": pub["write_ms"], "read->publish": pub["latency_ms"]}
-        row = {"device": s.device, "threads": s.model_threads, "mode": "live" if s.live else "file",
-               "fps": s.fps, "frames_read": s.frames_read, "frames_processed": s.frames_processed,
+        d = s.to_dict()
+        row = {"device": d["device"], "threads": d["model_threads"], "mode": "live" if d["live"] else "file",
+               "fps": d["fps"], "frames_read": d["frames_read"], "frames_processed": d["frames_processed"],
                "messages_received": sub.received}
-        for name, values in stages.items():
-            p50, p99 = percentiles(values)
-            row[f"{name} p50_ms"], row[f"{name} p99_ms"] = p50, p99
+        for name, t in d["timing"].items():
+            row[f"{name} p50_ms"], row[f"{name} p99_ms"] = t["p50_ms"], t["p99_ms"]
         rows[label] = row
     return rows
 

@@ -241,12 +241,12 @@ def file_phase(pipe_cfg, clips: list[Path], cfg: SoakConfig, workdir: Path, on_f
                 on_frame(res)
 
         s = Pipeline(c, on_frame=counted).run()
-    published = s.outputs["publish"]["sent"]
+    d = s.to_dict()
+    published = d["outputs"]["publish"]["sent"]
     accounted = s.frames_read + s.frames_corrupt
-    r = {"frames_in_file": written, "frames_read": s.frames_read, "frames_corrupt": s.frames_corrupt,
-         "frames_processed": s.frames_processed, "messages_published": published,
-         "messages_received": sub.received, "subscriber_pauses": sub.pauses, "dropped": s.frames_dropped,
-         "stalls": s.stalls, "fps": s.fps, "wall_s": s.wall_s, **mem.report(cfg.warmup_share)}
+    r = {"frames_in_file": written, **{k: d[k] for k in ("frames_read", "frames_corrupt", "frames_processed")},
+         "messages_published": published, "messages_received": sub.received, "subscriber_pauses": sub.pauses,
+         "dropped": d["frames_dropped"], **{k: d[k] for k in ("stalls", "fps", "wall_s")}, **mem.report(cfg.warmup_share)}
     r["lost"] = written - accounted + (s.frames_read - s.frames_processed) + (s.frames_processed - published)
     r["passed"] = r["lost"] == 0 and r["memory_ok"]
     return r
@@ -265,9 +265,10 @@ def live_phase(pipe_cfg, clips: list[Path], cfg: SoakConfig, on_frame=None) -> d
                 on_frame(res)
 
         s = Pipeline(c, on_frame=counted, source=source).run()
-    r = {"frames_read": s.frames_read, "frames_processed": s.frames_processed, "dropped": s.frames_dropped,
-         "frozen": s.frames_frozen, "outages": state["outages"], "reconnects": s.reconnects, "stalls": s.stalls,
-         "fps": s.fps, "wall_s": s.wall_s, **mem.report(cfg.warmup_share)}
+    d = s.to_dict()
+    r = {**{k: d[k] for k in ("frames_read", "frames_processed")}, "dropped": d["frames_dropped"],
+         "frozen": d["frames_frozen"], "outages": state["outages"],
+         **{k: d[k] for k in ("reconnects", "stalls", "fps", "wall_s")}, **mem.report(cfg.warmup_share)}
     # The run survived every outage (short ones end within the quick retries, longer ones by
     # reopening the camera) and took all its frames.
     r["passed"] = r["memory_ok"] and s.frames_processed + s.frames_frozen >= cfg.live_frames
