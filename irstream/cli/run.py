@@ -119,8 +119,9 @@ def _print_summary(s, cfg, as_json: bool) -> None:
         target = "window" if name == "preview" else getattr(cfg.output, name, "")
         unfinished = ", gave up closing it (still busy)" if o["timed_out"] else ""
         rows.append((f"output {name}", f"{target}  {o['written']} written, {o['dropped']} dropped{unfinished}"))
-    if s.reconnects:
-        rows.append(("reconnects", f"{s.reconnects} (the source was lost and reopened)"))
+    if s.outages_s:
+        rows.append(("outages", f"{len(s.outages_s)}, longest {max(s.outages_s):.1f} s; {s.reconnects} reconnect(s) "
+                                "(the source was lost and reopened)"))
     if s.runtime_outages:
         rows.append(("model server", f"{s.runtime_outages} outage(s): frames waited for it (see the log)"))
     if s.stalls:

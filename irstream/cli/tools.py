@@ -349,16 +349,26 @@ def bench_soak_cmd(
     outage_s: Annotated[float, typer.Option(help="Live: seconds each loss lasts.")] = 2.0,
     pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML; default: pipelines/default.toml.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
+    weights: WeightsOpt = None,
+    rtsp: Annotated[bool, typer.Option(help="Instead: the first clip served by a real RTSP server (GStreamer) behind "
+                                            "a faulty link, with a fault every --fault-every s.")] = False,
+    duration: Annotated[float, typer.Option(help="--rtsp: seconds to run.")] = 600.0,
+    rtsp_frames: Annotated[int, typer.Option(help="--rtsp: stop after this many processed frames instead (0: by --duration).")] = 0,
+    fault_every: Annotated[float, typer.Option(help="--rtsp: seconds between faults (loss, delay, reset, stall, "
+                                                    "server restart, in turn).")] = 180.0,
+    out_dir: Annotated[Path, typer.Option("--out", help="--rtsp: where rss.csv, rss.png and report.json go.")] = Path("runs/soak-rtsp"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Long run with injected faults: a damaged file, a subscriber that stalls, a camera that freezes and vanishes.
+    """Long run with injected faults: a damaged file, a subscriber that stalls, a camera that freezes and vanishes;
+    or (--rtsp) a real RTSP stream through packet loss, delay, resets, stalls and server restarts.
 
-    Exits 1 when a file-mode frame was lost or memory kept growing after the warm-up."""
+    Exits 1 when a file-mode frame was lost, a fault was not recovered from, the run crashed, or memory kept
+    growing after the warm-up."""
     import tempfile
 
     from irstream.tools.bench import machine
     from irstream.config import load_pipeline, override
-    from irstream.tools.soak import SoakConfig, SoakReport, file_phase, live_phase
+    from irstream.tools.soak import RtspSoakConfig, SoakConfig, SoakReport, file_phase, live_phase, rtsp_phase
 
     clips = clips or sorted((default_data_root() / "antiuav-clips").glob("*.mp4"))
     missing = [c for c in clips if not c.is_file()]
@@ -366,21 +376,33 @@ def bench_soak_cmd(
         raise UserError(f"{missing[0] if missing else 'antiuav-clips'}: no clip to soak with; give video files")
     try:
         cfg = SoakConfig(frames=frames, live_frames=live_frames, scale=scale, outage_every=outage_every, outage_s=outage_s)
+        rtsp_cfg = RtspSoakConfig(duration_s=duration, frames=rtsp_frames, fault_every_s=fault_every)
     except ValueError as exc:
         raise UserError(f"soak options: {exc}") from None
-    pipe_cfg = override(load_pipeline(pipeline), FLAGS, **{"model.device": device})
+    pipe_cfg = override(load_pipeline(pipeline), FLAGS, **{"model.device": device, "model.weights": weights})
     report = SoakReport()
     with progress() as prog, tempfile.TemporaryDirectory() as tmp:
-        task = prog.add_task("file phase", total=frames)
-        report.phases["file"] = file_phase(pipe_cfg, clips, cfg, Path(tmp), on_frame=lambda _r: prog.advance(task))
-        task = prog.add_task("live phase", total=live_frames)
-        report.phases["live"] = live_phase(pipe_cfg, clips, cfg, on_frame=lambda _r: prog.advance(task))
+        if rtsp:
+            task = prog.add_task("rtsp", total=rtsp_frames or None)
+            report.phases["rtsp"] = rtsp_phase(pipe_cfg, clips[0], rtsp_cfg, out_dir, on_frame=lambda _r: prog.advance(task))
+        else:
+            task = prog.add_task("file phase", total=frames)
+            report.phases["file"] = file_phase(pipe_cfg, clips, cfg, Path(tmp), on_frame=lambda _r: prog.advance(task))
+            task = prog.add_task("live phase", total=live_frames)
+            report.phases["live"] = live_phase(pipe_cfg, clips, cfg, on_frame=lambda _r: prog.advance(task))
     info = machine()
+    result = json_safe({"machine": info, "passed": report.passed, "phases": report.phases})
+    if rtsp:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(json.dumps(result, indent=1) + "\n")
     if as_json:
-        print(json.dumps(json_safe({"machine": info, "passed": report.passed, "phases": report.phases})))
+        print(json.dumps(result))
     else:
         for name, r in report.phases.items():
-            _bench_report(f"soak, {name} phase: {'passed' if r['passed'] else 'FAILED'}", {k: {"value": v} for k, v in r.items()},
-                          info, False)
+            rows = {k: {"value": v} for k, v in r.items() if k != "fault_log"}
+            _bench_report(f"soak, {name} phase: {'passed' if r['passed'] else 'FAILED'}", rows, info, False)
+            if r.get("fault_log"):
+                _bench_report("faults", {f"{f['at_s']} s": {"fault": f["fault"], "messages back after (s)": f["back_after_s"]}
+                                         for f in r["fault_log"]}, info, False)
     if not report.passed:
         raise typer.Exit(1)

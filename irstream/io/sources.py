@@ -24,6 +24,7 @@ from __future__ import annotations
 import glob
 import logging
 import math
+import os
 import re
 import sys
 import threading
@@ -51,6 +52,10 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp
 #: Live sources: failed reads in a row before giving up, and the pause between them.
 #: More retries ride out longer hiccups but delay the error when a camera is really gone.
 LIVE_READ_RETRIES = 5
+#: A network stream is not retried before it is reopened: FFmpeg fails a read only once the
+#: connection is gone or silent for STREAM_READ_TIMEOUT_MS, and a finished session does not
+#: deliver again, so retries would only add a second to every outage.
+STREAM_READ_RETRIES = 0
 LIVE_RETRY_SLEEP_S = 0.2
 #: Video files: failed reads in a row tolerated when the container gives no frame count.
 FILE_READ_RETRIES = 5
@@ -60,6 +65,13 @@ SKIP_SLACK_PERIODS = 0.25
 #: Streams: how long FFmpeg may take to connect, and to deliver one frame.
 STREAM_OPEN_TIMEOUT_MS = 10_000
 STREAM_READ_TIMEOUT_MS = 5_000
+#: A live source silent this long, s, has had an outage (counted, with its length), whether it
+#: came back by reconnecting or by itself (a stream that stalled with its connection open):
+#: 40 frames at 25 frames/s, far beyond any jitter.
+OUTAGE_MIN_S = 1.6
+#: Where OpenCV's FFmpeg backend reads its demuxer options, and what irstream sets for RTSP.
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+RTSP_OPTIONS = "rtsp_transport;tcp"
 
 
 @dataclass(frozen=True)
@@ -414,7 +426,8 @@ class CaptureSource(Source):
     """A live OpenCV capture: a camera, a stream URL or a GStreamer pipeline.
 
     Frames are stamped with their capture time (Unix seconds).  A failed read is retried
-    LIVE_READ_RETRIES times, LIVE_RETRY_SLEEP_S apart.  Then, given `reopen` (a function that
+    read_retries times (LIVE_READ_RETRIES; a stream: STREAM_READ_RETRIES), LIVE_RETRY_SLEEP_S
+    apart.  Then, given `reopen` (a function that
     opens the device again), the source reconnects as `reconnect` says, counting `reconnects`;
     without it, or once reconnect gives up, a UserError ends the run.  One frame is read at
     open to check the device delivers; it is not yielded, as it would be stale by the time the
@@ -422,17 +435,21 @@ class CaptureSource(Source):
 
     A frame identical to the one before (a camera frozen during its shutter calibration, or a
     stream repeating its last frame) is yielded with frozen=True and counted in `frozen_frames`.
+    The silence before every reconnect, and any other of OUTAGE_MIN_S or more, is kept in
+    `outages_s`, s.
     """
 
     live = True
 
     def __init__(self, spec: str, cap: cv2.VideoCapture, fps: float, what: str, raw_fourcc: str = "",
-                 reopen=None, reconnect: ReconnectConfig | None = None):
+                 reopen=None, reconnect: ReconnectConfig | None = None, read_retries: int = LIVE_READ_RETRIES):
         # raw_fourcc: the pixel format when OpenCV's conversion is off ("" when it is on).
         self.source_id, self._cap, self._what, self._raw = spec, cap, what, raw_fourcc.strip().upper()
-        self._reopen, self._policy = reopen, reconnect or ReconnectConfig()
+        self._reopen, self._policy, self._retries = reopen, reconnect or ReconnectConfig(), read_retries
         self._interrupted = threading.Event()
         self.reconnects = self.frozen_frames = 0
+        self.outages_s: list[float] = []  # each reconnect's silence, and any of OUTAGE_MIN_S or more, s
+        self._came_back = False  # reconnected since the last frame
         # Set while the device is lost: when, and the backoff still to come.  Kept across
         # reopens until a frame arrives, so a device that opens but delivers nothing backs off
         # and gives up like one that does not open.
@@ -468,18 +485,19 @@ class CaptureSource(Source):
                         f"true, or fourcc to Y16 or GREY")
 
     def _try_reads(self) -> np.ndarray | None:
-        """A frame, or None after LIVE_READ_RETRIES + 1 failed reads in a row (or an interrupt)."""
-        for attempt in range(LIVE_READ_RETRIES + 1):
+        """A frame, or None after read_retries + 1 failed reads in a row (or an interrupt)."""
+        retries = self._retries
+        for attempt in range(retries + 1):
             ok, raw = self._cap.read()
             if ok and raw is not None and raw.size:
                 return raw
-            if self._closed or self._interrupted.wait(LIVE_RETRY_SLEEP_S if attempt < LIVE_READ_RETRIES else 0):
+            if self._closed or self._interrupted.wait(LIVE_RETRY_SLEEP_S if attempt < retries else 0):
                 return None
         return None
 
     def _stopped(self) -> UserError:
         return UserError(f"{self.source_id}: {self._what} stopped delivering frames "
-                         f"({LIVE_READ_RETRIES + 1} reads failed in a row); check the connection and that no "
+                         f"({self._retries + 1} reads failed in a row); check the connection and that no "
                          f"other program holds it")
 
     def _read(self) -> np.ndarray | None:
@@ -488,6 +506,7 @@ class CaptureSource(Source):
             raw = self._try_reads()
             if raw is not None and self._lost_at is not None:
                 self.reconnects += 1
+                self._came_back = True
                 log.warning("%s: back after %.1f s", self.source_id, time.monotonic() - self._lost_at)
                 self._lost_at = self._delays = None
             if raw is not None or self._interrupted.is_set() or self._closed:
@@ -526,12 +545,15 @@ class CaptureSource(Source):
         self._interrupted.set()
 
     def _frames(self) -> Iterator[Frame]:
-        index, previous = 0, None
+        index, previous, last_at = 0, None, time.monotonic()
         while not self._closed:
             raw = self._read()
             if raw is None:
                 return
-            t = time.time()
+            t, now = time.time(), time.monotonic()
+            if self._came_back or now - last_at >= OUTAGE_MIN_S:
+                self.outages_s.append(now - last_at)
+            last_at, self._came_back = now, False
             frozen = previous is not None and raw.shape == previous.shape and np.array_equal(raw, previous)
             self.frozen_frames += frozen
             previous = raw
@@ -591,11 +613,16 @@ def _camera_capture(target: int | str, camera: CameraConfig, name: str) -> cv2.V
 
 def _open_stream(spec: str, fps: float, reconnect: ReconnectConfig | None) -> CaptureSource:
     return CaptureSource(_redact(spec), _stream_capture(spec), fps, "the stream",
-                         reopen=lambda: _stream_capture(spec), reconnect=reconnect)
+                         reopen=lambda: _stream_capture(spec), reconnect=reconnect, read_retries=STREAM_READ_RETRIES)
 
 
 def _stream_capture(spec: str) -> cv2.VideoCapture:
     shown = _redact(spec)
+    if spec.lower().startswith(("rtsp://", "rtsps://")):
+        # RTSP over TCP (interleaved): it passes firewalls and NAT, and a lossy link delays
+        # packets instead of tearing frames.  FFmpeg in OpenCV takes its options only from
+        # this variable; a user who sets it keeps theirs.
+        os.environ.setdefault(FFMPEG_OPTIONS_ENV, RTSP_OPTIONS)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC,
               STREAM_READ_TIMEOUT_MS]
     with _quiet_opencv():

@@ -66,6 +66,7 @@ class RunSummary:
     frames_corrupt: int = 0
     frames_expected: int | None = None
     reconnects: int = 0
+    outages_s: list[float] = field(default_factory=list)  # each silence of a live source, s (sources.OUTAGE_MIN_S)
     runtime_outages: int = 0  # a remote runtime (Triton) that stopped answering, and was waited for
     model_threads: int = 0  # CPU threads the model ran on (0: a GPU or a server)
     stalls: int = 0
@@ -99,7 +100,8 @@ class RunSummary:
                 "frames_read": self.frames_read, "frames_processed": self.frames_processed,
                 "frames_dropped": self.frames_dropped, "frames_frozen": self.frames_frozen,
                 "frames_corrupt": self.frames_corrupt, "frames_expected": self.frames_expected,
-                "reconnects": self.reconnects, "runtime_outages": self.runtime_outages, "stalls": self.stalls,
+                "reconnects": self.reconnects, "outages": len(self.outages_s),
+                "outages_s": [round(v, 2) for v in self.outages_s], "runtime_outages": self.runtime_outages, "stalls": self.stalls,
                 "fps": round(self.fps, 3), "wall_s": self.wall_s, "detections": self.detections,
                 "confirmed_tracks": self.confirmed_tracks,
                 "published_tracks_per_frame": self.published_track_frames / per_frame,
@@ -125,6 +127,7 @@ class RunSummary:
         counted."""
         self.frames_read, self.frames_dropped = reader.read, reader.dropped
         self.reconnects = getattr(source, "reconnects", 0)
+        self.outages_s = list(getattr(source, "outages_s", []))
         self.runtime_outages = getattr(runtime, "outages", 0)
         self.frames_corrupt = getattr(source, "corrupt_frames", 0)
         self.frames_expected = None if self.live else source.frame_count

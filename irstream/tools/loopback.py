@@ -21,12 +21,18 @@ class Subscriber:
 
     DRAIN_S = 1.0
 
-    def __init__(self, endpoint: str, topic: str, pause_every_s: float = 0.0, pause_s: float = 0.0) -> None:
+    def __init__(self, endpoint: str, topic: str, pause_every_s: float = 0.0, pause_s: float = 0.0,
+                 gap_s: float = 0.5) -> None:
+        """gap_s: silences this long or longer are kept in `gaps`, as (time.monotonic() of the
+        message that ended it, its length s): what a consumer saw of an outage."""
         import threading
 
         import zmq
 
         self.received = self.pauses = 0
+        self.gaps: list[tuple[float, float]] = []
+        self.first_at = self.last_at = None
+        self._gap_s = gap_s
         self._every, self._pause = pause_every_s, pause_s
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
@@ -57,6 +63,10 @@ class Subscriber:
             if self._sock.poll(100):
                 self._sock.recv_multipart()
                 self.received += 1
+                now = time.monotonic()
+                if self.last_at is not None and now - self.last_at >= self._gap_s:
+                    self.gaps.append((now, now - self.last_at))
+                self.first_at, self.last_at = self.first_at or now, now
                 idle_since = None
             elif self._done.is_set():
                 idle_since = idle_since or time.perf_counter()

@@ -1,0 +1,176 @@
+"""A fault-injecting TCP proxy for RTSP over TCP: the faults a real link has, between irstream
+and a real server, where the kernel offers no `tc netem` (this one has no netem qdisc).
+
+RTSP over TCP carries the video as interleaved RTP packets ('$', channel, 2-byte length,
+packet) between the RTSP messages.  From server to client the proxy can:
+
+- lose packets: drop each interleaved RTP packet with a probability (what a lossy UDP link
+  does to a camera's stream; the RTSP messages themselves always pass);
+- delay them, by a base delay plus a uniform jitter, in order (a packet never overtakes the
+  one before, as within one TCP connection);
+- stall: forward nothing for a while, the connections kept open (a camera whose encoder hangs);
+- reset every connection at once (RST: a router or the camera dropping the session).
+
+It runs its own asyncio loop on a thread; the fault settings are changed from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+#: Bytes read from a socket at once.
+CHUNK_BYTES = 65536
+#: An interleaved RTP packet starts with this byte; anything else is an RTSP message.
+INTERLEAVED = 0x24
+
+
+@dataclass
+class Faults:
+    loss: float = 0.0  # probability that an interleaved packet is dropped
+    delay_s: float = 0.0
+    jitter_s: float = 0.0  # each packet's delay is delay_s + uniform(-jitter_s, jitter_s), at least 0
+    stalled_until: float = 0.0  # time.monotonic() before which nothing goes to the client
+
+
+class FaultProxy:
+    """Listens on 127.0.0.1:`port` (0 = any free port: see `.port`) and forwards to
+    `upstream` (host, port) with `faults`."""
+
+    def __init__(self, upstream: tuple[str, int], port: int = 0, seed: int = 0) -> None:
+        self.upstream, self.faults = upstream, Faults()
+        self.dropped = self.forwarded = self.resets = 0
+        self._rng = random.Random(seed)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(port,), name="fault-proxy", daemon=True)
+        self._thread.start()
+        self._ready.wait(5.0)
+
+    def set(self, **faults) -> None:
+        """Change faults by name: loss, delay_s, jitter_s (0 turns each off)."""
+        for k, v in faults.items():
+            setattr(self.faults, k, v)
+
+    def stall(self, seconds: float) -> None:
+        self.faults.stalled_until = time.monotonic() + seconds
+
+    def reset(self) -> None:
+        """Close every connection with a TCP RST, as a dropped session does."""
+        self.resets += 1
+        self._loop.call_soon_threadsafe(self._reset_all)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5.0)
+
+    def _run(self, port: int) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", port))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+            self._reset_all()
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.close()
+
+    def _reset_all(self) -> None:
+        for w in list(self._writers):
+            sock = w.get_extra_info("socket")
+            if sock is not None:  # linger 0: close() sends RST instead of FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            w.close()
+        self._writers.clear()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            client_w.close()  # the server is down: the client sees its connection refused-like close
+            return
+        self._writers |= {client_w, server_w}
+        up = asyncio.ensure_future(self._pipe(client_r, server_w))
+        down = asyncio.ensure_future(self._down(server_r, client_w))
+        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (up, down):
+            task.cancel()
+        for w in (client_w, server_w):
+            self._writers.discard(w)
+            w.close()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(CHUNK_BYTES):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            return  # a reset: the session ends, as on a real link
+
+    async def _down(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Server -> client, unit by unit (RTSP message or interleaved packet), with the faults."""
+        try:
+            await self._forward(reader, writer)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError):
+            return
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Units are read as they come and queued with their release time, so a delay adds
+        latency without cutting the rate (as a long link does)."""
+        queue: asyncio.Queue = asyncio.Queue()
+        sender = asyncio.ensure_future(self._send(queue, writer))
+        try:
+            release = 0.0  # when the previous unit goes out: order is kept
+            async for unit, interleaved in self._units(reader):
+                f = self.faults
+                if interleaved and f.loss and self._rng.random() < f.loss:
+                    self.dropped += 1
+                    continue
+                jitter = self._rng.uniform(-f.jitter_s, f.jitter_s) if f.jitter_s else 0.0
+                release = max(release, time.monotonic() + max(0.0, f.delay_s + jitter))
+                queue.put_nowait((release, unit))
+                if sender.done():
+                    return
+        finally:
+            sender.cancel()
+
+    async def _send(self, queue: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                release, unit = await queue.get()
+                while (wait := max(release, self.faults.stalled_until) - time.monotonic()) > 0:
+                    await asyncio.sleep(min(wait, 0.05))
+                writer.write(unit)
+                await writer.drain()
+                self.forwarded += 1
+        except (ConnectionError, OSError):
+            return
+
+    @staticmethod
+    async def _units(reader: asyncio.StreamReader):
+        """(bytes, is_interleaved) for each RTSP message or interleaved packet from the server."""
+        while True:
+            head = await reader.read(1)
+            if not head:
+                return
+            if head[0] == INTERLEAVED:
+                rest = await reader.readexactly(3)
+                (length,) = struct.unpack(">H", rest[1:])
+                yield head + rest + await reader.readexactly(length), True
+                continue
+            message = head + await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in message.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            yield message + (await reader.readexactly(length) if length else b""), False
