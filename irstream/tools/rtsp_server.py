@@ -32,26 +32,25 @@ def launch_line(clip: str) -> str:
 
 
 def loop_forever(media: GstRtspServer.RTSPMedia) -> None:
-    """Play the media's file in a loop: once prerolled, one flushing segment seek to the start;
-    a segment ends in SEGMENT_DONE instead of EOS, and the next segment seek, without flushing,
-    continues the running time without a gap (a camera's timestamps never jump back)."""
+    """Play the media's file in a loop: once prepared (prerolled, before any client is sent a
+    packet), one flushing segment seek to the start; a segment ends in SEGMENT_DONE instead of
+    EOS, and the next segment seek, without flushing, continues the running time without a gap
+    (a camera's timestamps never jump back)."""
     pipeline = media.get_element().get_parent() or media.get_element()
     bus = pipeline.get_bus()
     bus.enable_sync_message_emission()
-    started = []  # the first segment seek is done once per media: it flushes, and prerolls again
 
-    def seek(flags) -> bool:
-        pipeline.seek_simple(Gst.Format.TIME, flags, 0)
+    def again() -> bool:
+        pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.SEGMENT, 0)
         return False  # GLib: do not call again
 
     def on_message(_bus, message):
         if message.type == Gst.MessageType.SEGMENT_DONE:
-            GLib.idle_add(seek, Gst.SeekFlags.SEGMENT)
-        elif message.type == Gst.MessageType.ASYNC_DONE and not started:
-            started.append(True)
-            GLib.idle_add(seek, Gst.SeekFlags.SEGMENT | Gst.SeekFlags.FLUSH)
+            GLib.idle_add(again)
 
     bus.connect("sync-message", on_message)
+    media.connect("prepared", lambda m: pipeline.seek_simple(
+        Gst.Format.TIME, Gst.SeekFlags.SEGMENT | Gst.SeekFlags.FLUSH, 0))
 
 
 def main() -> int:
