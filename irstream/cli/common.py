@@ -100,7 +100,7 @@ THREADS_HELP = "CPU threads for the model; 0 = every usable core for OpenVINO, a
 #: The flag that sets each pipeline key, for error messages about a flag's value.
 FLAGS = {"source.uri": "SOURCE", "source.mode": "--mode", "output.preview": "--preview", "output.save": "--save",
          "output.frames_dir": "--frames-dir", "output.jsonl": "--jsonl", "output.mot": "--mot",
-         "output.publish": "--publish", "output.curve_dir": "--curve-dir", "model.device": "--device",
+         "output.publish": "--publish", "output.web": "--web", "output.web_token": "--web-token", "output.curve_dir": "--curve-dir", "model.device": "--device",
          "model.runtime": "--runtime", "model.triton_url": "--triton-url", "model.weights": "--weights",
          "model.upscale": "--upscale", "model.coarse": "--coarse",
          "targets.score_threshold": "--threshold", "run.max_frames": "--max-frames",

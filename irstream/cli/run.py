@@ -32,6 +32,9 @@ def run(
     publish: Annotated[Optional[str], typer.Option(help="Publish over ZeroMQ, e.g. tcp://127.0.0.1:5556.")] = None,
     curve_dir: Annotated[Optional[str], typer.Option(help="Key folder from `irstream keys`: publish encrypted, to "
                                                           "authorised subscribers only.")] = None,
+    web: Annotated[Optional[str], typer.Option(help="Serve the annotated live picture and the tracks to browsers at "
+                                                    "HOST:PORT, e.g. 127.0.0.1:8080 (another address needs --web-token).")] = None,
+    web_token: Annotated[Optional[str], typer.Option(help="The token browsers must give (?token=...) for --web.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     runtime: Annotated[Optional[str], typer.Option(help="auto (fastest measured that agrees), torch (eager fp32), openvino (CPU), onnxruntime (CPU) or "
                                                        "triton (a Triton server: --triton-url).")] = None,
@@ -58,7 +61,8 @@ def run(
     cfg = override(cfg, FLAGS, **{
         "source.uri": uris[0] or None, "source.mode": mode, "output.preview": preview, "output.save": save,
         "output.frames_dir": frames_dir,
-        "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "output.curve_dir": curve_dir, "model.device": device,
+        "output.jsonl": jsonl, "output.mot": mot, "output.publish": publish, "output.curve_dir": curve_dir,
+        "output.web": web, "output.web_token": web_token, "model.device": device,
         "model.runtime": runtime, "model.triton_url": triton_url,
         "model.weights": weights, "model.upscale": upscale, "model.coarse": coarse, "targets.score_threshold": threshold, "run.max_frames": max_frames,
         "output.wait_subscriber_s": wait_subscriber, "run.threads": threads})
@@ -72,6 +76,8 @@ def run(
         tasks: list[int] = []
         pipe = Pipeline(cfg, chosen, extra_sinks=extra, stop=stop, paused=paused,
                         on_frame=lambda res: prog.advance(tasks[res.stream]))
+        if pipe.web is not None:
+            err.print(f"web view: {escape(pipe.web.url)}", highlight=False)
         for lane in pipe.lanes:
             total = None if lane.live else lane.source.frame_count
             if total and cfg.run.max_frames:

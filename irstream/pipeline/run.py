@@ -35,7 +35,7 @@ from irstream.detect.detector import Detector, DetectorStream
 from irstream.errors import UserError
 from irstream.io.reader import POLL_S, FrameReader
 from irstream.io.sources import Source, SourceConfig, open_source
-from irstream.sinks.outputs import file_sinks, numbered, publisher
+from irstream.sinks.outputs import file_sinks, numbered, publisher, web_view
 from irstream.sinks.worker import TIMING_WINDOW_FRAMES, SinkWorker
 from irstream.track.stage import TrackingStage
 from irstream.types import CONFIRMED, Frame, FrameResult, Prepared
@@ -246,6 +246,8 @@ class Pipeline:
             raise UserError("give at least one source")
         if len(configs) > 1 and (cfg.output.preview or extra_sinks):
             raise UserError("= true shows one source; run several sources without it", "output.preview")
+        if len(configs) > 1 and cfg.output.web:
+            raise UserError("shows one source; run several sources without it", "output.web")
         self.cfg, self.on_frame = cfg, on_frame
         self.stop, self.paused = stop or threading.Event(), paused or threading.Event()
         self.lanes: list[Lane] = []
@@ -258,6 +260,7 @@ class Pipeline:
                     opened = open_source(c.uri, fps=c.fps, camera=c.camera, reconnect=c.reconnect)
                     self.lanes.append(self._lane(k, opened, c.mode))
             self.publisher = publisher(cfg.output)
+            self.web = web_view(cfg.output)
             self.extra_sinks = list(extra_sinks)
         except BaseException:
             for lane in self.lanes:
@@ -336,6 +339,7 @@ class Pipeline:
         """The run's shared outputs (publisher, caller's sinks) and each lane's files, started."""
         q, several = self.cfg.run.sink_queue_frames, len(self.lanes) > 1
         shared = [("publish", self.publisher, True)] if self.publisher is not None else []
+        shared += [("web", self.web, True)] if self.web is not None else []
         workers = [SinkWorker(s, name, q, drop).start() for name, s, drop in shared + self.extra_sinks]
         for lane in self.lanes:
             path = (lambda p, k=lane.stream: numbered(p, k)) if several else (lambda p: p)

@@ -20,6 +20,9 @@ class OutputConfig:
     wait_subscriber_s: wait this long for a first subscriber before starting, s.
     curve_dir: a folder from `irstream keys`: publish encrypted (CurveZMQ), to authorised
         subscribers only; "" = plain, which is what loopback alone is safe for.
+    web: serve the annotated live picture and a table of tracks to browsers at HOST:PORT
+        (irstream.sinks.web), e.g. "127.0.0.1:8080"; any address but loopback needs web_token.
+    web_token: the token browsers must give (?token=), compared in constant time.
     save: annotated video (.mp4, .mkv lossless, .avi).  frames_dir: annotated frames as PNGs.
     jsonl: one message per line.
     mot: confirmed tracks as MOTChallenge CSV.  preview: a window (needs a display).
@@ -33,6 +36,8 @@ class OutputConfig:
     hwm_msgs: int = 1000
     wait_subscriber_s: float = 0.0
     curve_dir: str = ""
+    web: str = ""
+    web_token: str = ""
     save: str = ""
     frames_dir: str = ""
     jsonl: str = ""

@@ -35,6 +35,16 @@ def publisher(o):
     return ZmqPublisher(o.publish, o.topic, o.hwm_msgs, o.wait_subscriber_s, o.include_tentative, o.curve_dir)
 
 
+def web_view(o):
+    """The browser view the [output] config names, or None."""
+    if not o.web:
+        return None
+    from irstream.sinks.web import WebView
+
+    return WebView(o.web, o.web_token, TrackAnnotator(o.trail_frames, o.show_detections, o.include_tentative),
+                   o.include_tentative)
+
+
 def numbered(path: str, stream: int) -> str:
     """out.mp4 -> out-0.mp4; a folder gets -<stream> on its name."""
     p = Path(path)

@@ -464,3 +464,56 @@ def bench_train_step(model_name: str, setting: str, batch: int = 8, crop_px: int
     return {"setting": setting, "batch": batch, "crop_px": crop_px, "steps": steps,
             "step_p50_ms": stats["p50_ms"], "step_p99_ms": stats["p99_ms"],
             "samples_per_s": batch * 1e3 / stats["mean_ms"]}
+
+
+#: Browsers of `bench web`: this many that read the picture and the tracks as they come ...
+WEB_READERS = 2
+#: ... and one more that asks for the picture and then stops reading (a stalled tab).
+WEB_STALLED = 1
+
+
+def bench_web(cfg, frames: int, on_frame=None, on_run=None) -> dict:
+    """The pipeline's rate on a file run with its web view and no browser, then with
+    WEB_READERS reading clients (curl, each in its own process as a browser is: the picture
+    and the events) and WEB_STALLED that stopped reading; one run each, in one process."""
+    import shutil
+    import socket
+    import subprocess
+
+    from irstream.config import override
+    from irstream.pipeline.run import Pipeline
+    from irstream.tools.loopback import free_port
+
+    curl = shutil.which("curl")
+    if curl is None:
+        raise RuntimeError("bench web: needs curl to play the browsers")
+    rows = {}
+    for label, browsers in (("no browser", False), (f"{WEB_READERS} reading + {WEB_STALLED} stalled", True)):
+        if on_run:
+            on_run(label)
+        c = override(cfg, **{"output.web": f"127.0.0.1:{free_port()}", "run.max_frames": frames, "source.mode": "file"})
+        pipe = Pipeline(c, on_frame=on_frame)
+        clients = []
+        if browsers:
+            web = pipe.web
+            web.open()  # served from before the run starts, so the clients are there from frame 0
+            base = f"http://127.0.0.1:{web.port}"
+            clients = [subprocess.Popen([curl, "-s", "-N", "-o", "/dev/null", f"{base}{path}"])
+                       for _ in range(WEB_READERS) for path in ("/stream.mjpg", "/events")]
+            stalled = [socket.create_connection(("127.0.0.1", web.port)) for _ in range(WEB_STALLED)]
+            for s in stalled:
+                s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
+            web.open = lambda: None  # already serving
+        s = pipe.run()
+        for p in clients:
+            p.terminate()
+        if browsers:
+            for sock in stalled:
+                sock.close()
+        served = pipe.web.clients
+        rows[label] = {"fps": s.fps, "frames": s.frames_processed, "frames to browsers": served["served_frames"],
+                       "dropped for browsers": served["dropped_frames"]}
+    base_fps = rows["no browser"]["fps"]
+    for r in rows.values():
+        r["x no browser"] = r["fps"] / base_fps if base_fps else float("nan")
+    return rows

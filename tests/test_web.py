@@ -1,0 +1,108 @@
+"""The browser view: served while a run goes on, read by a real headless Chromium; tokens off
+loopback; a stalled browser never holds the run."""
+
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import REPO
+from irstream.config import load_pipeline, override
+from irstream.errors import UserError
+from irstream.pipeline.run import Pipeline
+from irstream.sinks.web import WebView
+from irstream.tools.loopback import free_port
+
+SAMPLE = str(REPO / "sample_videos" / "sky_drones.mkv")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+#: Where the browser test leaves its screenshot (kept: CI can collect it).
+ARTIFACTS = REPO / "runs" / "artifacts"
+#: Seconds the page runs before the test reads it and takes its picture.
+BROWSER_S = 5.0
+
+
+def get(url: str, token: str = "") -> int:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_off_loopback_the_view_needs_a_token_and_refuses_requests_without_it():
+    with pytest.raises(UserError, match="token"):
+        WebView(f"0.0.0.0:{free_port()}")
+    view = WebView(f"0.0.0.0:{free_port()}", token="s3cret")
+    view.open()
+    try:
+        base = f"http://127.0.0.1:{view.port}"
+        assert get(f"{base}/") == 401 and get(f"{base}/?token=wrong") == 401 and get(f"{base}/events") == 401
+        assert get(f"{base}/?token=s3cret") == 200 and get(f"{base}/", token="s3cret") == 200
+        assert view.clients["refused"] == 3
+    finally:
+        view.close()
+
+
+#: Seconds each frame of the browser test's run is held after its outputs got it: 100 frames
+#: last 12 s, long enough for a browser to start and watch.
+HOLD_S = 0.12
+
+
+def web_run(on_frame=None, **more):
+    """The default pipeline on the sample video, served at a free loopback port."""
+    cfg = override(load_pipeline(), **{"source.uri": SAMPLE, "model.device": "cpu", "output.web": f"127.0.0.1:{free_port()}",
+                                       **more})
+    return Pipeline(cfg, on_frame=on_frame)
+
+
+@pytest.mark.slow
+def test_a_stalled_browser_never_holds_a_file_run():
+    pipe = web_run(**{"model.weights": "tophat"})
+    runner = threading.Thread(target=pipe.run)
+    runner.start()
+    while pipe.web._server is None:
+        time.sleep(0.01)
+    stalled = socket.create_connection(("127.0.0.1", pipe.web.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+    runner.join(120)
+    stalled.close()
+    assert not runner.is_alive() and pipe.summary.frames_processed == 100
+    assert pipe.summary.outputs["web"]["written"] == 100
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt install chromium)")
+def test_a_browser_shows_the_live_picture_and_the_sample_videos_target():
+    from cdp import Chromium
+
+    pipe = web_run(on_frame=lambda _res: time.sleep(HOLD_S))
+    runner = threading.Thread(target=pipe.run)
+    runner.start()
+    browser = Chromium(CHROMIUM)
+    try:
+        while pipe.web._server is None:
+            time.sleep(0.05)
+        browser.open(pipe.web.url)
+        time.sleep(BROWSER_S)
+        shown = browser.value("({messages: +document.getElementById('messages').textContent, "
+                              "changes: +document.getElementById('changes').textContent, "
+                              "late: +document.getElementById('late').textContent, "
+                              "tracks: document.querySelectorAll('tr.track').length})")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "web_view.png"
+        browser.screenshot(shot)
+    finally:
+        browser.close()
+        pipe.stop.set()
+        runner.join(60)
+    print(f"browser view: {shown}; screenshot {shot}")
+    assert shown["messages"] > 10 and shown["changes"] >= 2  # the table and the picture update
+    assert shown["tracks"] >= 1  # the sample video's target, in the table
+    assert shown["late"] < 100  # ms from the result being ready to the page showing it (p50)
+    assert shot.stat().st_size > 10_000
