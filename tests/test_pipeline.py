@@ -415,12 +415,12 @@ print(seen == [signal.SIGINT])
 
 
 def test_a_camera_lost_and_frozen_mid_run_is_reopened_and_its_repeats_skipped(monkeypatch):
-    from irstream.io import sources
-    from irstream.io.sources import CaptureSource, ReconnectConfig
+    from irstream.io import live
+    from irstream.io.live import CaptureSource, ReconnectConfig
 
     from test_sources import _camera_world
 
-    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    monkeypatch.setattr(live, "LIVE_RETRY_SLEEP_S", 0.001)
     world, reopen = _camera_world(unplug_at={8}, freeze_at={4, 5, 12}, replug_after_tries=1)
     fake = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen,
                          reconnect=ReconnectConfig(initial_s=0.01, max_s=0.02))
@@ -458,7 +458,7 @@ def test_watchdog_reports_a_stalled_output_and_the_file_run_loses_nothing(caplog
 
 
 def test_watchdog_reports_a_source_that_stops_delivering(caplog):
-    from irstream.io.sources import SyntheticSource
+    from irstream.io.synthetic import SyntheticSource
 
     class Hangs(SyntheticSource):
         def _frames(self):

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from irstream.config import load_pipeline, override
-from irstream.io.sources import ReconnectConfig
+from irstream.io.live import ReconnectConfig
 from irstream.pipeline.run import Pipeline
 from irstream.tools.faultproxy import FaultProxy
 from irstream.tools.loopback import Subscriber, free_port

@@ -4,9 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
-from irstream.io import sources
+from irstream.io import live
 from irstream.errors import UserError
-from irstream.io.sources import CameraConfig, CaptureSource, SyntheticSource, natural_key, open_source, unpack_y16
+from irstream.io.base import natural_key
+from irstream.io.live import CameraConfig, CaptureSource, unpack_y16
+from irstream.io.sources import open_source
+from irstream.io.synthetic import SyntheticSource
 
 from conftest import SHARED_DATA
 
@@ -137,7 +140,7 @@ class _FakeVideo:
 def test_frames_skipped_by_the_demuxer_are_counted_from_timestamps(tmp_path, monkeypatch, times, corrupt, last_index):
     path = tmp_path / "v.mp4"
     path.write_bytes(b"x")
-    monkeypatch.setattr(sources.cv2, "VideoCapture", lambda *a: _FakeVideo(times))
+    monkeypatch.setattr(live.cv2, "VideoCapture", lambda *a: _FakeVideo(times))
     with open_source(str(path)) as src:
         got = list(src)
     assert src.corrupt_frames == corrupt and got[-1].index == last_index and len(got) == len(times)
@@ -349,7 +352,7 @@ class _FakeCamera:
 
 @pytest.mark.parametrize("layout", ["rows", "one_row"])
 def test_raw_y16_camera_frames_become_uint16(layout, monkeypatch):
-    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    monkeypatch.setattr(live, "LIVE_RETRY_SLEEP_S", 0.001)
     frames = _noise(3, shape=(6, 8), dtype=np.uint16, seed=9)
     as_bytes = [f.astype("<u2").view(np.uint8) for f in frames]
     if layout == "one_row":
@@ -380,7 +383,7 @@ def test_live_capture_stamps_capture_time_and_gives_up_after_retries(tmp_path, m
     # A short video file stands in for a camera that stops delivering.
     frames = _noise(4)
     path = _write_video(tmp_path / "cam.mkv", frames, "FFV1")
-    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    monkeypatch.setattr(live, "LIVE_RETRY_SLEEP_S", 0.001)
     src = CaptureSource("fake-cam", cv2.VideoCapture(str(path)), 25.0, "the camera")  # no reopen: no reconnect
     assert src.live and src.shape == (48, 64)
     got = []
@@ -436,9 +439,9 @@ def _camera_world(unplug_at=(), freeze_at=(), replug_after_tries=2):
 
 
 def test_a_lost_camera_is_reopened_with_backoff_and_frames_go_on(monkeypatch, caplog):
-    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    monkeypatch.setattr(live, "LIVE_RETRY_SLEEP_S", 0.001)
     world, reopen = _camera_world(unplug_at={5, 12})
-    policy = sources.ReconnectConfig(initial_s=0.01, max_s=0.04)
+    policy = live.ReconnectConfig(initial_s=0.01, max_s=0.04)
     src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen, reconnect=policy)
     frames = []
     t0 = time.monotonic()
@@ -455,9 +458,9 @@ def test_a_lost_camera_is_reopened_with_backoff_and_frames_go_on(monkeypatch, ca
 
 
 def test_a_camera_that_stays_gone_gives_up_after_give_up_s(monkeypatch):
-    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    monkeypatch.setattr(live, "LIVE_RETRY_SLEEP_S", 0.001)
     world, reopen = _camera_world(unplug_at={3}, replug_after_tries=10**6)
-    policy = sources.ReconnectConfig(initial_s=0.01, max_s=0.02, give_up_s=0.1)
+    policy = live.ReconnectConfig(initial_s=0.01, max_s=0.02, give_up_s=0.1)
     src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen, reconnect=policy)
     with pytest.raises(UserError, match=r"camera 0: the camera gone for \d+ s, reconnecting failed \(give_up_s 0.1\)"):
         list(src)
@@ -465,7 +468,7 @@ def test_a_camera_that_stays_gone_gives_up_after_give_up_s(monkeypatch):
 
 
 def test_a_camera_that_opens_but_delivers_nothing_backs_off_and_gives_up(monkeypatch):
-    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    monkeypatch.setattr(live, "LIVE_RETRY_SLEEP_S", 0.001)
     world, _ = _camera_world(unplug_at={3})
     opened = []
 
@@ -473,7 +476,7 @@ def test_a_camera_that_opens_but_delivers_nothing_backs_off_and_gives_up(monkeyp
         opened.append(time.monotonic())
         return _Camera(world)
 
-    policy = sources.ReconnectConfig(initial_s=0.02, max_s=0.08, give_up_s=0.5)
+    policy = live.ReconnectConfig(initial_s=0.02, max_s=0.08, give_up_s=0.5)
     src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen, reconnect=policy)
     with pytest.raises(UserError, match="reconnecting failed"):
         list(src)
@@ -482,10 +485,10 @@ def test_a_camera_that_opens_but_delivers_nothing_backs_off_and_gives_up(monkeyp
 
 
 def test_interrupt_ends_a_reconnecting_source_at_once(monkeypatch):
-    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    monkeypatch.setattr(live, "LIVE_RETRY_SLEEP_S", 0.001)
     world, reopen = _camera_world(unplug_at={2}, replug_after_tries=10**6)
     src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen,
-                        reconnect=sources.ReconnectConfig(initial_s=30.0, max_s=30.0))
+                        reconnect=live.ReconnectConfig(initial_s=30.0, max_s=30.0))
     import threading
 
     threading.Timer(0.2, src.interrupt).start()
@@ -495,7 +498,7 @@ def test_interrupt_ends_a_reconnecting_source_at_once(monkeypatch):
 
 
 def test_frozen_frames_are_flagged_and_counted(monkeypatch):
-    monkeypatch.setattr(sources, "LIVE_RETRY_SLEEP_S", 0.001)
+    monkeypatch.setattr(live, "LIVE_RETRY_SLEEP_S", 0.001)
     world, reopen = _camera_world(freeze_at={4, 5, 9})
     src = CaptureSource("camera 0", world["current"], 25.0, "the camera", reopen=reopen)
     frames = []
@@ -509,10 +512,10 @@ def test_frozen_frames_are_flagged_and_counted(monkeypatch):
 
 def test_reconnect_config_is_checked():
     with pytest.raises(ValueError, match="initial_s"):
-        sources.ReconnectConfig(initial_s=5, max_s=1)
+        live.ReconnectConfig(initial_s=5, max_s=1)
     with pytest.raises(ValueError, match="give_up_s"):
-        sources.ReconnectConfig(give_up_s=-1)
-    d = sources.ReconnectConfig(initial_s=1, max_s=5).delays()
+        live.ReconnectConfig(give_up_s=-1)
+    d = live.ReconnectConfig(initial_s=1, max_s=5).delays()
     assert [next(d) for _ in range(5)] == [1, 2, 4, 5, 5]
 
 

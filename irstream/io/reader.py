@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 
-from irstream.io.sources import Source
+from irstream.io.base import Source
 from irstream.types import Frame
 
 #: Seconds a waiting reader or taker sleeps before checking for a stop request.

@@ -34,7 +34,8 @@ from irstream.config import PipelineConfig, load_pipeline, override
 from irstream.detect.detector import Detector, DetectorStream
 from irstream.errors import UserError
 from irstream.io.reader import POLL_S, FrameReader
-from irstream.io.sources import Source, SourceConfig, open_source
+from irstream.io.base import Source
+from irstream.io.sources import SourceConfig, open_source
 from irstream.sinks.outputs import file_sinks, numbered, publisher, web_view
 from irstream.sinks.worker import TIMING_WINDOW_FRAMES, SinkWorker
 from irstream.track.stage import TrackingStage

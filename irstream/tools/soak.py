@@ -194,7 +194,7 @@ class FlakyCapture:
 def flaky_camera(clips: list[Path], cfg: SoakConfig):
     """A CaptureSource over a FlakyCapture, with its reopen function; and the fault counters."""
     from irstream.errors import UserError
-    from irstream.io.sources import CaptureSource, ReconnectConfig
+    from irstream.io.live import CaptureSource, ReconnectConfig
 
     frames = clip_frames(clips, cfg.scale)
     first = next(frames)
@@ -313,7 +313,7 @@ def rtsp_phase(pipe_cfg, clip: Path, cfg: RtspSoakConfig, workdir: Path, on_fram
     """The pipeline, live, on a real RTSP server behind a faulty link (FaultProxy), publishing to
     a subscriber, with a fault every fault_every_s.  Writes rss.csv and rss.png to workdir."""
     from irstream.config import override
-    from irstream.io.sources import ReconnectConfig
+    from irstream.io.live import ReconnectConfig
     from irstream.pipeline.run import Pipeline
     from irstream.tools.faultproxy import FaultProxy
     from irstream.tools.loopback import Subscriber, free_port
