@@ -376,7 +376,7 @@ def bench_soak_cmd(
     duration: Annotated[float, typer.Option(help="--rtsp: seconds to run.")] = 600.0,
     rtsp_frames: Annotated[int, typer.Option(help="--rtsp: stop after this many processed frames instead (0: by --duration).")] = 0,
     fault_every: Annotated[float, typer.Option(help="--rtsp: seconds between faults (loss, delay, reset, stall, "
-                                                    "server restart, in turn).")] = 180.0,
+                                                    "server restart, in turn).")] = 60.0,
     out_dir: Annotated[Path, typer.Option("--out", help="--rtsp: where rss.csv, rss.png and report.json go.")] = Path("runs/soak-rtsp"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:

@@ -153,6 +153,7 @@ class CaptureSource(Source):
         self.reconnects = self.frozen_frames = 0
         self.outages_s: list[float] = []  # each reconnect's silence, and any of OUTAGE_MIN_S or more, s
         self._came_back = False  # reconnected since the last frame
+        self._last_frame_at = time.monotonic()
         # Set while the device is lost: when, and the backoff still to come.  Kept across
         # reopens until a frame arrives, so a device that opens but delivers nothing backs off
         # and gives up like one that does not open.
@@ -248,15 +249,15 @@ class CaptureSource(Source):
         self._interrupted.set()
 
     def _frames(self) -> Iterator[Frame]:
-        index, previous, last_at = 0, None, time.monotonic()
+        index, previous, self._last_frame_at = 0, None, time.monotonic()
         while not self._closed:
             raw = self._read()
             if raw is None:
                 return
             t, now = time.time(), time.monotonic()
-            if self._came_back or now - last_at >= OUTAGE_MIN_S:
-                self.outages_s.append(now - last_at)
-            last_at, self._came_back = now, False
+            if self._came_back or now - self._last_frame_at >= OUTAGE_MIN_S:
+                self.outages_s.append(now - self._last_frame_at)
+            self._last_frame_at, self._came_back = now, False
             frozen = previous is not None and raw.shape == previous.shape and np.array_equal(raw, previous)
             self.frozen_frames += frozen
             previous = raw
@@ -265,6 +266,8 @@ class CaptureSource(Source):
             index += 1
 
     def _release(self) -> None:
+        if self._lost_at is not None:  # closed while lost: an outage still going is one too
+            self.outages_s.append(time.monotonic() - self._last_frame_at)
         self._interrupted.set()  # a reconnect in progress ends instead of opening the device again
         self._cap.release()
 

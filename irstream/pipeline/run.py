@@ -67,7 +67,7 @@ class RunSummary:
     frames_corrupt: int = 0
     frames_expected: int | None = None
     reconnects: int = 0
-    outages_s: list[float] = field(default_factory=list)  # each silence of a live source, s (sources.OUTAGE_MIN_S)
+    outages_s: list[float] = field(default_factory=list)  # each outage of a live source, s (irstream.io.live.OUTAGE_MIN_S)
     runtime_outages: int = 0  # a remote runtime (Triton) that stopped answering, and was waited for
     model_threads: int = 0  # CPU threads the model ran on (0: a GPU or a server)
     stalls: int = 0
@@ -323,7 +323,7 @@ class Pipeline:
             # as soon as it connects, not after the model's first (slow) forward passes.
             for shape in dict.fromkeys(lane.source.shape for lane in self.lanes if lane.source.shape):
                 self.detector.warm_up(shape)
-            shared = self._start_outputs()
+            self._start_outputs(shared)
             t_start = time.perf_counter()  # the rate is of frames, not of opening outputs
             for lane in self.lanes:
                 lane.reader.start()
@@ -336,18 +336,20 @@ class Pipeline:
         if failed:
             raise UserError(f"{failed[0].name}: {failed[0].error}")
 
-    def _start_outputs(self) -> list[SinkWorker]:
-        """The run's shared outputs (publisher, caller's sinks) and each lane's files, started."""
+    def _start_outputs(self, shared: list[SinkWorker]) -> None:
+        """Start the run's shared outputs (publisher, web view, caller's sinks) into `shared` and
+        each lane's files into its workers, one by one, so that those started before one that
+        fails are still closed."""
         q, several = self.cfg.run.sink_queue_frames, len(self.lanes) > 1
-        shared = [("publish", self.publisher, True)] if self.publisher is not None else []
-        shared += [("web", self.web, True)] if self.web is not None else []
-        workers = [SinkWorker(s, name, q, drop).start() for name, s, drop in shared + self.extra_sinks]
+        sinks = [("publish", self.publisher, True)] if self.publisher is not None else []
+        sinks += [("web", self.web, True)] if self.web is not None else []
+        for name, sink, drop in sinks + self.extra_sinks:
+            shared.append(SinkWorker(sink, name, q, drop).start())
         for lane in self.lanes:
             path = (lambda p, k=lane.stream: numbered(p, k)) if several else (lambda p: p)
-            sinks = file_sinks(self.cfg.output, lane.source.fps, lane.live, path)
-            lane.workers = [SinkWorker(s, name, q, drop).start() for name, s, drop in sinks]
+            for name, sink, drop in file_sinks(self.cfg.output, lane.source.fps, lane.live, path):
+                lane.workers.append(SinkWorker(sink, name, q, drop).start())
             lane.summary.note_model(self.detector)
-        return workers
 
     def _close(self, shared: list[SinkWorker], wall_s: float) -> None:
         for lane in self.lanes:

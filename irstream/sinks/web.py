@@ -26,7 +26,7 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
 
@@ -43,6 +43,9 @@ CLIENT_POLL_S = 0.5
 #: Seconds a write to a client may block before the client is dropped (a browser that stopped
 #: reading for this long holds only its own thread, never the pipeline).
 CLIENT_SEND_TIMEOUT_S = 30.0
+#: Seconds a connection may take to send its request: an idle or trickling one is closed
+#: instead of holding a thread for ever.
+REQUEST_TIMEOUT_S = 10.0
 BOUNDARY = "irstreamframe"
 
 
@@ -108,7 +111,8 @@ class WebView:
 
     @property
     def url(self) -> str:
-        query = f"/?token={self.token}" if self.token else "/"
+        """Where a browser opens the view, the token included."""
+        query = f"/?token={quote(self.token, safe='')}" if self.token else "/"
         return f"http://{self.host}:{self.port}{query}"
 
     def open(self) -> None:
@@ -121,9 +125,11 @@ class WebView:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]  # port 0: the one the OS gave
         threading.Thread(target=self._server.serve_forever, name="web-view", daemon=True).start()
-        log.warning("web view at %s", self.url)
+        log.info("web view at http://%s:%d/%s", self.host, self.port, " (token required)" if self.token else "")
 
     def write(self, res: FrameResult) -> None:
+        if not self.clients["connected"]:
+            return  # nobody watches: no drawing, no encoding (a client starts with the next frame)
         image = self.annotator.annotate(res)
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
@@ -155,6 +161,7 @@ class WebView:
 class _Handler(BaseHTTPRequestHandler):
     view: WebView
     protocol_version = "HTTP/1.1"
+    timeout = REQUEST_TIMEOUT_S
 
     def log_message(self, fmt, *args) -> None:  # the run's log, not stderr per request
         log.debug("web view: %s", fmt % args)

@@ -17,6 +17,7 @@ It runs its own asyncio loop on a thread; the fault settings are changed from an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import socket
 import struct
@@ -28,6 +29,10 @@ from dataclasses import dataclass
 CHUNK_BYTES = 65536
 #: An interleaved RTP packet starts with this byte; anything else is an RTSP message.
 INTERLEAVED = 0x24
+#: Seconds the proxy may take to listen.
+START_TIMEOUT_S = 5.0
+#: Seconds between looks at a unit's release time while it waits (delay or stall).
+WAIT_STEP_S = 0.05
 
 
 @dataclass
@@ -50,11 +55,16 @@ class FaultProxy:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(port,), name="fault-proxy", daemon=True)
+        self._error: BaseException | None = None
         self._thread.start()
-        self._ready.wait(5.0)
+        if not self._ready.wait(START_TIMEOUT_S) or self._error is not None:
+            raise RuntimeError(f"fault proxy could not listen on 127.0.0.1:{port}: {self._error}")
 
     def set(self, **faults) -> None:
         """Change faults by name: loss, delay_s, jitter_s (0 turns each off)."""
+        known = {f.name for f in dataclasses.fields(Faults)} - {"stalled_until"}
+        if set(faults) - known:
+            raise ValueError(f"unknown fault {sorted(set(faults) - known)[0]!r}; known: {', '.join(sorted(known))}")
         for k, v in faults.items():
             setattr(self.faults, k, v)
 
@@ -72,7 +82,12 @@ class FaultProxy:
 
     def _run(self, port: int) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", port))
+        try:
+            server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", port))
+        except OSError as exc:
+            self._error = exc
+            self._ready.set()
+            return
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
@@ -89,9 +104,9 @@ class FaultProxy:
     def _reset_all(self) -> None:
         for w in list(self._writers):
             sock = w.get_extra_info("socket")
-            if sock is not None:  # linger 0: close() sends RST instead of FIN
+            if sock is not None:  # linger 0: the close sends RST instead of FIN
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            w.close()
+            w.transport.abort()  # at once, not after the write buffer drains (a stalled peer never drains it)
         self._writers.clear()
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
@@ -123,8 +138,8 @@ class FaultProxy:
         """Server -> client, unit by unit (RTSP message or interleaved packet), with the faults."""
         try:
             await self._forward(reader, writer)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError):
-            return
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError, ValueError):
+            return  # the session ended, or the server sent what is not RTSP
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Units are read as they come and queued with their release time, so a delay adds
@@ -151,7 +166,7 @@ class FaultProxy:
             while True:
                 release, unit = await queue.get()
                 while (wait := max(release, self.faults.stalled_until) - time.monotonic()) > 0:
-                    await asyncio.sleep(min(wait, 0.05))
+                    await asyncio.sleep(min(wait, WAIT_STEP_S))
                 writer.write(unit)
                 await writer.drain()
                 self.forwarded += 1

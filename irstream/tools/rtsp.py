@@ -4,7 +4,9 @@ server of rtsp_server.py in its own process, started, killed and restarted from 
 from __future__ import annotations
 
 import functools
+import select
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,20 +54,26 @@ class RtspServer:
         self.kill()
 
     def start(self) -> None:
+        # Its warnings go to a file, not a pipe nobody reads: a full pipe would block the server.
+        self._log = tempfile.TemporaryFile(mode="w+")
         self._proc = subprocess.Popen([gst_python(), str(SERVER_SCRIPT), "--port", str(self.port), "--path", self.path,
-                                       self.clip], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        line = self._proc.stdout.readline()  # "ready ..." once it listens
-        if not line.startswith("ready") or time.monotonic() > deadline:
-            err = self._proc.stderr.read() if self._proc.poll() is not None else ""
+                                       self.clip], stdout=subprocess.PIPE, stderr=self._log, text=True)
+        ready = select.select([self._proc.stdout], [], [], START_TIMEOUT_S)[0]
+        line = self._proc.stdout.readline() if ready else ""  # "ready ..." once it listens
+        if not line.startswith("ready"):
             self.kill()
-            raise UserError(f"RTSP server for {self.clip} did not start on port {self.port}: {err.strip()[-300:]}")
+            self._log.seek(0)
+            raise UserError(f"RTSP server for {self.clip} did not start on port {self.port} within "
+                            f"{START_TIMEOUT_S:g} s: {self._log.read().strip()[-300:]}")
 
     def kill(self) -> None:
         """SIGKILL: the server dies as a crashed camera does, without closing its sessions."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(5.0)
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc.stdout.close()
+            self._log.close()
         self._proc = None
 
     def restart(self, down_s: float = 0.0) -> None:

@@ -285,13 +285,15 @@ RTSP_FAULTS = ("loss", "delay", "reset", "stall", "restart")
 #: reconnect, s (the soak fails).  The goal, BACK_GOAL_S, is reported per fault.
 RECOVER_LIMIT_S = 30.0
 BACK_GOAL_S = 2.0
+#: Seconds a stopping soak run may take to drain and close.
+RUN_JOIN_S = 60.0
 
 
 @dataclass(frozen=True)
 class RtspSoakConfig:
     duration_s: float = 600.0     # how long the soak runs, s ...
     frames: int = 0               # ... or until this many frames are processed (0: by duration)
-    fault_every_s: float = 180.0  # a fault this often, the kinds of RTSP_FAULTS in turn
+    fault_every_s: float = 60.0   # a fault this often, the kinds of RTSP_FAULTS in turn
     fault_s: float = 20.0         # loss and delay last this long, s (at most half of fault_every_s)
     loss: float = 0.05            # share of the stream's RTP packets dropped
     delay_s: float = 0.2          # delay and jitter of every packet, s
@@ -335,14 +337,30 @@ def rtsp_phase(pipe_cfg, clip: Path, cfg: RtspSoakConfig, workdir: Path, on_fram
                 stop.set()
 
         pipe = Pipeline(c, on_frame=counted, stop=stop)
-        with Subscriber(endpoint, c.output.topic, gap_s=1.0) as sub:
-            runner = threading.Thread(target=pipe.run, name="soak run", daemon=True)
-            runner.start()
-            faults = _fault_schedule(server, proxy, cfg, stop, runner)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                pipe.run()
+            except BaseException as exc:  # the soak's verdict, not a thread's silent death
+                errors.append(exc)
+
+        faults: list[dict] = []
+        runner = threading.Thread(target=run, name="soak run", daemon=True)
+        try:
+            with Subscriber(endpoint, c.output.topic, gap_s=1.0) as sub:
+                runner.start()
+                try:
+                    faults = _fault_schedule(server, proxy, cfg, stop, runner)
+                finally:  # stopped before the subscriber drains: it waits for the messages to end
+                    stop.set()
+                    runner.join(RUN_JOIN_S)
+        finally:
             stop.set()
-            runner.join(60.0)
-        proxy.close()
-    crashed = runner.is_alive() or pipe.summary.frames_processed == 0
+            if runner.is_alive():
+                runner.join(RUN_JOIN_S)
+            proxy.close()
+    crashed = runner.is_alive() or bool(errors) or pipe.summary.frames_processed == 0
     d = pipe.summary.to_dict()
     for f, after in zip(faults, faults[1:] + [{"began": float("inf")}]):
         f["back_after_s"] = _resumed_after(sub, f["began"], f["back_at"], after["began"])
@@ -356,7 +374,8 @@ def rtsp_phase(pipe_cfg, clip: Path, cfg: RtspSoakConfig, workdir: Path, on_fram
          "back_within_goal": sum(f["back_after_s"] <= BACK_GOAL_S for f in faults),
          "worst_back_after_s": max((f["back_after_s"] for f in faults), default=0.0),
          "latency_p50_ms": d["latency"]["p50_ms"], "latency_p99_ms": d["latency"]["p99_ms"], "fps": d["fps"],
-         "wall_s": d["wall_s"], "crashed": crashed, **mem.report(cfg.warmup_share), "fault_log": faults}
+         "wall_s": d["wall_s"], "crashed": crashed, "error": str(errors[0]) if errors else "",
+         **mem.report(cfg.warmup_share), "fault_log": faults}
     r["passed"] = r["memory_ok"] and not crashed and r["worst_back_after_s"] <= RECOVER_LIMIT_S
     return r
 
