@@ -116,6 +116,9 @@ class WebView:
         return f"http://{self.host}:{self.port}{query}"
 
     def open(self) -> None:
+        """Start serving; a view already serving (opened early, e.g. by `bench web`) stays as it is."""
+        if self._server is not None:
+            return
         handler = type("Handler", (_Handler,), {"view": self})
         try:
             self._server = ThreadingHTTPServer((self.host, self.port), handler)

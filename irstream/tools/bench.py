@@ -503,7 +503,6 @@ def bench_web(cfg, frames: int, on_frame=None, on_run=None) -> dict:
             stalled = [socket.create_connection(("127.0.0.1", web.port)) for _ in range(WEB_STALLED)]
             for s in stalled:
                 s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
-            web.open = lambda: None  # already serving
         s = pipe.run()
         for p in clients:
             p.terminate()
