@@ -45,6 +45,8 @@ class RtspServer:
         self.url = f"rtsp://127.0.0.1:{port}{path}"
         self.restarts = 0
         self._proc: subprocess.Popen | None = None
+        # The stream encoded at the first start, read back by every restart.
+        self._cache_dir = tempfile.TemporaryDirectory(prefix="irstream-rtsp-")
 
     def __enter__(self) -> "RtspServer":
         self.start()
@@ -52,12 +54,14 @@ class RtspServer:
 
     def __exit__(self, *exc) -> None:
         self.kill()
+        self._cache_dir.cleanup()
 
     def start(self) -> None:
         # Its warnings go to a file, not a pipe nobody reads: a full pipe would block the server.
         self._log = tempfile.TemporaryFile(mode="w+")
+        cache = Path(self._cache_dir.name) / "stream.h264"
         self._proc = subprocess.Popen([gst_python(), str(SERVER_SCRIPT), "--port", str(self.port), "--path", self.path,
-                                       self.clip], stdout=subprocess.PIPE, stderr=self._log, text=True)
+                                       "--cache", str(cache), self.clip], stdout=subprocess.PIPE, stderr=self._log, text=True)
         ready = select.select([self._proc.stdout], [], [], START_TIMEOUT_S)[0]
         line = self._proc.stdout.readline() if ready else ""  # "ready ..." once it listens
         if not line.startswith("ready"):
