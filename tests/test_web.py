@@ -61,6 +61,21 @@ def web_run(on_frame=None, **more):
 
 
 @pytest.mark.slow
+def test_the_cli_takes_the_token_from_the_environment():
+    """`irstream run --web 0.0.0.0:PORT` refuses to serve without a token, and takes it from
+    IRSTREAM_WEB_TOKEN (a flag's value would show in the process list)."""
+    from typer.testing import CliRunner
+
+    from irstream.cli import app
+
+    args = ["run", SAMPLE, "--web", f"0.0.0.0:{free_port()}", "--max-frames", "3", "--weights", "tophat",
+            "--device", "cpu"]
+    refused = CliRunner().invoke(app, args, env={"IRSTREAM_WEB_TOKEN": ""})
+    assert refused.exit_code != 0 and "token" in refused.output
+    served = CliRunner().invoke(app, args, env={"IRSTREAM_WEB_TOKEN": "s3cret"})
+    assert served.exit_code == 0, served.output[-1500:]
+
+
 def test_a_stalled_browser_never_holds_a_file_run():
     pipe = web_run(**{"model.weights": "tophat"})
     runner = threading.Thread(target=pipe.run)

@@ -34,7 +34,9 @@ def run(
                                                           "authorised subscribers only.")] = None,
     web: Annotated[Optional[str], typer.Option(help="Serve the annotated live picture and the tracks to browsers at "
                                                     "HOST:PORT, e.g. 127.0.0.1:8080 (another address needs --web-token).")] = None,
-    web_token: Annotated[Optional[str], typer.Option(help="The token browsers must give (?token=...) for --web.")] = None,
+    web_token: Annotated[Optional[str], typer.Option(
+        envvar="IRSTREAM_WEB_TOKEN", show_envvar=True,
+        help="The token browsers must give (?token=...) for --web; from the environment, it stays out of the process list.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     runtime: Annotated[Optional[str], typer.Option(help="auto (fastest measured that agrees), torch (eager fp32), openvino (CPU), onnxruntime (CPU) or "
                                                        "triton (a Triton server: --triton-url).")] = None,

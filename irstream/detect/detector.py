@@ -20,6 +20,7 @@ from irstream.model.config import ModelConfig
 from irstream.detect.osd import OsdConfig
 from irstream.detect.preprocess import PreprocessConfig, Preprocessor
 from irstream.model.segment import StreamSegmenter, resolve_device, set_threads
+from irstream.model.reuse import TileMemory
 from irstream.detect.targets import TargetConfig, TargetStage, resolve_targets
 from irstream.types import Detections, Frame, Prepared
 from irstream.model.weights import load_weights
@@ -86,7 +87,8 @@ class Detector:
         self.model, self.card, self.device, self.tiles = loaded.model, loaded.card, loaded.device, loaded.tiles
         self.segmenter = StreamSegmenter(self.model, self.device, model.upscale, _runtime(model),
                                          tile_px=self.tiles[0], tile_overlap_px=self.tiles[1], coarse=model.coarse,
-                                         threads=threads)
+                                         threads=threads, reuse=TileMemory(model.reuse_levels, model.reuse_max_frames)
+                                         if model.reuse_levels else None)
         self.reset()
 
     @classmethod
@@ -95,8 +97,9 @@ class Detector:
         return cls(cfg.model, cfg.preprocess, cfg.targets, cfg.osd, cfg.run.threads)
 
     def reset(self) -> None:
-        """Forget the stream: AGC limits and the learnt text mask."""
+        """Forget the stream: AGC limits, the learnt text mask and the tiles' kept maps."""
         self.stream = self.new_stream()
+        self.segmenter.reset()
 
     def new_stream(self) -> "DetectorStream":
         """The per-stream state of one more source sharing this detector's model."""

@@ -339,8 +339,10 @@ def frames_to_confirm(truth: list[Truth], log: TrackLog, max_px: float = MATCH_P
 # ---- caching the model's maps ---------------------------------------------------------------
 
 
-def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, tiles=(0, 0), coarse: int = 0) -> str:
-    """Changes with the weights' bytes, the frames' files, the upscale, the coarse pass and the preprocessing.
+def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, tiles=(0, 0), coarse: int = 0,
+              reuse: tuple[float, int] = (0.0, 0)) -> str:
+    """Changes with the weights' bytes, the frames' files, the upscale, the coarse pass, the
+    tiles' reuse and the preprocessing.
     The files count by their bytes, not their times: a data folder mounted or copied afresh
     keeps its cache (reading a clip costs nothing beside running the model over it)."""
     h = hashlib.sha256(Path(weights).read_bytes())
@@ -354,6 +356,8 @@ def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, ti
         h.update(f":tiles {tiles[0]} {tiles[1]}".encode())
     if coarse:  # maps without the coarse pass keep the key they always had
         h.update(f":coarse {coarse}".encode())
+    if reuse[0]:  # so do maps that ran every tile
+        h.update(f":reuse {reuse[0]:g} {reuse[1]}".encode())
     return h.hexdigest()[:16]
 
 
@@ -373,7 +377,8 @@ def sequence_maps(seq: EvalSequence, cfg, cache_dir: Path | None = None, on_fram
     path = None
     if cache_dir is not None:
         key = cache_key(seq, cfg.model.weights_path, cfg.model.upscale, cfg.preprocess,
-                        cfg.model.tiles(read_card(cfg.model.weights_path)), cfg.model.coarse)
+                        cfg.model.tiles(read_card(cfg.model.weights_path)), cfg.model.coarse,
+                        (cfg.model.reuse_levels, cfg.model.reuse_max_frames))
         path = Path(cache_dir) / f"{seq.name}-{key}.npz"
         if path.is_file():
             with np.load(path) as z:

@@ -32,6 +32,10 @@ class ModelConfig:
         its large targets (irstream.model.segment.COARSE_MIN_AREA_PX and up) over the full map:
         a close drone of 40-130 px is a 10-30 px target there, the size the model learnt,
         at 1/4 or 1/16 of the pixels' cost.
+    reuse_levels, reuse_max_frames: a tile whose pixels (lightly blurred) all moved by less than
+        reuse_levels grey levels (of 255) since the model last ran on it keeps that run's map,
+        for at most reuse_max_frames frames in a row (irstream.model.reuse); 0 = every tile
+        runs on every frame.  Under a still camera most tiles are kept; a pan runs them all.
     triton_url, triton_model, triton_version: the server (gRPC host:port), the model's name
         there and its version ("" = latest), for runtime "triton".  The weights are still
         read here, for their card (input scale, tiles, threshold): give the ones it serves.
@@ -44,6 +48,8 @@ class ModelConfig:
     runtime: str = "auto"
     tile_px: int | None = None
     tile_overlap_px: int | None = None
+    reuse_levels: float = 0.0
+    reuse_max_frames: int = 12
     triton_url: str = "127.0.0.1:8001"
     triton_model: str = "irstream"
     triton_version: str = ""
@@ -61,6 +67,10 @@ class ModelConfig:
                 raise ValueError(f"{name}={v!r}: must be a whole number >= 0")
         if self.tile_px and self.tile_overlap_px is not None and self.tile_overlap_px >= self.tile_px:
             raise ValueError(f"tile_overlap_px={self.tile_overlap_px} must be smaller than tile_px={self.tile_px}")
+        if not isinstance(self.reuse_levels, (int, float)) or self.reuse_levels < 0:
+            raise ValueError(f"reuse_levels={self.reuse_levels!r}: must be a number of grey levels >= 0 (0 = off)")
+        if not isinstance(self.reuse_max_frames, int) or self.reuse_max_frames < 1:
+            raise ValueError(f"reuse_max_frames={self.reuse_max_frames!r}: must be a whole number >= 1")
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime={self.runtime!r}: must be one of {', '.join(RUNTIMES)}")
 

@@ -23,6 +23,7 @@ from irstream.host import cache_root, usable_cores
 from irstream.errors import UserError
 from irstream.model.openvino import OpenVinoRuntime, cpu_precisions, openvino_available
 from irstream.model.registry import LRRNet
+from irstream.model.reuse import TileMemory
 from irstream.model.runtime import (MASK_IOU_MIN, OnnxRuntime, RuntimeSpec, TorchRuntime, export_onnx, mask_iou,
                                     onnxruntime_available, pad_to_multiple)
 
@@ -83,29 +84,35 @@ def _cores(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def tiled(fn, image: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+def tiled(fn, image: np.ndarray, tile: int, overlap: int, memory: TileMemory | None = None) -> np.ndarray:
     """fn over a large frame in tiles: fn maps (N, 1, t, t) float32 to (N, t, t); returns (H, W).
 
     Weights trained on crops see a whole 640x512 frame differently from the crops they learnt
     on (GroupNorm statistics and the attention are taken over the whole input); run in tiles of
     the size they learnt at, they see what they were taught.  tile = 0, or a frame no larger
-    than a tile, is run whole."""
-    return tiled_many(fn, [image], tile, overlap)[0]
+    than a tile, is run whole.  memory: see `tiled_many`."""
+    return tiled_many(fn, [image], tile, overlap, memory)[0]
 
 
-def tiled_many(fn, images: list[np.ndarray], tile: int, overlap: int) -> list[np.ndarray]:
+def tiled_many(fn, images: list[np.ndarray], tile: int, overlap: int,
+               memory: TileMemory | None = None) -> list[np.ndarray]:
     """`tiled` over several frames (of several cameras) with one call of fn per tile size: the
-    tiles of all frames go into one batch, which a model runs far better than one each."""
+    tiles of all frames go into one batch, which a model runs far better than one each.  With
+    a memory, only the tiles that changed since their last run go (image i is its slot i)."""
     layouts = [_tile_layout(img.shape, tile, overlap) for img in images]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, (th, tw, _, _) in enumerate(layouts):
         groups.setdefault((th, tw), []).append(i)
     outs: list[np.ndarray | None] = [None] * len(images)
     for members in groups.values():
-        batch = np.concatenate([_tiles(images[i], layouts[i]) for i in members])
-        maps = iter(fn(np.ascontiguousarray(batch)))
-        for i in members:
-            outs[i] = _untile(maps, images[i].shape, layouts[i])
+        tiles = [_tiles(images[i], layouts[i]) for i in members]
+        runs = [memory.to_run(i, t) for i, t in zip(members, tiles)] if memory else [slice(None)] * len(members)
+        batch = np.concatenate([t[r] for t, r in zip(tiles, runs)])
+        maps = fn(np.ascontiguousarray(batch)) if len(batch) else batch[:, 0]
+        done = np.cumsum([0] + [len(t[r]) for t, r in zip(tiles, runs)])
+        for k, i in enumerate(members):
+            mine = maps[done[k]:done[k + 1]]
+            outs[i] = _untile(iter(memory.maps(i, runs[k], mine) if memory else mine), images[i].shape, layouts[i])
     return outs
 
 
@@ -231,11 +238,13 @@ class StreamSegmenter:
 
     def __init__(self, model: LRRNet, device: str | torch.device = "cpu", upscale: int = 1,
                  runtime: str | RuntimeSpec = "auto", overlap: bool = True, tile_px: int = 0,
-                 tile_overlap_px: int = 0, coarse: int = 0, threads: int = 0) -> None:
+                 tile_overlap_px: int = 0, coarse: int = 0, threads: int = 0,
+                 reuse: TileMemory | None = None) -> None:
         if not isinstance(upscale, int) or upscale < 1:
             raise ValueError(f"upscale={upscale!r}: must be a whole number >= 1")
         self.tile_px, self.tile_overlap_px = tile_px, tile_overlap_px
         self.coarse = coarse
+        self.memory = reuse  # tiles that did not change keep their maps (irstream.model.reuse)
         self._coarse_inputs: list[np.ndarray] = []  # frames pushed, in order, awaiting their coarse pass
         if isinstance(runtime, str) and runtime not in LOCAL_RUNTIMES:
             raise UserError(f"= {runtime!r}: use {', '.join(RUNTIMES)}", "model.runtime")
@@ -293,7 +302,8 @@ class StreamSegmenter:
         with several sources; synchronous on every device."""
         self._pick_once(images[0].shape[:2])
         self._coarse_inputs += images if self.coarse else []
-        maps = tiled_many(self.runtime, [self._upscale(im) for im in images], self.tile_px, self.tile_overlap_px)
+        maps = tiled_many(self.runtime, [self._upscale(im) for im in images], self.tile_px, self.tile_overlap_px,
+                          self.memory)
         return [self._with_coarse(self._downscale(p)) for p in maps]
 
     @torch.inference_mode()
@@ -309,7 +319,7 @@ class StreamSegmenter:
     def _push(self, key, image: np.ndarray) -> list[tuple[object, np.ndarray]]:
         if self._cuda is not None:
             return self._cuda.push(key, image)
-        return [(key, tiled(self.runtime, image, self.tile_px, self.tile_overlap_px))]
+        return [(key, tiled(self.runtime, image, self.tile_px, self.tile_overlap_px, self.memory))]
 
     def _upscale(self, image: np.ndarray) -> np.ndarray:
         # Targets smaller than the model learnt (1-3 px) are found once the frame is enlarged;
@@ -334,6 +344,12 @@ class StreamSegmenter:
         CPU with more than one candidate runtime this is also where the faster is picked."""
         self.push(None, np.zeros(shape, dtype=np.float32))
         self.flush()
+        self.reset()
+
+    def reset(self) -> None:
+        """A new stream: no tile keeps a map from before."""
+        if self.memory is not None:
+            self.memory.reset()
 
     def _pick_once(self, shape: tuple[int, int]) -> None:
         """Where "auto" has several CPU candidates, pick on the first frame's size (at warm-up

@@ -8,7 +8,9 @@ packet) between the RTSP messages.  From server to client the proxy can:
   does to a camera's stream; the RTSP messages themselves always pass);
 - delay them, by a base delay plus a uniform jitter, in order (a packet never overtakes the
   one before, as within one TCP connection);
-- stall: forward nothing for a while, the connections kept open (a camera whose encoder hangs);
+- stall: send no video for a while, the connections kept open and the RTSP messages passing
+  (a camera whose encoder hangs: what it would have sent meanwhile never exists, so the
+  packets of the stall are dropped, not held back and sent in a burst after it);
 - reset every connection at once (RST: a router or the camera dropping the session).
 
 It runs its own asyncio loop on a thread; the fault settings are changed from any thread.
@@ -31,8 +33,11 @@ CHUNK_BYTES = 65536
 INTERLEAVED = 0x24
 #: Seconds the proxy may take to listen.
 START_TIMEOUT_S = 5.0
-#: Seconds between looks at a unit's release time while it waits (delay or stall).
+#: Seconds between looks at a unit's release time while it waits (delay).
 WAIT_STEP_S = 0.05
+#: Units (packets, messages) on their way to the client at once; beyond, the proxy stops
+#: reading from the server until the client takes some, as a TCP window does.
+QUEUE_UNITS = 2048
 
 
 @dataclass
@@ -40,7 +45,7 @@ class Faults:
     loss: float = 0.0  # probability that an interleaved packet is dropped
     delay_s: float = 0.0
     jitter_s: float = 0.0  # each packet's delay is delay_s + uniform(-jitter_s, jitter_s), at least 0
-    stalled_until: float = 0.0  # time.monotonic() before which nothing goes to the client
+    stalled_until: float = 0.0  # time.monotonic() before which no video goes to the client
 
 
 class FaultProxy:
@@ -49,7 +54,7 @@ class FaultProxy:
 
     def __init__(self, upstream: tuple[str, int], port: int = 0, seed: int = 0) -> None:
         self.upstream, self.faults = upstream, Faults()
-        self.dropped = self.forwarded = self.resets = 0
+        self.dropped = self.stalled = self.forwarded = self.resets = 0
         self._rng = random.Random(seed)
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
@@ -144,20 +149,23 @@ class FaultProxy:
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Units are read as they come and queued with their release time, so a delay adds
         latency without cutting the rate (as a long link does)."""
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue = asyncio.Queue(QUEUE_UNITS)
         sender = asyncio.ensure_future(self._send(queue, writer))
         try:
             release = 0.0  # when the previous unit goes out: order is kept
             async for unit, interleaved in self._units(reader):
                 f = self.faults
+                if interleaved and time.monotonic() < f.stalled_until:
+                    self.stalled += 1
+                    continue
                 if interleaved and f.loss and self._rng.random() < f.loss:
                     self.dropped += 1
                     continue
                 jitter = self._rng.uniform(-f.jitter_s, f.jitter_s) if f.jitter_s else 0.0
                 release = max(release, time.monotonic() + max(0.0, f.delay_s + jitter))
-                queue.put_nowait((release, unit))
-                if sender.done():
+                if sender.done():  # the client is gone
                     return
+                await queue.put((release, unit))
         finally:
             sender.cancel()
 
@@ -165,7 +173,7 @@ class FaultProxy:
         try:
             while True:
                 release, unit = await queue.get()
-                while (wait := max(release, self.faults.stalled_until) - time.monotonic()) > 0:
+                while (wait := release - time.monotonic()) > 0:
                     await asyncio.sleep(min(wait, WAIT_STEP_S))
                 writer.write(unit)
                 await writer.drain()

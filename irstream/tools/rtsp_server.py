@@ -50,10 +50,11 @@ BITRATE_BPS = 2_000_000
 def encode(clip: str) -> tuple[list[tuple[bytes, bool]], Gst.Caps, float]:
     """Every access unit of clip, re-encoded, as (bytes, is key frame), their caps, and frames/s."""
     pipeline = Gst.parse_launch(
-        f'filesrc location="{clip}" ! decodebin ! videoconvert '
+        "filesrc name=file ! decodebin ! videoconvert "
         f"! openh264enc gop-size={KEY_EVERY_FRAMES} bitrate={BITRATE_BPS} complexity=low "
         "! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au "
         "! appsink name=sink sync=false")
+    pipeline.get_by_name("file").set_property("location", clip)  # any path, quotes and all
     sink: GstApp.AppSink = pipeline.get_by_name("sink")
     pipeline.set_state(Gst.State.PLAYING)
     units, caps = [], None

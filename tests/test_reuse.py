@@ -1,0 +1,90 @@
+"""Tiles that did not change keep their maps (irstream.model.reuse): on real frames of the
+shipped sky video, a repeated frame runs no tile, a change runs only the tiles it touches, and
+what comes out is what running every tile gives."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from irstream.model.reuse import TileMemory
+from irstream.model.segment import tiled
+
+SKY = Path(__file__).resolve().parents[1] / "sample_videos" / "sky_drones.mkv"
+CLIP = SHARED_DATA / "antiuav-clips" / "20190925_200805_1_9.mp4"
+TILE, OVERLAP = 96, 16
+
+
+def frames(n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(SKY))
+    out = [cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255 for _ in range(n)]
+    cap.release()
+    return out
+
+
+class Counting:
+    """A stand-in model that depends on the whole tile (as GroupNorm does) and counts tiles."""
+
+    def __init__(self):
+        self.tiles = 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.tiles += len(batch)
+        x = batch[:, 0]
+        return x - x.mean(axis=(1, 2), keepdims=True)
+
+
+def test_a_repeated_frame_runs_no_tile_and_keeps_its_map():
+    img = frames(1)[0]
+    fn, memory = Counting(), TileMemory(levels=4, max_frames=10)
+    first = tiled(fn, img, TILE, OVERLAP, memory)
+    all_tiles = fn.tiles
+    again = tiled(fn, img.copy(), TILE, OVERLAP, memory)
+    assert all_tiles > 4 and fn.tiles == all_tiles
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(first, tiled(Counting(), img, TILE, OVERLAP))
+
+
+def test_a_change_runs_only_the_tiles_it_touches_and_matches_running_them_all():
+    img = frames(1)[0]
+    fn, memory = Counting(), TileMemory(levels=4, max_frames=10)
+    tiled(fn, img, TILE, OVERLAP, memory)
+    n_tiles = fn.tiles
+    moved = img.copy()
+    moved[10:14, 10:14] = 1.0  # a bright target appears in the top-left corner: one tile
+    out = tiled(fn, moved, TILE, OVERLAP, memory)
+    assert fn.tiles == n_tiles + 1 and memory.tiles_kept == n_tiles - 1
+    np.testing.assert_array_equal(out, tiled(Counting(), moved, TILE, OVERLAP))
+
+
+def test_noise_below_the_levels_keeps_the_maps_and_the_oldest_are_refreshed():
+    img = frames(1)[0]
+    rng = np.random.default_rng(0)
+    fn, memory = Counting(), TileMemory(levels=4, max_frames=3)
+    tiled(fn, img, TILE, OVERLAP, memory)
+    n_tiles = fn.tiles
+    for _ in range(3):  # sensor noise of 0.5 grey levels: nothing runs
+        tiled(fn, np.clip(img + rng.normal(0, 0.5 / 255, img.shape).astype(np.float32), 0, 1), TILE, OVERLAP, memory)
+    assert fn.tiles == n_tiles
+    tiled(fn, img, TILE, OVERLAP, memory)  # 4th kept frame in a row: over max_frames, all run
+    assert fn.tiles == 2 * n_tiles
+
+
+@pytest.mark.skipif(not CLIP.is_file(), reason=f"{CLIP} is not present")
+def test_a_real_clip_keeps_most_tiles_and_finds_what_running_all_finds():
+    """A real 640x512 drone clip (H.264, as a camera sends it) with the shipped model: most
+    tiles are kept, and the map differs from running every tile only by little."""
+    from irstream.detect.detector import Detector
+    from irstream.model.config import ModelConfig
+
+    cap = cv2.VideoCapture(str(CLIP))
+    clip = [cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255 for _ in range(8)]
+    cap.release()
+    plain = Detector(ModelConfig(device="cpu", runtime="torch"), threads=1)
+    kept = Detector(ModelConfig(device="cpu", runtime="torch", reuse_levels=6), threads=1)
+    diffs = [np.abs(plain.segmenter.batch([img])[0] - kept.segmenter.batch([img])[0]).max() for img in clip]
+    memory = kept.segmenter.memory
+    assert memory.tiles_kept > memory.tiles_run / 2, (memory.tiles_kept, memory.tiles_run)
+    assert max(diffs) < 0.5, diffs
