@@ -93,8 +93,10 @@ def test_a_reset_connection_is_reopened(server, fault_s):
         summary, sub, began, back_at = live_run(f"rtsp://127.0.0.1:{proxy.port}{server.path}", proxy.reset, fault_s)
     finally:
         proxy.close()
+    back = resumed_within(sub, began, back_at)
+    print(f"tcp-proxy reset: publishing again {back:.2f} s after the reset; outages {summary.outages_s}")
     assert proxy.resets == 1 and summary.reconnects >= 1 and summary.outages_s
-    assert resumed_within(sub, began, back_at) <= BACK_WITHIN_S, sub.gaps
+    assert back <= BACK_WITHIN_S, sub.gaps
 
 
 @pytest.mark.slow
@@ -107,8 +109,10 @@ def test_a_stream_that_stalls_for_10_s_is_reopened_once_it_flows(server):
         proxy.close()
     # FFmpeg may wait the stall out on the open connection (the same connection delivers
     # again) or irstream reopens it after its read timeout: either way the outage is counted.
+    back = resumed_within(sub, began, back_at)
+    print(f"tcp-proxy stall: publishing again {back:.2f} s after the stream flowed; outages {summary.outages_s}")
     assert proxy.stalled > 0 and summary.outages_s and max(summary.outages_s) >= 5.0
-    assert resumed_within(sub, began, back_at) <= BACK_WITHIN_S, sub.gaps
+    assert back <= BACK_WITHIN_S, sub.gaps
 
 
 @pytest.mark.slow
@@ -116,8 +120,10 @@ def test_a_server_killed_and_restarted_is_reconnected(server):
     down_s = 3.0
     summary, sub, began, back_at = live_run(server.url, lambda: threading.Thread(target=server.restart, args=(down_s,)).start(),
                                      down_s)
+    back = resumed_within(sub, began, back_at)
+    print(f"server restart: publishing again {back:.2f} s after it listened; outages {summary.outages_s}")
     assert server.restarts >= 1 and summary.reconnects >= 1 and max(summary.outages_s) >= down_s
-    assert resumed_within(sub, began, back_at) <= BACK_WITHIN_S, sub.gaps
+    assert back <= BACK_WITHIN_S, sub.gaps
 
 
 @pytest.mark.slow

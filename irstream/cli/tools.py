@@ -278,6 +278,8 @@ def bench_pipeline_cmd(
                                                               "processes against one batched process.")] = None,
     triton_url: Annotated[Optional[str], typer.Option(help="With --sources: also N worker processes whose model runs on "
                                                            "this Triton server (host:port; start it with `irstream serve`).")] = None,
+    reuse: Annotated[Optional[list[float]], typer.Option(help="Also compare tile reuse levels (repeatable: 0 off, grey "
+                                                            "levels otherwise; [model] reuse_levels).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """End to end, from a video file to a ZeroMQ subscriber on loopback: per-stage p50/p99 and rate.
@@ -304,12 +306,12 @@ def bench_pipeline_cmd(
                 raise UserError(f"--mode {m}: use file or live")
         cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "source.mode": "file", "model.device": device,
                                                    "model.weights": weights, "run.max_frames": frames})
-        runs = len(runtime) * len(coarse or [None]) * len(mode or [None]) * len(threads or [None])
+        runs = len(runtime) * len(coarse or [None]) * len(mode or [None]) * len(threads or [None]) * len(reuse or [None])
         with progress() as prog:
             task = prog.add_task("frames", total=frames * runs)
             rows = bench_pipeline(cfg, runtime, on_frame=lambda _res: prog.advance(task),
                                   on_run=lambda rt: prog.update(task, description=rt), coarse=coarse, modes=mode,
-                                  threads=threads)
+                                  threads=threads, reuse=reuse)
     info = machine()
     if as_json:
         _bench_report("", rows, info, True, {"source": source})

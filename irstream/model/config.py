@@ -48,7 +48,7 @@ class ModelConfig:
     runtime: str = "auto"
     tile_px: int | None = None
     tile_overlap_px: int | None = None
-    reuse_levels: float = 0.0
+    reuse_levels: float = 4.0
     reuse_max_frames: int = 12
     triton_url: str = "127.0.0.1:8001"
     triton_model: str = "irstream"

@@ -80,10 +80,12 @@ class RunSummary:
     latency_ms: deque = field(default_factory=lambda: _window())
     outputs: dict[str, dict] = field(default_factory=dict)
     _confirmed_ids: set[int] = field(default_factory=set, repr=False)  # live ids already counted
+    _tiles: object = field(default=None, repr=False)
 
     def note_model(self, detector) -> None:
         """Name the runtime the detector settled on (after warm-up) and its CPU threads."""
         self.model_threads = detector.segmenter.threads
+        self._tiles = detector.segmenter.memory  # counts the tiles run and kept, where tiles are reused
         self.device += f" {detector.runtime_label}" + (f", {self.model_threads} threads" if self.model_threads else "")
 
     @property
@@ -97,6 +99,7 @@ class RunSummary:
         stages |= {"read->tracks": self.latency_ms} | {f"read->{n}": o["latency_ms"] for n, o in self.outputs.items()}
         timing = {k: dict(zip(("p50_ms", "p99_ms"), percentiles(v))) for k, v in stages.items()}
         per_frame = max(1, self.frames_processed)
+        tiles = self._tiles and (self._tiles.tiles_run + self._tiles.tiles_kept)
         return {"source": self.source, "device": self.device, "live": self.live, "model_threads": self.model_threads,
                 "frames_read": self.frames_read, "frames_processed": self.frames_processed,
                 "frames_dropped": self.frames_dropped, "frames_frozen": self.frames_frozen,
@@ -106,6 +109,7 @@ class RunSummary:
                 "fps": round(self.fps, 3), "wall_s": self.wall_s, "detections": self.detections,
                 "confirmed_tracks": self.confirmed_tracks,
                 "published_tracks_per_frame": self.published_track_frames / per_frame,
+                "tiles_kept_share": self._tiles.tiles_kept / tiles if tiles else None,
                 "stopped_early": self.stopped_early, "timing": timing, "latency": timing["read->tracks"],
                 "outputs": {name: {k: v for k, v in o.items() if not k.endswith("_ms")} for name, o in self.outputs.items()}}
 
