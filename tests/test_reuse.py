@@ -88,3 +88,17 @@ def test_a_real_clip_keeps_most_tiles_and_finds_what_running_all_finds():
     memory = kept.segmenter.memory
     assert memory.tiles_kept > memory.tiles_run / 2, (memory.tiles_kept, memory.tiles_run)
     assert max(diffs) < 0.5, diffs
+
+
+def test_a_tile_whose_map_holds_a_target_runs_on_every_frame():
+    """The blur hides much of a 1-2 px target's contrast: a tile with a target in its map is
+    never kept, so the target is never reported where it was."""
+    img = frames(1)[0] * 0.5  # the scene dimmed: the stand-in's map stays below 0.5 but at the target
+    fn, memory = Counting(), TileMemory(levels=4, max_frames=10, hot=0.6)
+    hot = img.copy()
+    hot[10:14, 10:14] = 1.0  # the stand-in model's map reaches ~0.8 there: a target
+    tiled(fn, hot, TILE, OVERLAP, memory)
+    n_tiles = fn.tiles
+    for _ in range(3):
+        tiled(fn, hot, TILE, OVERLAP, memory)
+    assert fn.tiles == n_tiles + 3  # the target's tile each time, the others kept

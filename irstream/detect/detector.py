@@ -87,9 +87,14 @@ class Detector:
         self.model, self.card, self.device, self.tiles = loaded.model, loaded.card, loaded.device, loaded.tiles
         self.segmenter = StreamSegmenter(self.model, self.device, model.upscale, _runtime(model),
                                          tile_px=self.tiles[0], tile_overlap_px=self.tiles[1], coarse=model.coarse,
-                                         threads=threads, reuse=TileMemory(model.reuse_levels, model.reuse_max_frames)
-                                         if model.reuse_levels else None)
+                                         threads=threads, reuse=self._tile_memory(model))
         self.reset()
+
+    def _tile_memory(self, model: ModelConfig) -> TileMemory | None:
+        # CPU only: on a GPU each new batch size of changed tiles would capture a CUDA graph.
+        if not model.reuse_levels or self.device.type != "cpu" or model.runtime == "triton":
+            return None
+        return TileMemory(model.reuse_levels, model.reuse_max_frames, hot=self.targets_cfg.score_threshold)
 
     @classmethod
     def from_config(cls, cfg) -> "Detector":
@@ -139,7 +144,7 @@ class Detector:
     def batch(self, prepared: list[Prepared]) -> list[np.ndarray]:
         """Probability maps of frames from several streams in one forward pass per tile size
         (runs with several sources); each stream then finds its targets with its own state."""
-        probs = self.segmenter.batch([p.unit for p in prepared])
+        probs = self.segmenter.batch([p.unit for p in prepared], [p.frame.source_id for p in prepared])
         return [self._masked(p, prob)[1] for p, prob in zip(prepared, probs)]
 
     def __call__(self, frame: Frame | np.ndarray) -> Detected:

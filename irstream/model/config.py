@@ -34,8 +34,9 @@ class ModelConfig:
         at 1/4 or 1/16 of the pixels' cost.
     reuse_levels, reuse_max_frames: a tile whose pixels (lightly blurred) all moved by less than
         reuse_levels grey levels (of 255) since the model last ran on it keeps that run's map,
-        for at most reuse_max_frames frames in a row (irstream.model.reuse); 0 = every tile
-        runs on every frame.  Under a still camera most tiles are kept; a pan runs them all.
+        for at most reuse_max_frames frames in a row, unless its map holds a target
+        (irstream.model.reuse; CPU only); 0 = every tile runs on every frame.  Under a still
+        camera most tiles are kept; a pan runs them all.
     triton_url, triton_model, triton_version: the server (gRPC host:port), the model's name
         there and its version ("" = latest), for runtime "triton".  The weights are still
         read here, for their card (input scale, tiles, threshold): give the ones it serves.
@@ -48,7 +49,7 @@ class ModelConfig:
     runtime: str = "auto"
     tile_px: int | None = None
     tile_overlap_px: int | None = None
-    reuse_levels: float = 4.0
+    reuse_levels: float = 6.0
     reuse_max_frames: int = 12
     triton_url: str = "127.0.0.1:8001"
     triton_model: str = "irstream"

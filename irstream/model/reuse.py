@@ -5,9 +5,12 @@ whose pixels are what they were when the model last ran on it would get the same
 Under a still camera most of a frame is such tiles: sky, hills and buildings that only the
 sensor's noise moves.  A tile is run again as soon as any of its pixels, lightly blurred so
 that noise and compression shimmer do not count, moved by `levels` grey levels (of 255) from
-that last run, and at least every `max_frames` frames.  A moving target changes its tile and
-is always run; a hovering one keeps its map, which holds it.  A camera that pans changes every
-tile and runs them all, as without this.
+that last run, and at least every `max_frames` frames.  A tile whose map holds a target (a
+pixel at or above `hot`, the score threshold) runs on every frame: the blur hides much of a 1-2
+px target's contrast, and a target must not be reported where it was.  So what is kept is empty
+sky and clutter below the threshold; a new target there is found when its tile changes enough or
+at the next refresh.  A camera that pans changes every tile and runs them all, as without this.
+Used on CPU only: on a GPU a changing batch size would capture a CUDA graph per size.
 """
 
 from __future__ import annotations
@@ -28,23 +31,25 @@ class _Slot:
     seen: np.ndarray  # (N, t, t) the blurred tiles as they were when last run
     maps: np.ndarray  # (N, t, t) their maps from that run
     ages: np.ndarray  # (N,) frames each map has been kept since
+    hot: np.ndarray  # (N,) the map holds a target: the tile runs on every frame
 
 
 class TileMemory:
-    """The last run of every tile of every stream (`slot`: the source's place in a batch)."""
+    """The last run of every tile of every stream (`slot`: the source's id)."""
 
-    def __init__(self, levels: float, max_frames: int) -> None:
+    def __init__(self, levels: float, max_frames: int, hot: float = 1.0) -> None:
         self.change = levels / GREY_LEVELS
-        self.max_frames = max_frames
-        self._slots: dict[int, _Slot] = {}
-        self._pending: dict[int, np.ndarray] = {}
+        self.max_frames, self.hot = max_frames, hot
+        self._slots: dict[object, _Slot] = {}
+        self._pending: dict[object, np.ndarray] = {}
         self.tiles_run = self.tiles_kept = 0
 
     def reset(self) -> None:
         self._slots.clear()
         self._pending.clear()
+        self.tiles_run = self.tiles_kept = 0
 
-    def to_run(self, slot: int, tiles: np.ndarray) -> np.ndarray:
+    def to_run(self, slot, tiles: np.ndarray) -> np.ndarray:
         """Which of a frame's tiles (N, 1, t, t) need the model: a bool per tile."""
         seen = np.stack([cv2.GaussianBlur(t[0], (0, 0), CHANGE_BLUR_SIGMA_PX) for t in tiles])
         self._pending[slot] = seen
@@ -52,17 +57,20 @@ class TileMemory:
         if last is None or last.seen.shape != seen.shape:
             return np.ones(len(tiles), bool)
         moved = np.abs(seen - last.seen).reshape(len(seen), -1).max(axis=1) >= self.change
-        return moved | (last.ages >= self.max_frames)
+        return moved | last.hot | (last.ages >= self.max_frames)
 
-    def maps(self, slot: int, run: np.ndarray, new_maps: np.ndarray) -> np.ndarray:
+    def maps(self, slot, run: np.ndarray, new_maps: np.ndarray) -> np.ndarray:
         """The frame's maps (N, t, t): those of the tiles just run, the kept ones elsewhere."""
         seen = self._pending.pop(slot)
         last = self._slots.get(slot)
         if last is None or last.seen.shape != seen.shape:
-            last = self._slots[slot] = _Slot(seen, np.empty_like(seen), np.zeros(len(seen), int))
+            last = self._slots[slot] = _Slot(seen, np.empty_like(seen), np.zeros(len(seen), int),
+                                             np.zeros(len(seen), bool))
         last.seen[run] = seen[run]
         last.maps[run] = new_maps  # a copy: a runtime may reuse its output buffer
         last.ages[run] = 0
+        if len(new_maps):
+            last.hot[run] = new_maps.reshape(len(new_maps), -1).max(axis=1) >= self.hot
         last.ages[~run] += 1
         self.tiles_run += int(run.sum())
         self.tiles_kept += int((~run).sum())

@@ -95,10 +95,12 @@ def tiled(fn, image: np.ndarray, tile: int, overlap: int, memory: TileMemory | N
 
 
 def tiled_many(fn, images: list[np.ndarray], tile: int, overlap: int,
-               memory: TileMemory | None = None) -> list[np.ndarray]:
+               memory: TileMemory | None = None, slots: list | None = None) -> list[np.ndarray]:
     """`tiled` over several frames (of several cameras) with one call of fn per tile size: the
     tiles of all frames go into one batch, which a model runs far better than one each.  With
-    a memory, only the tiles that changed since their last run go (image i is its slot i)."""
+    a memory, only the tiles that changed since their last run go; slots[i] names image i's
+    stream there (default: its place in the list)."""
+    slots = list(range(len(images))) if slots is None else slots
     layouts = [_tile_layout(img.shape, tile, overlap) for img in images]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, (th, tw, _, _) in enumerate(layouts):
@@ -106,13 +108,13 @@ def tiled_many(fn, images: list[np.ndarray], tile: int, overlap: int,
     outs: list[np.ndarray | None] = [None] * len(images)
     for members in groups.values():
         tiles = [_tiles(images[i], layouts[i]) for i in members]
-        runs = [memory.to_run(i, t) for i, t in zip(members, tiles)] if memory else [slice(None)] * len(members)
+        runs = [memory.to_run(slots[i], t) for i, t in zip(members, tiles)] if memory else [slice(None)] * len(members)
         batch = np.concatenate([t[r] for t, r in zip(tiles, runs)])
         maps = fn(np.ascontiguousarray(batch)) if len(batch) else batch[:, 0]
         done = np.cumsum([0] + [len(t[r]) for t, r in zip(tiles, runs)])
         for k, i in enumerate(members):
             mine = maps[done[k]:done[k + 1]]
-            outs[i] = _untile(iter(memory.maps(i, runs[k], mine) if memory else mine), images[i].shape, layouts[i])
+            outs[i] = _untile(iter(memory.maps(slots[i], runs[k], mine) if memory else mine), images[i].shape, layouts[i])
     return outs
 
 
@@ -297,13 +299,14 @@ class StreamSegmenter:
         return [(k, self._with_coarse(self._downscale(p))) for k, p in done]
 
     @torch.inference_mode()
-    def batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def batch(self, images: list[np.ndarray], slots: list | None = None) -> list[np.ndarray]:
         """Probability maps of several frames at once (one forward per tile size), for runs
-        with several sources; synchronous on every device."""
+        with several sources (slots: each frame's source, for the tiles' memory); synchronous
+        on every device."""
         self._pick_once(images[0].shape[:2])
         self._coarse_inputs += images if self.coarse else []
         maps = tiled_many(self.runtime, [self._upscale(im) for im in images], self.tile_px, self.tile_overlap_px,
-                          self.memory)
+                          self.memory, slots)
         return [self._with_coarse(self._downscale(p)) for p in maps]
 
     @torch.inference_mode()

@@ -22,6 +22,7 @@ SIGTERM or SIGINT.
 import argparse
 import itertools
 import json
+import os
 import signal
 import sys
 import threading
@@ -37,7 +38,11 @@ from gi.repository import GLib, Gst, GstApp, GstRtspServer  # noqa: E402
 
 #: The media each client is served: byte-stream H.264 from the live source, packetised; SPS/PPS
 #: sent with every key frame (config-interval -1), so a client can start at any key frame.
-MEDIA_LINE = ("( appsrc name=src is-live=true format=time do-timestamp=true "
+#: Its queue holds at most APPSRC_MAX_BYTES and drops the oldest beyond (a client that does not
+#: read costs old frames, never a backlog sent later in a burst).
+APPSRC_MAX_BYTES = 2_000_000
+MEDIA_LINE = (f"( appsrc name=src is-live=true format=time do-timestamp=true max-bytes={APPSRC_MAX_BYTES} "
+              "leaky-type=downstream "
               "! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
 
 
@@ -45,6 +50,8 @@ MEDIA_LINE = ("( appsrc name=src is-live=true format=time do-timestamp=true "
 #: camera's H.264 stream is typically 1-4 Mbit/s).
 KEY_EVERY_FRAMES = 25
 BITRATE_BPS = 2_000_000
+#: Seconds the encoding may go without a frame before it is given up.
+ENCODE_WAIT_S = 10
 
 
 def encode(clip: str) -> tuple[list[tuple[bytes, bool]], Gst.Caps, float]:
@@ -58,32 +65,45 @@ def encode(clip: str) -> tuple[list[tuple[bytes, bool]], Gst.Caps, float]:
     sink: GstApp.AppSink = pipeline.get_by_name("sink")
     pipeline.set_state(Gst.State.PLAYING)
     units, caps = [], None
-    while (sample := sink.pull_sample()) is not None:
+    while (sample := sink.try_pull_sample(ENCODE_WAIT_S * Gst.SECOND)) is not None:
         buf = sample.get_buffer()
         caps = caps or sample.get_caps()
         units.append((buf.extract_dup(0, buf.get_size()),
                       not buf.has_flags(Gst.BufferFlags.DELTA_UNIT)))
+    error = pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
+    ended = sink.is_eos()
     pipeline.set_state(Gst.State.NULL)
-    if not units:
-        raise SystemExit(f"no H.264 video in {clip}")
+    if error is not None or not ended or not units:
+        why = error.parse_error()[0].message if error is not None else "no frame came for a while"
+        raise SystemExit(f"cannot encode {clip}: {why}")
     ok, num, den = caps.get_structure(0).get_fraction("framerate")
     return units, caps, (num / den if ok and num else 25.0)
 
 
 def load(clip: str, cache: str) -> tuple[list[tuple[bytes, bool]], Gst.Caps, float]:
     """encode(clip), through the cache files when given: cache holds the units back to back,
-    cache.json their sizes, key flags, caps and rate."""
+    cache.json their sizes, key flags, caps and rate, and which file (path, size, time) and
+    encoding they came from; anything else there, or unreadable, is encoded afresh."""
     index = Path(cache + ".json") if cache else None
-    if index is not None and index.is_file():
-        meta, data = json.loads(index.read_text()), Path(cache).read_bytes()
-        ends = list(itertools.accumulate(meta["sizes"]))
-        units = [(data[end - size:end], key) for end, size, key in zip(ends, meta["sizes"], meta["keys"])]
-        return units, Gst.Caps.from_string(meta["caps"]), meta["fps"]
+    st = Path(clip).stat()
+    source = [str(Path(clip).resolve()), st.st_size, st.st_mtime_ns, KEY_EVERY_FRAMES, BITRATE_BPS]
+    try:
+        meta = json.loads(index.read_text()) if index else None
+        if meta and meta["source"] == source:
+            data = Path(cache).read_bytes()
+            ends = list(itertools.accumulate(meta["sizes"]))
+            units = [(data[end - size:end], key) for end, size, key in zip(ends, meta["sizes"], meta["keys"])]
+            return units, Gst.Caps.from_string(meta["caps"]), meta["fps"]
+    except (OSError, ValueError, KeyError):
+        pass
     units, caps, fps = encode(clip)
-    if index is not None:
-        Path(cache).write_bytes(b"".join(u for u, _ in units))
-        index.write_text(json.dumps({"sizes": [len(u) for u, _ in units], "keys": [k for _, k in units],
-                                     "caps": caps.to_string(), "fps": fps}))
+    if index is not None:  # written whole, then renamed: a kill never leaves half a cache
+        Path(cache + ".tmp").write_bytes(b"".join(u for u, _ in units))
+        os.replace(cache + ".tmp", cache)
+        Path(cache + ".json.tmp").write_text(json.dumps({
+            "source": source, "sizes": [len(u) for u, _ in units], "keys": [k for _, k in units],
+            "caps": caps.to_string(), "fps": fps}))
+        os.replace(cache + ".json.tmp", index)
     return units, caps, fps
 
 
