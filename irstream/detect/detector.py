@@ -144,7 +144,9 @@ class Detector:
     def batch(self, prepared: list[Prepared]) -> list[np.ndarray]:
         """Probability maps of frames from several streams in one forward pass per tile size
         (runs with several sources); each stream then finds its targets with its own state."""
-        probs = self.segmenter.batch([p.unit for p in prepared], [p.frame.source_id for p in prepared])
+        ids = [p.frame.source_id for p in prepared]
+        slots = [(sid, ids[:i].count(sid)) for i, sid in enumerate(ids)]  # the same source given twice: two streams
+        probs = self.segmenter.batch([p.unit for p in prepared], slots)
         return [self._masked(p, prob)[1] for p, prob in zip(prepared, probs)]
 
     def __call__(self, frame: Frame | np.ndarray) -> Detected:
