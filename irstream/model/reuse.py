@@ -54,18 +54,16 @@ class TileMemory:
         seen = np.stack([cv2.GaussianBlur(t[0], (0, 0), CHANGE_BLUR_SIGMA_PX) for t in tiles])
         self._pending[slot] = seen
         last = self._slots.get(slot)
-        if last is None or last.seen.shape != seen.shape:
-            return np.ones(len(tiles), bool)
+        if last is None or last.seen.shape != seen.shape:  # a new stream, or a new frame size
+            n = len(seen)
+            self._slots[slot] = _Slot(seen.copy(), np.empty_like(seen), np.zeros(n, int), np.zeros(n, bool))
+            return np.ones(n, bool)
         moved = np.abs(seen - last.seen).reshape(len(seen), -1).max(axis=1) >= self.change
         return moved | last.hot | (last.ages >= self.max_frames)
 
     def maps(self, slot, run: np.ndarray, new_maps: np.ndarray) -> np.ndarray:
         """The frame's maps (N, t, t): those of the tiles just run, the kept ones elsewhere."""
-        seen = self._pending.pop(slot)
-        last = self._slots.get(slot)
-        if last is None or last.seen.shape != seen.shape:
-            last = self._slots[slot] = _Slot(seen, np.empty_like(seen), np.zeros(len(seen), int),
-                                             np.zeros(len(seen), bool))
+        seen, last = self._pending.pop(slot), self._slots[slot]
         last.seen[run] = seen[run]
         last.maps[run] = new_maps  # a copy: a runtime may reuse its output buffer
         last.ages[run] = 0
