@@ -23,6 +23,34 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 ARTIFACTS = REPO / "runs" / "artifacts"
 #: Seconds the page runs before the test reads it and takes its picture.
 BROWSER_S = 5.0
+#: Injected into the page: reads the MJPEG stream as the <img> does, decodes each JPEG part and
+#: records how late it was (now minus the part's X-Ready-Unix-S stamp) once it could be painted.
+PICTURE_LATENESS_JS = """
+window.pictureLate = [];
+(async () => {
+  const reader = (await fetch('/stream.mjpg' + location.search)).body.getReader();
+  const text = new TextDecoder('latin1');
+  let buf = new Uint8Array(0);
+  for (;;) {
+    const {value, done} = await reader.read();
+    if (done) return;
+    const joined = new Uint8Array(buf.length + value.length);
+    joined.set(buf); joined.set(value, buf.length); buf = joined;
+    for (;;) {
+      const head = text.decode(buf.subarray(0, Math.min(buf.length, 400)));
+      const end = head.indexOf('\\r\\n\\r\\n');
+      if (end < 0) break;
+      const size = +/Content-Length: (\\d+)/.exec(head)[1];
+      const ready = +/X-Ready-Unix-S: ([\\d.]+)/.exec(head)[1];
+      if (buf.length < end + 4 + size + 2) break;
+      const jpeg = buf.slice(end + 4, end + 4 + size);
+      buf = buf.slice(end + 4 + size + 2);
+      await createImageBitmap(new Blob([jpeg], {type: 'image/jpeg'}));
+      window.pictureLate.push(Date.now() - 1000 * ready);
+    }
+  }
+})();
+"""
 
 
 def get(url: str, token: str = "") -> int:
@@ -104,11 +132,16 @@ def test_a_browser_shows_the_live_picture_and_the_sample_videos_target():
         while pipe.web._server is None:
             time.sleep(0.05)
         browser.open(pipe.web.url)
+        time.sleep(0.5)  # the page loads
+        browser.value(PICTURE_LATENESS_JS)
         time.sleep(BROWSER_S)
         shown = browser.value("({messages: +document.getElementById('messages').textContent, "
                               "changes: +document.getElementById('changes').textContent, "
                               "late: +document.getElementById('late').textContent, "
-                              "tracks: document.querySelectorAll('tr.track').length})")
+                              "tracks: document.querySelectorAll('tr.track').length, "
+                              "pictures: window.pictureLate.length, "
+                              "picture_late: [...window.pictureLate].sort((a, b) => a - b)"
+                              "[Math.floor(window.pictureLate.length / 2)]})")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / "web_view.png"
         browser.screenshot(shot)
@@ -120,4 +153,16 @@ def test_a_browser_shows_the_live_picture_and_the_sample_videos_target():
     assert shown["messages"] > 10 and shown["changes"] >= 2  # the table and the picture update
     assert shown["tracks"] >= 1  # the sample video's target, in the table
     assert shown["late"] < 100  # ms from the result being ready to the page showing it (p50)
+    assert shown["pictures"] > 10 and shown["picture_late"] < 100  # the same for the picture, decoded
     assert shot.stat().st_size > 10_000
+
+
+def test_bench_web_runs_both_settings_and_the_browsers_are_served():
+    from irstream.tools.bench import bench_web
+
+    cfg = override(load_pipeline(), **{"source.uri": SAMPLE, "model.device": "cpu", "model.weights": "tophat"})
+    rows = bench_web(cfg, frames=20, repeats=2)
+    none, watched = rows.values()
+    assert none["frames"] == watched["frames"] == 20  # a file run loses no frame, browsers or not
+    assert none["frames to browsers"] == 0 and watched["frames to browsers"] > 20
+    assert watched["x no browser"] > 0

@@ -345,6 +345,7 @@ def _bench_sources(clip: str, counts: list[int], frames: int, pipeline, as_json:
 def bench_web_cmd(
     source: Annotated[str, typer.Argument(help="A video file or image folder.")] = "sample_videos/sky_drones.mkv",
     frames: Annotated[int, typer.Option(help="Frames per run.")] = 100,
+    repeats: Annotated[int, typer.Option(min=1, help="Runs of each setting, alternating; the median counts.")] = 3,
     pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML; default: pipelines/default.toml.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
@@ -355,10 +356,10 @@ def bench_web_cmd(
 
     cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "model.device": device})
     with progress() as prog:
-        task = prog.add_task("frames", total=2 * frames)
-        rows = bench_web(cfg, frames, on_frame=lambda _r: prog.advance(task),
+        task = prog.add_task("frames", total=2 * repeats * frames)
+        rows = bench_web(cfg, frames, repeats, on_frame=lambda _r: prog.advance(task),
                          on_run=lambda label: prog.update(task, description=label))
-    _bench_report(f"web view, {source}, {frames} frames, file run", rows, machine(), as_json)
+    _bench_report(f"web view, {source}, {frames} frames, file run, median of {repeats}", rows, machine(), as_json)
 
 
 @bench_app.command("soak")

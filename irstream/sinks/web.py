@@ -3,8 +3,10 @@
 One page (`/`) shows the annotated live picture and a table of the published tracks.  The
 picture is MJPEG (`/stream.mjpg`: multipart JPEG, which every browser shows in a plain <img>
 with no script and the least code), the tracks come as Server-Sent Events (`/events`) carrying
-the same per-frame message that ZeroMQ publishes, stamped with the time the result was ready
-(`ready_unix_s`) so that the page can show, and a test read back, how late it is.
+the same per-frame message that ZeroMQ publishes.  Both are stamped with the time the result
+reached the view, before it was drawn and encoded (`ready_unix_s` in the message, the header
+`X-Ready-Unix-S` on each JPEG part), so that the page can show, and a test read back, how late
+each path is.
 
 Python's own threading HTTP server serves it (no dependency: a page, two streams).  The sink
 runs in its own worker thread like every output; it encodes each frame once and hands it to
@@ -65,27 +67,27 @@ def is_loopback(host: str) -> bool:
 
 
 class _Latest:
-    """The newest encoded frame and message, and a condition that wakes every client on a new one."""
+    """The newest frame as each stream sends it (a multipart JPEG part, a Server-Sent Event), and
+    a condition that wakes every client on a new one.  Built once per frame, sent to every client."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.seq = 0
-        self.jpeg: bytes = b""
-        self.event: bytes = b""
+        self.parts: dict[str, bytes] = {}
         self.closed = False
 
-    def put(self, jpeg: bytes, event: bytes) -> None:
+    def put(self, parts: dict[str, bytes]) -> None:
         with self.cond:
             self.seq += 1
-            self.jpeg, self.event = jpeg, event
+            self.parts = parts
             self.cond.notify_all()
 
-    def wait_newer(self, seq: int) -> tuple[int, bytes, bytes] | None:
-        """The newest (seq, jpeg, event) after `seq`; None once the view is closed."""
+    def wait_newer(self, seq: int) -> tuple[int, dict[str, bytes]] | None:
+        """The newest (seq, parts) after `seq`; None once the view is closed."""
         with self.cond:
             while self.seq <= seq and not self.closed:
                 self.cond.wait(CLIENT_POLL_S)
-            return None if self.closed else (self.seq, self.jpeg, self.event)
+            return None if self.closed else (self.seq, self.parts)
 
     def close(self) -> None:
         with self.cond:
@@ -133,12 +135,16 @@ class WebView:
     def write(self, res: FrameResult) -> None:
         if not self.clients["connected"]:
             return  # nobody watches: no drawing, no encoding (a client starts with the next frame)
+        ready = time.time()
         image = self.annotator.annotate(res)
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             return
-        msg = build_message(res, self.include_tentative) | {"ready_unix_s": time.time()}
-        self.latest.put(jpeg.tobytes(), json.dumps(msg, separators=(",", ":")).encode())
+        msg = build_message(res, self.include_tentative) | {"ready_unix_s": ready}
+        head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+                f"X-Ready-Unix-S: {ready:.6f}\r\n\r\n")
+        self.latest.put({"mjpeg": head.encode() + jpeg.tobytes() + b"\r\n",
+                         "events": b"data: " + json.dumps(msg, separators=(",", ":")).encode() + b"\n\n"})
 
     def close(self) -> None:
         self.latest.close()
@@ -179,9 +185,9 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/":
             self._reply(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
         elif route == "/stream.mjpg":
-            self._stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}", self._jpeg_part)
+            self._stream(f"multipart/x-mixed-replace; boundary={BOUNDARY}", "mjpeg")
         elif route == "/events":
-            self._stream("text/event-stream", lambda jpeg, event: b"data: " + event + b"\n\n")
+            self._stream("text/event-stream", "events")
         else:
             self._reply(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
 
@@ -193,12 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    @staticmethod
-    def _jpeg_part(jpeg: bytes, event: bytes) -> bytes:
-        head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-        return head + jpeg + b"\r\n"
-
-    def _stream(self, kind: str, part) -> None:
+    def _stream(self, kind: str, part: str) -> None:
         """Newest frame wins: each part is the latest result; the ones that came while this
         client was still being sent the last are counted as its drops."""
         self.send_response(HTTPStatus.OK)
@@ -214,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if seq and newest[0] > seq + 1:
                     view.count(dropped_frames=newest[0] - seq - 1)
                 seq = newest[0]
-                self.wfile.write(part(newest[1], newest[2]))
+                self.wfile.write(newest[1][part])
                 self.wfile.flush()
                 view.count(served_frames=1)
         except (OSError, ValueError):  # the browser went away, or stopped reading for too long

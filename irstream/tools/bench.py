@@ -476,11 +476,37 @@ WEB_READERS = 2
 WEB_STALLED = 1
 
 
-def bench_web(cfg, frames: int, on_frame=None, on_run=None) -> dict:
-    """The pipeline's rate on a file run with its web view and no browser, then with
+def bench_web(cfg, frames: int, repeats: int = 1, on_frame=None, on_run=None) -> dict:
+    """The pipeline's rate on a file run with its web view and no browser, and with
     WEB_READERS reading clients (curl, each in its own process as a browser is: the picture
-    and the events) and WEB_STALLED that stopped reading; one run each, in one process."""
+    and the events) and WEB_STALLED that stopped reading; the two alternate `repeats` times in
+    one process (so that warm-up and other load fall on both) and each reports its median."""
     import shutil
+
+    curl = shutil.which("curl")
+    if curl is None:
+        raise RuntimeError("bench web: needs curl to play the browsers")
+    labels = {"no browser": False, f"{WEB_READERS} reading + {WEB_STALLED} stalled": True}
+    runs: dict[str, list[dict]] = {label: [] for label in labels}
+    for _ in range(repeats):
+        for label, browsers in labels.items():
+            if on_run:
+                on_run(label)
+            runs[label].append(_web_run(cfg, frames, browsers, curl, on_frame))
+    rows = {}
+    for label, done in runs.items():
+        fps = [r["fps"] for r in done]
+        rows[label] = {"fps": float(np.median(fps)), "fps min-max": f"{min(fps):.2f}-{max(fps):.2f}",
+                       "frames": done[-1]["frames"],
+                       "frames to browsers": sum(r["frames to browsers"] for r in done),
+                       "dropped for browsers": sum(r["dropped for browsers"] for r in done)}
+    base_fps = rows["no browser"]["fps"]
+    for r in rows.values():
+        r["x no browser"] = r["fps"] / base_fps if base_fps else float("nan")
+    return rows
+
+
+def _web_run(cfg, frames: int, browsers: bool, curl: str, on_frame) -> dict:
     import socket
     import subprocess
 
@@ -488,35 +514,23 @@ def bench_web(cfg, frames: int, on_frame=None, on_run=None) -> dict:
     from irstream.pipeline.run import Pipeline
     from irstream.tools.loopback import free_port
 
-    curl = shutil.which("curl")
-    if curl is None:
-        raise RuntimeError("bench web: needs curl to play the browsers")
-    rows = {}
-    for label, browsers in (("no browser", False), (f"{WEB_READERS} reading + {WEB_STALLED} stalled", True)):
-        if on_run:
-            on_run(label)
-        c = override(cfg, **{"output.web": f"127.0.0.1:{free_port()}", "run.max_frames": frames, "source.mode": "file"})
-        pipe = Pipeline(c, on_frame=on_frame)
-        clients = []
-        if browsers:
-            web = pipe.web
-            web.open()  # served from before the run starts, so the clients are there from frame 0
-            base = f"http://127.0.0.1:{web.port}"
-            clients = [subprocess.Popen([curl, "-s", "-N", "-o", "/dev/null", f"{base}{path}"])
-                       for _ in range(WEB_READERS) for path in ("/stream.mjpg", "/events")]
-            stalled = [socket.create_connection(("127.0.0.1", web.port)) for _ in range(WEB_STALLED)]
-            for s in stalled:
-                s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
-        s = pipe.run()
-        for p in clients:
-            p.terminate()
-        if browsers:
-            for sock in stalled:
-                sock.close()
-        served = pipe.web.clients
-        rows[label] = {"fps": s.fps, "frames": s.frames_processed, "frames to browsers": served["served_frames"],
-                       "dropped for browsers": served["dropped_frames"]}
-    base_fps = rows["no browser"]["fps"]
-    for r in rows.values():
-        r["x no browser"] = r["fps"] / base_fps if base_fps else float("nan")
-    return rows
+    c = override(cfg, **{"output.web": f"127.0.0.1:{free_port()}", "run.max_frames": frames, "source.mode": "file"})
+    pipe = Pipeline(c, on_frame=on_frame)
+    clients, stalled = [], []
+    if browsers:
+        web = pipe.web
+        web.open()  # served from before the run starts, so the clients are there from frame 0
+        base = f"http://127.0.0.1:{web.port}"
+        clients = [subprocess.Popen([curl, "-s", "-N", "-o", "/dev/null", f"{base}{path}"])
+                   for _ in range(WEB_READERS) for path in ("/stream.mjpg", "/events")]
+        stalled = [socket.create_connection(("127.0.0.1", web.port)) for _ in range(WEB_STALLED)]
+        for sock in stalled:
+            sock.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: bench\r\n\r\n")
+    s = pipe.run()
+    for p in clients:
+        p.terminate()
+    for sock in stalled:
+        sock.close()
+    served = pipe.web.clients
+    return {"fps": s.fps, "frames": s.frames_processed, "frames to browsers": served["served_frames"],
+            "dropped for browsers": served["dropped_frames"]}
