@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from conftest import REPO, SHARED_DATA
 from irstream.cli import app
 from irstream.config import load_pipeline, override
-from irstream.track.motion import GlobalMotion
+from irstream.track.motion import GlobalMotion, MotionConfig
 from irstream.eval.tracks import (SequenceMaps, TrackLog, Truth, evaluate_sequence, every_nth, fa_at_pd,
                                  find_sequences, frames_to_confirm, match_points, mot_metrics, sequence_maps)
 
@@ -142,6 +142,33 @@ def test_global_motion_measures_a_known_shift_of_a_real_frame():
     gm = GlobalMotion()
     assert gm.estimate(img).tolist() == [0.0, 0.0]
     np.testing.assert_allclose(gm.estimate(moved), [7.0, -4.0], atol=0.5)
+
+
+RETICLE_CLIP = SHARED_DATA / "antiuav-reticle-clips" / "clip4.avi"
+
+
+@pytest.mark.skipif(not RETICLE_CLIP.is_file(), reason=f"{RETICLE_CLIP} is not present")
+def test_a_pan_behind_burned_in_text_is_measured_with_the_learnt_text_left_out():
+    """A real reticle clip whose camera steps ~13 px a frame (e.g. frames 110-114) under a burned-in
+    clock and bearings: the whole frame's correlation is pinned at no shift by the text; with
+    the learnt text filled in the pan is found, and it is not asked for where the frame alone is
+    surer (the margin)."""
+    from irstream.detect.osd import OsdConfig, OsdMask
+
+    cap = cv2.VideoCapture(str(RETICLE_CLIP))
+    osd, plain, behind = OsdMask(OsdConfig()), GlobalMotion(), GlobalMotion()
+    off = GlobalMotion(MotionConfig(behind_text_margin=1.0))
+    found = {}
+    for k in range(115):
+        img = cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
+        text = osd.update(img)
+        found[k] = (plain.estimate(img), behind.estimate(img, text), off.estimate(img, text))
+    cap.release()
+    for k in range(110, 115):
+        whole, with_text_out, margin_off = found[k]
+        assert abs(whole[0]) < 1.0 and np.array_equal(margin_off, whole)
+        assert -15.0 < with_text_out[0] < -11.0 and abs(with_text_out[1]) < 1.0
+    assert all(np.array_equal(found[k][0], found[k][1]) for k in range(50, 80))  # held still: the same
 
 
 CLIPS = SHARED_DATA / "antiuav-clips"

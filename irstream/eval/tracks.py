@@ -459,7 +459,7 @@ def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: floa
         unit, prob = maps.units[k].astype(np.float32), maps.probs[k].astype(np.float32)
         dets = find(prob, unit)
         prob = find.last_map  # the threshold sweep sees what the detection stage sees
-        tracks = stage(dets, unit, float(maps.timestamps_s[k]))
+        tracks = stage(dets, unit, float(maps.timestamps_s[k]), ignored=find.ignored(None))
         pub = tracks.published()
         det.add(dets.centroid_xy, truth, match_px, dets.bbox_xyxy)
         trk.add(pub.centroid_xy, truth, match_px, pub.bbox_xyxy)

@@ -451,12 +451,13 @@ class Pipeline:
                    "preprocess": pre_ms, "inference": (t0 - t_submit) * 1e3}
         dets = lane.detector.find(prepared, prob)
         t1 = time.perf_counter()
-        tracks = lane.tracking(dets, prepared.unit, frame.timestamp_s, timings)
+        ignored = lane.detector.ignored(prepared)
+        tracks = lane.tracking(dets, prepared.unit, frame.timestamp_s, timings, ignored)
         timings["targets"] = (t1 - t0) * 1e3
         # From the start of preprocessing to here: what the frame cost, without the time it
         # waited in the read queue (which in a file run is most of read->output).
         timings["processing"] = pre_ms + (time.perf_counter() - t_submit) * 1e3
-        res = FrameResult(frame, prepared.unit, dets, tracks, timings, ignored=lane.detector.ignored(prepared),
+        res = FrameResult(frame, prepared.unit, dets, tracks, timings, ignored=ignored,
                           live=lane.live, stream=lane.stream)
         self.watchdog.enter("output")
         for w in (*lane.workers, *shared):

@@ -18,10 +18,12 @@ class TrackingStage:
         """cfg: a PipelineConfig (its [motion] and [tracker])."""
         self.tracker = Tracker(cfg.tracker, cfg.motion)
 
-    def __call__(self, dets: Detections, unit: np.ndarray, timestamp_s: float, timings: dict | None = None) -> Tracks:
-        """The tracks after this frame; adds each part's time, ms, to `timings`."""
+    def __call__(self, dets: Detections, unit: np.ndarray, timestamp_s: float, timings: dict | None = None,
+                 ignored: np.ndarray | None = None) -> Tracks:
+        """The tracks after this frame; adds each part's time, ms, to `timings`.  ignored: pixels
+        that are not the scene (burned-in text, ignore regions), left out of its motion."""
         t0 = time.perf_counter()
-        shift = self.tracker.scene_shift(unit)
+        shift = self.tracker.scene_shift(unit, ignored)
         t1 = time.perf_counter()
         tracks = self.tracker.update(dets, timestamp_s, shift, unit.shape)
         t2 = time.perf_counter()

@@ -379,9 +379,10 @@ class Tracker:
         self._clutter = ClutterMap(c.clutter_cell_px, c.clutter_time_constant_s, c.clutter_floor,
                                    c.clutter_max_penalty_nats) if c.clutter_cell_px > 0 else None
 
-    def scene_shift(self, image: np.ndarray) -> np.ndarray:
-        """How far the scene moved since the previous frame given here, px (irstream.track.motion)."""
-        return self._motion.estimate(image)
+    def scene_shift(self, image: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
+        """How far the scene moved since the previous frame given here, px (irstream.track.motion);
+        ignore: pixels that are not the scene (burned-in text)."""
+        return self._motion.estimate(image, ignore)
 
     def update(self, detections: Detections, timestamp_s: float, scene_shift_xy=None, image_shape=None,
                image: np.ndarray | None = None) -> Tracks:
