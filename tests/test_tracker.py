@@ -556,11 +556,14 @@ def test_static_clutter_rule_unpublishes_a_ground_point_once_the_scene_has_moved
     assert last.track_id.tolist() == [1] and np.allclose(last.centroid_xy[0], [60.0, 60.0], atol=0.5)
 
 
-def test_static_clutter_ratio_keeps_a_slow_target_and_large_tracks_are_exempt():
+def test_static_clutter_ratio_keeps_a_slow_target_and_large_tracks_in_clear_sky_are_exempt():
     # The scene pans 1.5 px a frame; a rock goes with it, a small aircraft creeps 0.5 px a frame
-    # against it (0.33 of the scene's move), and a large target seems to go with the scene (the
-    # phase correlation followed it): only the rock is dropped.
-    cfg = plain(static_clutter_shift_px=10.0, static_clutter_travel_ratio=0.15, static_clutter_max_area_px=25.0)
+    # against it (0.33 of the scene's move), a large target in clear sky seems to go with the
+    # scene (the phase correlation followed it), and a building's corner as large goes with it in
+    # structured surroundings, after seeming to move 4 px for three frames (a camera step that
+    # was misread): the rock and the corner are dropped.
+    cfg = plain(static_clutter_shift_px=10.0, static_clutter_travel_ratio=0.15, static_clutter_max_area_px=25.0,
+                static_max_structure=0.1)
     tracker = Tracker(cfg)
     scene = np.zeros(2)
     for k in range(30):
@@ -568,9 +571,11 @@ def test_static_clutter_ratio_keeps_a_slow_target_and_large_tracks_are_exempt():
         scene = scene + step
         small = dets([np.array([40.0, 40.0]) + scene, np.array([100.0 + 2.0 * k, 100.0])], score=0.95)
         large = dets([np.array([200.0, 150.0]) + scene], score=0.95, side=8)
-        both = Detections(*(np.concatenate([getattr(small, f), getattr(large, f)]) for f in
-                            ("centroid_xy", "bbox_xyxy", "area_px", "peak_score", "mean_score", "contrast")))
-        out = tracker.update(both, k * DT, scene_shift_xy=step)
+        misread = np.array([4.0, 0.0]) if 3 <= k < 6 else np.zeros(2)
+        corner = dets([np.array([300.0, 200.0]) + scene + misread], score=0.95, side=8, structure=0.45)
+        every = Detections(*(np.concatenate([getattr(d, f) for d in (small, large, corner)]) for f in
+                             ("centroid_xy", "bbox_xyxy", "area_px", "peak_score", "mean_score", "contrast", "structure")))
+        out = tracker.update(every, k * DT, scene_shift_xy=step)
     assert sorted(out.published().track_id.tolist()) == [2, 3]
 
 

@@ -134,8 +134,11 @@ class TrackerConfig:
         the pan and is not published (0 turns this off).  On DAUB's panning sequence the
         ground clutter travelled 0.06-0.10 of the scene's move against it, the aircraft
         0.23-0.40, hence 0.15.  Tracks whose box is static_clutter_max_area_px px^2 or more are
-        exempt (0: none is): the scene's motion is read by phase correlation, which a large
-        target over empty sky drives by itself, so such a target seems to go with the scene.
+        exempt (0: none is) while the ring around them is clear (mean structure below
+        static_max_structure): the scene's motion is read by phase correlation, which a large
+        target over empty sky drives by itself, so such a target seems to go with the scene.  A
+        building's corner on a tree line is as large, but in structure (0.43-0.47 on a reticle
+        clip, where it was published for 167 frames while the camera stepped across it).
         A hovering target under a pan is indistinguishable from the ground by its motion and
         is dropped too, which is why the ratio is low; raising it drops slow targets,
         lowering it keeps clutter that wobbles.
@@ -635,7 +638,7 @@ class Tracker:
         of a camera that follows it or moves across the scene on its own."""
         limit, scene = self.cfg.static_clutter_shift_px, t.scene_path_px
         largest = self.cfg.static_clutter_max_area_px
-        if largest and _box_area(t.bbox) >= largest:
+        if largest and _box_area(t.bbox) >= largest and t.structure_sum / t.hits < self.cfg.static_max_structure:
             return False
         return (limit > 0 and scene >= limit
                 and math.hypot(*t.scene_travel_xy) < self.cfg.static_clutter_travel_ratio * scene)
