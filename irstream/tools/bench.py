@@ -483,6 +483,8 @@ def bench_web(cfg, frames: int, repeats: int = 1, on_frame=None, on_run=None) ->
     one process (so that warm-up and other load fall on both) and each reports its median."""
     import shutil
 
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats}: must be >= 1")
     curl = shutil.which("curl")
     if curl is None:
         raise RuntimeError("bench web: needs curl to play the browsers")
@@ -497,9 +499,9 @@ def bench_web(cfg, frames: int, repeats: int = 1, on_frame=None, on_run=None) ->
     for label, done in runs.items():
         fps = [r["fps"] for r in done]
         rows[label] = {"fps": float(np.median(fps)), "fps min-max": f"{min(fps):.2f}-{max(fps):.2f}",
-                       "frames": done[-1]["frames"],
-                       "frames to browsers": sum(r["frames to browsers"] for r in done),
-                       "dropped for browsers": sum(r["dropped for browsers"] for r in done)}
+                       "frames per run": min(r["frames"] for r in done),
+                       "frames to browsers, all runs": sum(r["frames to browsers"] for r in done),
+                       "dropped for browsers, all runs": sum(r["dropped for browsers"] for r in done)}
     base_fps = rows["no browser"]["fps"]
     for r in rows.values():
         r["x no browser"] = r["fps"] / base_fps if base_fps else float("nan")
@@ -529,6 +531,7 @@ def _web_run(cfg, frames: int, browsers: bool, curl: str, on_frame) -> dict:
     s = pipe.run()
     for p in clients:
         p.terminate()
+        p.wait()
     for sock in stalled:
         sock.close()
     served = pipe.web.clients

@@ -32,8 +32,8 @@ class MotionConfig:
     min_shift_px: shifts smaller than this are taken as zero, px: sub-pixel jitter of a still
         camera would otherwise move every track a little each frame.
     behind_text_margin: burned-in text fixed in the image pins the correlation to no shift while
-        the camera pans, so the frame is also correlated with its learnt text filled in from
-        around it, and that shift is believed when its peak is stronger than the whole frame's
+        the camera pans, so the frame is also correlated with its learnt text (and the pipeline's
+        ignore regions) filled in from around it, and that shift is believed when its peak is stronger than the whole frame's
         by this margin (0..1; 1 or more: never).  Not always: a still camera's learnt "text"
         can be the scene's own strongest structure (a row of lit buildings), and without it a
         small pan is misread.  On a reticle clip panning 13 px a frame the whole frame's peak
@@ -53,7 +53,7 @@ class MotionConfig:
             raise ValueError(f"downscale={self.downscale!r}: must be a whole number >= 1")
         if not 0.0 <= self.min_response < 1.0:
             raise ValueError(f"min_response={self.min_response}: must be in [0, 1)")
-        if self.behind_text_margin < 0:
+        if not self.behind_text_margin >= 0:  # NaN too
             raise ValueError(f"behind_text_margin={self.behind_text_margin}: must be >= 0 (1 or more: off)")
         if not 0.0 <= self.min_shift_px < self.max_shift_px:
             raise ValueError(f"need 0 <= min_shift_px < max_shift_px, got {self.min_shift_px}, {self.max_shift_px}")
@@ -66,6 +66,8 @@ MIN_CORRELATE_PX = 8
 IGNORE_FILL_SIGMA_PX = 4.0
 #: ... after the ignored area is grown by this many px of the shrunk frame (text's soft rims).
 IGNORE_GROW_PX = 2
+#: Below this share of valid pixels under the blur, an ignored pixel takes the picture's mean.
+FILL_MIN_WEIGHT = 1e-3
 
 
 class GlobalMotion:
@@ -89,7 +91,7 @@ class GlobalMotion:
         prev, self._prev = self._prev, small
         filled = None
         if ignore is not None and ignore.any() and self.cfg.behind_text_margin < 1:
-            filled = _fill_ignored(small, self._shrink(ignore.astype(np.float64)) > 0)
+            filled = _fill_ignored(small, self._shrink(ignore.astype(np.uint8)) > 0)
         prev_filled, self._prev_filled = self._prev_filled, filled
         if prev is None or prev.shape != small.shape:
             return np.zeros(2)
@@ -124,6 +126,11 @@ def _fill_ignored(img: np.ndarray, ignore: np.ndarray) -> np.ndarray:
     convolution): a fill with a constant would leave the ignored area's outline as a fixed edge."""
     grow = 2 * IGNORE_GROW_PX + 1
     valid = (cv2.dilate(ignore.astype(np.uint8), np.ones((grow, grow), np.uint8)) == 0).astype(np.float64)
+    if not valid.any():
+        return img
     around = cv2.GaussianBlur(img * valid, (0, 0), IGNORE_FILL_SIGMA_PX)
     weight = cv2.GaussianBlur(valid, (0, 0), IGNORE_FILL_SIGMA_PX)
-    return np.where(valid > 0, img, around / np.maximum(weight, 1e-6))
+    # Deep inside a wide ignored area (a HUD bar) no valid pixel is within the blur's reach:
+    # the picture's mean there, not 0, which would be a dark block with an edge of its own.
+    far = float(img[valid > 0].mean())
+    return np.where(valid > 0, img, np.where(weight > FILL_MIN_WEIGHT, around / np.maximum(weight, FILL_MIN_WEIGHT), far))
