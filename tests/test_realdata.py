@@ -13,7 +13,7 @@ from conftest import SHARED_DATA
 from irstream.eval.calibrate import Sweep, choose
 from irstream.cli import app
 from irstream.data.sirst import crop_at
-from irstream.data.mix import (ANTIUAV_TRAIN, ANTIUAV_VAL, DAUB_HELD_OUT, DAUB_TRAIN, LABELS_DIR, Mix,
+from irstream.data.mix import (ANTIUAV_TRAIN, ANTIUAV_VAL, DAUB_HELD_OUT, DAUB_TRAIN, FOLDS, LABELS_DIR, Mix,
                                load_daub, parse_mix, read_mot_boxes)
 from irstream.data.points import box_mask, point_mask
 from irstream.data.sirst import Sample
@@ -201,6 +201,24 @@ def test_daub_points_become_small_masks_on_the_label():
     assert len(samples) == 4
     for s in samples:
         assert 1 <= s.mask.sum() <= 49
+
+
+@pytest.mark.skipif(not all((SHARED_DATA / d).is_dir() for d in ("antiuav-clips", "daub")),
+                    reason="../shared/data lacks the clips or DAUB")
+def test_fold_b_trains_on_what_fold_a_held_out_and_never_on_what_it_scores():
+    a, b = FOLDS["a"], FOLDS["b"]
+    assert set(a.antiuav_train) | set(b.antiuav_train) == set(CLIPS)
+    assert not set(b.antiuav_train) & set(b.antiuav_held_out) and not set(b.daub_train) & set(b.daub_held_out)
+    mix = Mix.load({"antiuav": 0.5, "daub": 0.5}, SHARED_DATA, "b")
+    names = {s.name for s in mix.sources["antiuav"] + mix.sources["daub"]}
+    for held_out in b.antiuav_held_out + b.daub_held_out:
+        assert not any(n.startswith(held_out) for n in names), held_out
+    assert any(n.startswith(b.antiuav_train[0]) for n in names) and any(n.startswith("sequence2") for n in names)
+    with pytest.raises(ValueError, match="close-drones"):  # flights of fold a's training clip 101846
+        Mix.load({"close-drones": 1.0}, SHARED_DATA, "b")
+    assert TrainConfig(model="lrrnet_light", fold="b").unscored == ["clips", "daub"]
+    with pytest.raises(ValueError, match="fold"):
+        TrainConfig(model="lrrnet_light", fold="c")
 
 
 def test_calibration_picks_the_highest_threshold_that_keeps_pd():

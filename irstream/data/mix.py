@@ -5,8 +5,8 @@ Sources (names used in configs and on the weights' card), all read in place from
     sirst-v1      SIRST v1, real, pixel masks                      (train split)
     nudt-sirst    NUDT-SIRST, synthetic targets on real IR          (train split)
     backgrounds   SIRST v2 target-free images, every pixel negative (train split)
-    daub          DAUB sequences, point labels -> masks (data.points) (DAUB_TRAIN sequences)
-    antiuav       Anti-UAV thermal clips, box labels -> masks        (ANTIUAV_TRAIN clips)
+    daub          DAUB sequences, point labels -> masks (data.points) (the fold's sequences)
+    antiuav       Anti-UAV thermal clips, box labels -> masks        (the fold's clips)
     drone-ir      drone-detection-ir videos: drones, birds, airplanes, helicopters (train videos)
     cvpr2025      CVPR 2025 Anti-UAV frames: cities, hills, towers, drones up to 128 px (train clips)
     close-drones  Anti-UAV close drones, 40x28 px on average (all: the flights of a training clip)
@@ -19,7 +19,8 @@ The four drone sets and their splits are described in irstream.data.drones.
 A crop is drawn by picking a source by weight, an image of it uniformly, then where to crop:
 on a target (target_share), on one of the model's own recent false alarms (hard_share, when
 the image has any), or anywhere.  Val and test splits, and the held-out sequences and clips,
-never enter.
+never enter.  Which clips and DAUB sequences train and which are held out is the run's fold
+(FOLDS): "a" for the shipped weights, "b" the other way round.
 """
 
 from __future__ import annotations
@@ -50,6 +51,26 @@ ANTIUAV_VAL = ("02_6319_1500-2999", "20190925_200805_1_9")
 ANTIUAV_FRAME_STEP = 3
 
 LABELS_DIR = Path(__file__).resolve().parent / "labels" / "antiuav-clips"
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Which labelled clips and DAUB sequences a run trains on and which it holds out.
+
+    Fold "a" trained the shipped weights.  Fold "b" swaps the two groups, so that every clip and
+    sequence is scored by some weights that never saw it; the close drones are flights of clip
+    101846, so fold "b" leaves them out, and its held-out sets must not choose its checkpoint.
+    """
+
+    antiuav_train: tuple[str, ...]
+    antiuav_held_out: tuple[str, ...]
+    daub_train: tuple[str, ...]
+    daub_held_out: tuple[str, ...]
+    close_drones: bool
+
+
+FOLDS = {"a": Fold(ANTIUAV_TRAIN, ANTIUAV_VAL, DAUB_TRAIN, DAUB_HELD_OUT, close_drones=True),
+         "b": Fold(ANTIUAV_VAL, ANTIUAV_TRAIN, DAUB_HELD_OUT, DAUB_TRAIN, close_drones=False)}
 
 #: Every n-th frame of the drone-detection-ir videos (30 frames/s) and of the reticle clips is kept.
 DRONE_IR_FRAME_STEP = 15
@@ -132,18 +153,18 @@ def load_antiuav(clip_dir: Path, clips: tuple[str, ...], step: int = 1) -> list[
     return boxed_samples(clip_frames(clip_dir, clips, step))
 
 
-def labelled_train_frames(name: str, data_root: Path):
+def labelled_train_frames(name: str, data_root: Path, fold: str = "a"):
     """(name, image, boxes) training frames of one of the box-labelled sources."""
     from irstream.data import drones
 
     if name == "antiuav":
-        return clip_frames(data_root / "antiuav-clips", ANTIUAV_TRAIN, ANTIUAV_FRAME_STEP)
+        return clip_frames(data_root / "antiuav-clips", FOLDS[fold].antiuav_train, ANTIUAV_FRAME_STEP)
     if name == "drone-ir":
         return drones.drone_ir_frames(data_root / drones.DRONE_IR, "train", DRONE_IR_FRAME_STEP)
     if name == "cvpr2025":
         return drones.cvpr_frames(data_root / drones.CVPR, "train")
     if name == "close-drones":
-        return drones.close_frames(data_root / drones.CLOSE)
+        return drones.close_frames(data_root / drones.CLOSE) if FOLDS[fold].close_drones else iter(())
     if name == "reticle":
         return drones.reticle_frames(data_root / drones.RETICLE, "train", RETICLE_FRAME_STEP)
     raise ValueError(f"'{name}' is not a box-labelled source")
@@ -164,19 +185,19 @@ def drone_val_frames(data_root: Path):
     yield from drones.reticle_frames(data_root / drones.RETICLE, "val", RETICLE_VAL_STEP)
 
 
-def load_paste(data_root: Path, seed: int = 0) -> list[Sample]:
+def load_paste(data_root: Path, fold: str = "a", seed: int = 0) -> list[Sample]:
     """PASTE_COUNT composites: cut-outs of every box-labelled training set on the train backgrounds."""
     from irstream.data.paste import composites, cutouts
 
     rng = np.random.default_rng(seed)
     cuts = []
     for name in ("antiuav", "drone-ir", "cvpr2025", "close-drones", "reticle"):
-        cuts += cutouts(labelled_train_frames(name, data_root), PASTE_CUTOUTS_PER_SET, rng)
+        cuts += cutouts(labelled_train_frames(name, data_root, fold), PASTE_CUTOUTS_PER_SET, rng)
     return composites(load_backgrounds(data_root / "sirst-v2-backgrounds", "train"), cuts, PASTE_COUNT, rng)
 
 
-def load_source(name: str, data_root: Path) -> list[Sample]:
-    """The training images of one named source (see the module docstring)."""
+def load_source(name: str, data_root: Path, fold: str = "a") -> list[Sample]:
+    """The training images of one named source (see the module docstring) in one of FOLDS."""
     if name == "sirst-v1":
         return load_split(data_root / "sirst-v1", "train")
     if name == "nudt-sirst":
@@ -184,11 +205,11 @@ def load_source(name: str, data_root: Path) -> list[Sample]:
     if name == "backgrounds":
         return load_backgrounds(data_root / "sirst-v2-backgrounds", "train")
     if name == "daub":
-        return load_daub(data_root / "daub", DAUB_TRAIN, DAUB_FRAME_STEP)
+        return load_daub(data_root / "daub", FOLDS[fold].daub_train, DAUB_FRAME_STEP)
     if name == "paste":
-        return load_paste(data_root)
+        return load_paste(data_root, fold)
     if name in ("antiuav", "drone-ir", "cvpr2025", "close-drones", "reticle"):
-        return boxed_samples(labelled_train_frames(name, data_root))
+        return boxed_samples(labelled_train_frames(name, data_root, fold))
     raise ValueError(f"unknown data source '{name}'; known: {', '.join(SOURCE_NAMES)}")
 
 
@@ -218,8 +239,12 @@ class Mix:
     hard: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)  # (source, index) -> (N, 2) rows, cols
 
     @classmethod
-    def load(cls, weights: dict[str, float], data_root: Path) -> "Mix":
-        return cls({n: load_source(n, data_root) for n in weights}, weights)
+    def load(cls, weights: dict[str, float], data_root: Path, fold: str = "a") -> "Mix":
+        sources = {n: load_source(n, data_root, fold) for n in weights}
+        empty = [n for n, s in sources.items() if not s]
+        if empty:
+            raise ValueError(f"mix source(s) {', '.join(empty)} hold no training image in fold '{fold}'; drop them")
+        return cls(sources, weights)
 
     def sizes(self) -> dict[str, int]:
         return {n: len(s) for n, s in self.sources.items()}

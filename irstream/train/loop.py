@@ -489,14 +489,14 @@ class _TrainData:
         if cfg.mix:
             from irstream.data.mix import Mix, load_backgrounds, parse_mix
 
-            from irstream.data.mix import ANTIUAV_VAL, DAUB_HELD_OUT, clip_frames, daub_frames, drone_val_frames
+            from irstream.data.mix import FOLDS, clip_frames, daub_frames, drone_val_frames
 
-            root = Path(cfg.data_root)
-            self.mix = Mix.load(parse_mix(cfg.mix), root)
+            root, fold = Path(cfg.data_root), FOLDS[cfg.fold]
+            self.mix = Mix.load(parse_mix(cfg.mix), root, cfg.fold)
             self.backgrounds_val = load_backgrounds(root / "sirst-v2-backgrounds", "val")
-            self.clips_val = list(clip_frames(root / "antiuav-clips", ANTIUAV_VAL, CLIP_VAL_STEP)) \
+            self.clips_val = list(clip_frames(root / "antiuav-clips", fold.antiuav_held_out, CLIP_VAL_STEP)) \
                 if "antiuav" in self.mix.weights else []
-            self.daub_val = list(daub_frames(root / "daub", DAUB_HELD_OUT, DAUB_VAL_STEP)) \
+            self.daub_val = list(daub_frames(root / "daub", fold.daub_held_out, DAUB_VAL_STEP)) \
                 if "daub" in self.mix.weights else []
             self.drones_val = list(drone_val_frames(root)) \
                 if {"drone-ir", "cvpr2025", "reticle", "paste"} & set(self.mix.weights) else []
@@ -566,6 +566,13 @@ def _append_csv(path: Path, row: dict) -> None:
         w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
 
 
+def _fold_card(cfg: TrainConfig) -> dict:
+    """Which labelled clips and DAUB sequences trained the weights and which never reached them."""
+    from irstream.data.mix import FOLDS
+
+    return {"name": cfg.fold, **asdict(FOLDS[cfg.fold])}
+
+
 def _card(cfg: TrainConfig, state: dict, val: dict, data: _TrainData) -> dict:
     if data.mix is not None:
         sources = {n: {"weight": round(w, 4), "images": data.mix.sizes()[n]} for n, w in data.mix.weights.items()}
@@ -591,6 +598,7 @@ def _card(cfg: TrainConfig, state: dict, val: dict, data: _TrainData) -> dict:
             "minutes": round(state["elapsed_s"] / 60.0, 1),
             "training_cpu_minutes": round(state.get("train_cpu_s", 0.0) / 60.0, 1),
             "recipe": asdict(cfg),
+            "fold": _fold_card(cfg),
             "loss": f"SoftIoU + {cfg.rec_weight} x MSE(reconstruction, input)"
                     + (f" + {cfg.negative_weight} x BCE on target-free pixels" if cfg.negative_weight else "")
                     + "; no L1 term",
