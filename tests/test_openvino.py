@@ -49,6 +49,29 @@ def test_every_precision_this_cpu_offers_keeps_the_masks(model, frames):
         assert mask_iou(_run(ovrt.OpenVinoRuntime(model, precision), frames), want) >= MASK_IOU_MIN, precision
 
 
+def test_a_frame_size_seen_often_runs_in_its_own_fixed_size_graph_with_the_same_maps(model, frames):
+    rt = ovrt.OpenVinoRuntime(model, "fp32")
+    batch = np.stack(frames[:3])[:, None]
+    first = rt(batch)  # the any-size graph
+    for _ in range(ovrt.STATIC_AFTER_CALLS):
+        again = rt(batch)
+    assert list(rt._static) == [(1, 150, 190)]
+    assert again.shape == first.shape and np.abs(again - first).max() < 1e-4
+    for side in range(64, 64 + 8 * (ovrt.STATIC_SIZES_KEPT + 1), 8):  # a folder of many sizes...
+        rt(batch[:1, :, :side, :side])
+    assert len(rt._static) == 1  # ...stays on the any-size graph
+    for side in range(64, 64 + 8 * ovrt.STATIC_SIZES_KEPT, 8):
+        for _ in range(ovrt.STATIC_AFTER_CALLS):
+            rt(batch[:1, :, :side, :side])
+    assert len(rt._static) == ovrt.STATIC_SIZES_KEPT and (1, 150, 190) not in rt._static  # oldest dropped
+
+
+def test_warm_up_compiles_the_tiles_and_coarse_pass_graphs_before_the_first_frame(model):
+    seg = StreamSegmenter(model, "cpu", runtime="openvino", tile_px=192, tile_overlap_px=16, coarse=4)
+    seg.warm_up((512, 640))
+    assert set(seg.runtime._static) == {(1, 192, 192), (1, 128, 160)}
+
+
 def test_conversion_is_cached_by_the_weights_and_read_back(model, tmp_path, monkeypatch):
     ovrt.converted(model)
     (entry,) = (tmp_path / "cache" / "openvino").iterdir()

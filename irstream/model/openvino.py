@@ -4,7 +4,8 @@ On the 2-core development CPUs it runs LRRNet about twice as fast as torch in bf
 fast in fp32 (`irstream bench model`; docs/speed.md).  The torch model is converted once
 (`openvino.convert_model`, any batch, height and width) and the converted graph is cached,
 keyed by the weights' bytes and the OpenVINO version, so later runs load it in well under a
-second.
+second.  A frame size that comes again and again (the tiles, the coarse pass) also gets a graph
+compiled for that size alone, which runs faster (STATIC_AFTER_CALLS).
 
 Precision follows the CPU: bf16 where OpenVINO reports BF16 among the CPU's capabilities (AMX,
 or AVX-512 BF16), fp32 elsewhere (older Intel and AMD CPUs).  Whether bf16 keeps the masks is
@@ -33,6 +34,14 @@ OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 CACHE_FORMAT = "irstream-openvino/1"
 #: Side of the example frame the converter traces with: any multiple of the size multiple.
 TRACE_PX = 64
+#: Calls with one frame size before it gets a graph compiled for that size alone.  A graph of
+#: fixed size ran 192 px tiles 1.11x faster than the any-size graph (268 against 298 ms for 12
+#: tiles on the 2-core development CPU, bf16, 2 threads; docs/speed.md) and has no first-call
+#: cost per batch size, but compiling one takes ~0.5 s: a video's tile size earns it after a few
+#: frames; a folder of images of many sizes stays on the any-size graph.
+STATIC_AFTER_CALLS = 3
+#: Frame sizes that keep a fixed-size graph at once (tiles, coarse pass, one whole-frame size).
+STATIC_SIZES_KEPT = 4
 
 
 def import_openvino():
@@ -117,9 +126,37 @@ class OpenVinoRuntime:
         self.threads = threads or usable_cores()
         config = {"INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": self.threads}
-        self.compiled = ov.Core().compile_model(converted(model, cache), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        self._core, self._config, self._graph = ov.Core(), config, converted(model, cache)
+        self.request = self._core.compile_model(self._graph, "CPU", config).create_infer_request()
+        self._calls: dict[tuple[int, int, int], int] = {}
+        self._static: dict[tuple[int, int, int], object] = {}  # (C, H, W) -> request, oldest first
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        out = self.request.infer({0: np.ascontiguousarray(frames, dtype=np.float32)})[0]
-        return out[:, 0].copy()  # the request's buffer is reused by the next call
+        frames = np.ascontiguousarray(frames, dtype=np.float32)
+        static = self._static_request(frames.shape[1:])
+        if static is None:
+            return self.request.infer({0: frames})[0][:, 0].copy()  # the request's buffer is reused
+        # One frame at a time through the fixed-size graph: as fast as a batch, one graph for any count.
+        return np.stack([static.infer({0: f[None]})[0][0, 0].copy() for f in frames])
+
+    def _static_request(self, size: tuple[int, int, int]):
+        """The fixed-size request of this frame size once it has been asked for often enough."""
+        if size in self._static:
+            return self._static[size]
+        self._calls[size] = self._calls.get(size, 0) + 1
+        return self._compile(size) if self._calls[size] >= STATIC_AFTER_CALLS else None
+
+    def fix_seen_sizes(self) -> None:
+        """Compile now the fixed-size graph of every frame size run so far (at warm-up: the
+        tiles and the coarse pass), so that no frame of the run waits for a compilation."""
+        for size in list(self._calls)[-STATIC_SIZES_KEPT:]:
+            if size not in self._static:
+                self._compile(size)
+
+    def _compile(self, size: tuple[int, int, int]):
+        if len(self._static) >= STATIC_SIZES_KEPT:
+            self._static.pop(next(iter(self._static)))
+        graph = self._graph.clone()
+        graph.reshape([1, *size])
+        self._static[size] = self._core.compile_model(graph, "CPU", self._config).create_infer_request()
+        return self._static[size]

@@ -347,6 +347,10 @@ class StreamSegmenter:
         CPU with more than one candidate runtime this is also where the faster is picked."""
         self.push(None, np.zeros(shape, dtype=np.float32))
         self.flush()
+        if hasattr(self.runtime, "fix_seen_sizes"):  # OpenVINO: graphs of fixed size, warmed too
+            self.runtime.fix_seen_sizes()
+            self.push(None, np.zeros(shape, dtype=np.float32))
+            self.flush()
         self.reset()
 
     def reset(self) -> None:
