@@ -102,3 +102,24 @@ def test_a_tile_whose_map_holds_a_target_runs_on_every_frame():
     for _ in range(3):
         tiled(fn, hot, TILE, OVERLAP, memory)
     assert fn.tiles == n_tiles + 3  # the target's tile each time, the others kept
+
+
+def test_a_cap_bounds_the_tiles_run_per_frame_and_every_tile_catches_up():
+    """A gain flicker changes every tile: with a cap of half the tiles, each frame runs at most
+    half (the target's tile always), the tiles left waiting go first on the next frame, and
+    once the picture holds still every map is what running all tiles gives."""
+    img = frames(1)[0] * 0.5
+    img[10:14, 10:14] = 1.0  # a target: the stand-in's map reaches ~0.8 in the top-left tile
+    fn, memory = Counting(), TileMemory(levels=4, max_frames=10, hot=0.6, max_share=0.5)
+    tiled(fn, img, TILE, OVERLAP, memory)
+    n_tiles = fn.tiles
+    cap = -(-n_tiles // 2)
+    brighter = np.clip(img * 1.1 + 4 / 255, 0, 1)  # every tile moves by more than 4 levels
+    runs = []
+    for _ in range(3):
+        before = fn.tiles
+        out = tiled(fn, brighter, TILE, OVERLAP, memory)
+        runs.append(fn.tiles - before)
+    # the target's tile and cap - 1 others a frame, until all the others have run
+    assert runs == [cap, cap, 1 + (n_tiles - 1) - 2 * (cap - 1)], runs
+    np.testing.assert_array_equal(out, tiled(Counting(), brighter, TILE, OVERLAP))

@@ -94,7 +94,8 @@ class Detector:
         # CPU only: on a GPU each new batch size of changed tiles would capture a CUDA graph.
         if not model.reuse_levels or self.device.type != "cpu" or model.runtime == "triton":
             return None
-        return TileMemory(model.reuse_levels, model.reuse_max_frames, hot=self.targets_cfg.score_threshold)
+        return TileMemory(model.reuse_levels, model.reuse_max_frames, hot=self.targets_cfg.score_threshold,
+                          max_share=model.reuse_max_share)
 
     @classmethod
     def from_config(cls, cfg) -> "Detector":

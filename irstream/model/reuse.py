@@ -9,12 +9,17 @@ that last run, and at least every `max_frames` frames.  A tile whose map holds a
 pixel at or above `hot`, the score threshold) runs on every frame: the blur hides much of a 1-2
 px target's contrast, and a target must not be reported where it was.  So what is kept is empty
 sky and clutter below the threshold; a new target there is found when its tile changes enough or
-at the next refresh.  A camera that pans changes every tile and runs them all, as without this.
-Used on CPU only: on a GPU a changing batch size would capture a CUDA graph per size.
+at the next refresh.  A camera that pans changes every tile and runs them all, as without this,
+unless `max_share` caps the tiles run on one frame: then the tiles holding a target run, and of
+the others that changed, those kept longest (then those that changed most) up to the cap; the
+rest keep their maps one more frame and come first on the next.  The cap bounds the slowest
+frame, which a live run's latency waits on: a camera's gain that flickers moves every tile by a
+few grey levels while its map stays below the threshold.  Used on CPU only: on a GPU a changing batch size would capture a CUDA graph per size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -22,6 +27,8 @@ import numpy as np
 
 #: Gaussian sigma of the blur before tiles are compared, px: noise is not change.
 CHANGE_BLUR_SIGMA_PX = 1.0
+#: Slack when a share of the tiles is rounded up (2/3 of 12 tiles is 8, not 9).
+SHARE_EPS = 1e-6
 #: Grey levels per unit of the [0, 1] frames the model sees.
 GREY_LEVELS = 255.0
 
@@ -37,9 +44,9 @@ class _Slot:
 class TileMemory:
     """The last run of every tile of every stream (`slot`: the source's id)."""
 
-    def __init__(self, levels: float, max_frames: int, hot: float = 1.0) -> None:
+    def __init__(self, levels: float, max_frames: int, hot: float = 1.0, max_share: float = 1.0) -> None:
         self.change = levels / GREY_LEVELS
-        self.max_frames, self.hot = max_frames, hot
+        self.max_frames, self.hot, self.max_share = max_frames, hot, max_share
         self._slots: dict[object, _Slot] = {}
         self._pending: dict[object, np.ndarray] = {}
         self.tiles_run = self.tiles_kept = 0
@@ -58,8 +65,18 @@ class TileMemory:
             n = len(seen)
             self._slots[slot] = _Slot(seen.copy(), np.empty_like(seen), np.zeros(n, int), np.zeros(n, bool))
             return np.ones(n, bool)
-        moved = np.abs(seen - last.seen).reshape(len(seen), -1).max(axis=1) >= self.change
-        return moved | last.hot | (last.ages >= self.max_frames)
+        change = np.abs(seen - last.seen).reshape(len(seen), -1).max(axis=1)
+        return self._capped(change, (change >= self.change) | (last.ages >= self.max_frames), last)
+
+    def _capped(self, change: np.ndarray, due: np.ndarray, last: _Slot) -> np.ndarray:
+        """The hot tiles, and of the other due tiles as many as the cap leaves (at least one, so
+        that no tile waits forever behind a frame full of targets)."""
+        run = last.hot.copy()
+        others = np.flatnonzero(due & ~last.hot)
+        room = max(1, math.ceil(self.max_share * len(change) - SHARE_EPS) - int(run.sum()))
+        order = np.lexsort((-change[others], -last.ages[others]))  # kept longest, then changed most
+        run[others[order[:room]]] = True
+        return run
 
     def maps(self, slot, run: np.ndarray, new_maps: np.ndarray) -> np.ndarray:
         """The frame's maps (N, t, t): those of the tiles just run, the kept ones elsewhere."""
