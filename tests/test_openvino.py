@@ -8,6 +8,7 @@ import torch
 from conftest import REPO, SIRST
 from irstream.model import openvino as ovrt
 from irstream.model.runtime import MASK_IOU_MIN, TorchRuntime, mask_iou
+from irstream.model import segment
 from irstream.model.segment import StreamSegmenter
 from irstream.model.weights import load_weights
 from irstream.tools.bench import real_frames
@@ -118,7 +119,8 @@ class _Broken:
         return np.zeros((batch.shape[0], *batch.shape[2:]), np.float32)
 
 
-def test_auto_keeps_its_choice_for_the_next_run(model, frames):
+def test_auto_keeps_its_choice_for_the_next_run(model, frames, monkeypatch):
+    monkeypatch.setattr(segment, "machine_quiet", lambda: True)
     first = StreamSegmenter(model, "cpu", runtime="auto")
     first.warm_up(frames[0].shape)
     again = StreamSegmenter(model, "cpu", runtime="auto")
@@ -127,6 +129,15 @@ def test_auto_keeps_its_choice_for_the_next_run(model, frames):
     other_size = StreamSegmenter(model, "cpu", runtime="auto")
     other_size.warm_up((frames[0].shape[0] + 8, frames[0].shape[1]))
     assert not other_size.picked_from_cache
+
+
+def test_a_choice_timed_on_a_busy_machine_is_not_kept(model, frames, monkeypatch):
+    """Timed beside other work, the slower runtime can win; the next run times again."""
+    monkeypatch.setattr(segment, "machine_quiet", lambda: False)
+    for _ in range(2):
+        seg = StreamSegmenter(model, "cpu", runtime="auto")
+        seg.warm_up(frames[0].shape)
+        assert not seg.picked_from_cache
 
 
 def test_auto_leaves_out_a_runtime_that_cannot_start(model, frames, caplog):

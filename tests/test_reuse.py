@@ -106,14 +106,15 @@ def test_a_tile_whose_map_holds_a_target_runs_on_every_frame():
 
 def test_a_cap_bounds_the_tiles_run_per_frame_and_every_tile_catches_up():
     """A gain flicker changes every tile: with a cap of half the tiles, each frame runs at most
-    half (the target's tile always), the tiles left waiting go first on the next frame, and
-    once the picture holds still every map is what running all tiles gives."""
+    half (the target's tile always), the tiles left waiting run on the next frames, and once
+    the picture holds still every map is what running all tiles gives."""
     img = frames(1)[0] * 0.5
     img[10:14, 10:14] = 1.0  # a target: the stand-in's map reaches ~0.8 in the top-left tile
-    fn, memory = Counting(), TileMemory(levels=4, max_frames=10, hot=0.6, max_share=0.5)
-    tiled(fn, img, TILE, OVERLAP, memory)
-    n_tiles = fn.tiles
+    n_tiles = len(tiled_layout_tiles(img))
     cap = -(-n_tiles // 2)
+    fn, memory = Counting(), TileMemory(levels=4, max_frames=10, hot=0.6, max_tiles=cap)
+    tiled(fn, img, TILE, OVERLAP, memory)
+    assert fn.tiles == n_tiles  # a new stream runs every tile, whatever the cap
     brighter = np.clip(img * 1.1 + 4 / 255, 0, 1)  # every tile moves by more than 4 levels
     runs = []
     for _ in range(3):
@@ -123,3 +124,25 @@ def test_a_cap_bounds_the_tiles_run_per_frame_and_every_tile_catches_up():
     # the target's tile and cap - 1 others a frame, until all the others have run
     assert runs == [cap, cap, 1 + (n_tiles - 1) - 2 * (cap - 1)], runs
     np.testing.assert_array_equal(out, tiled(Counting(), brighter, TILE, OVERLAP))
+
+
+def test_a_tile_the_target_moved_into_runs_before_tiles_that_only_flickered():
+    """Under the cap, of the tiles due the one whose pixels changed most goes first: a target
+    that came in, not a gain flicker."""
+    img = frames(1)[0]
+    n_tiles = len(tiled_layout_tiles(img))
+    fn, memory = Counting(), TileMemory(levels=4, max_frames=10, max_tiles=1)
+    tiled(fn, img, TILE, OVERLAP, memory)
+    flicker = np.clip(img + 5 / 255, 0, 1)
+    flicker[-14:-10, -14:-10] = 1.0  # a bright target comes into the bottom-right tile
+    before = fn.tiles
+    out = tiled(fn, flicker, TILE, OVERLAP, memory)
+    assert fn.tiles - before == 1
+    np.testing.assert_array_equal(out[-40:, -40:], tiled(Counting(), flicker, TILE, OVERLAP)[-40:, -40:])
+    assert n_tiles > 4
+
+
+def tiled_layout_tiles(img):
+    fn = Counting()
+    tiled(fn, img, TILE, OVERLAP)
+    return range(fn.tiles)

@@ -280,8 +280,8 @@ def bench_pipeline_cmd(
                                                            "this Triton server (host:port; start it with `irstream serve`).")] = None,
     reuse: Annotated[Optional[list[float]], typer.Option(help="Also compare tile reuse levels (repeatable: 0 off, grey "
                                                             "levels otherwise; [model] reuse_levels).")] = None,
-    reuse_share: Annotated[Optional[list[float]], typer.Option(help="Also compare caps on the share of a frame's tiles "
-                                                                    "run on one frame (repeatable; [model] reuse_max_share).")] = None,
+    reuse_cap: Annotated[Optional[list[int]], typer.Option(help="Also compare caps on the tiles run on one frame "
+                                                                "(repeatable: 0 no cap; [model] reuse_max_tiles).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """End to end, from a video file to a ZeroMQ subscriber on loopback: per-stage p50/p99 and rate.
@@ -309,12 +309,12 @@ def bench_pipeline_cmd(
         cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "source.mode": "file", "model.device": device,
                                                    "model.weights": weights, "run.max_frames": frames})
         runs = (len(runtime) * len(coarse or [None]) * len(mode or [None]) * len(threads or [None]) * len(reuse or [None])
-                * len(reuse_share or [None]))
+                * len(reuse_cap or [None]))
         with progress() as prog:
             task = prog.add_task("frames", total=frames * runs)
             rows = bench_pipeline(cfg, runtime, on_frame=lambda _res: prog.advance(task),
                                   on_run=lambda rt: prog.update(task, description=rt), coarse=coarse, modes=mode,
-                                  threads=threads, reuse=reuse, reuse_share=reuse_share)
+                                  threads=threads, reuse=reuse, reuse_cap=reuse_cap)
     info = machine()
     if as_json:
         _bench_report("", rows, info, True, {"source": source})

@@ -95,7 +95,7 @@ class Detector:
         if not model.reuse_levels or self.device.type != "cpu" or model.runtime == "triton":
             return None
         return TileMemory(model.reuse_levels, model.reuse_max_frames, hot=self.targets_cfg.score_threshold,
-                          max_share=model.reuse_max_share)
+                          max_tiles=model.reuse_max_tiles)
 
     @classmethod
     def from_config(cls, cfg) -> "Detector":

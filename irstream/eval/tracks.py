@@ -340,7 +340,7 @@ def frames_to_confirm(truth: list[Truth], log: TrackLog, max_px: float = MATCH_P
 
 
 def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, tiles=(0, 0), coarse: int = 0,
-              reuse: tuple[float, int, float] = (0.0, 0, 1.0)) -> str:
+              reuse: tuple[float, int, int] = (0.0, 0, 0)) -> str:
     """Changes with the weights' bytes, the frames' files, the upscale, the coarse pass, the
     tiles' reuse and the preprocessing.
     The files count by their bytes, not their times: a data folder mounted or copied afresh
@@ -358,8 +358,8 @@ def cache_key(seq: EvalSequence, weights: Path, upscale: int, preprocess_cfg, ti
         h.update(f":coarse {coarse}".encode())
     if reuse[0]:  # so do maps that ran every tile
         h.update(f":reuse {reuse[0]:g} {reuse[1]}".encode())
-        if reuse[2] < 1:  # uncapped maps keep their key
-            h.update(f" share {reuse[2]:g}".encode())
+        if reuse[2]:  # uncapped maps keep their key
+            h.update(f" cap {reuse[2]}".encode())
     return h.hexdigest()[:16]
 
 
@@ -380,7 +380,7 @@ def sequence_maps(seq: EvalSequence, cfg, cache_dir: Path | None = None, on_fram
     if cache_dir is not None:
         key = cache_key(seq, cfg.model.weights_path, cfg.model.upscale, cfg.preprocess,
                         cfg.model.tiles(read_card(cfg.model.weights_path)), cfg.model.coarse,
-                        (cfg.model.reuse_levels, cfg.model.reuse_max_frames, cfg.model.reuse_max_share))
+                        (cfg.model.reuse_levels, cfg.model.reuse_max_frames, cfg.model.reuse_max_tiles))
         path = Path(cache_dir) / f"{seq.name}-{key}.npz"
         if path.is_file():
             with np.load(path) as z:

@@ -37,10 +37,10 @@ class ModelConfig:
         for at most reuse_max_frames frames in a row, unless its map holds a target
         (irstream.model.reuse; CPU only); 0 = every tile runs on every frame.  Under a still
         camera most tiles are kept; a pan runs them all.
-    reuse_max_share: with reuse on, at most this share of a frame's tiles (rounded up) runs on
-        one frame besides those holding a target; the others keep their maps one frame more
-        and go first on the next.  It bounds the slowest frame (a gain flicker or a pan that
-        changes every tile), which a live run's latency waits on; 1 = no cap.
+    reuse_max_tiles: with reuse on, at most this many tiles run on one frame, those holding a
+        target always; the others keep their maps one frame more.  It bounds the slowest frame
+        (a gain flicker or a pan that changes every tile), which a live run's latency waits on:
+        6 is half of a 640x512 frame's 12 tiles of 192 px; 0 = no cap.
     triton_url, triton_model, triton_version: the server (gRPC host:port), the model's name
         there and its version ("" = latest), for runtime "triton".  The weights are still
         read here, for their card (input scale, tiles, threshold): give the ones it serves.
@@ -55,7 +55,7 @@ class ModelConfig:
     tile_overlap_px: int | None = None
     reuse_levels: float = 6.0
     reuse_max_frames: int = 12
-    reuse_max_share: float = 1.0
+    reuse_max_tiles: int = 6
     triton_url: str = "127.0.0.1:8001"
     triton_model: str = "irstream"
     triton_version: str = ""
@@ -77,8 +77,8 @@ class ModelConfig:
             raise ValueError(f"reuse_levels={self.reuse_levels!r}: must be a number of grey levels >= 0 (0 = off)")
         if not isinstance(self.reuse_max_frames, int) or self.reuse_max_frames < 1:
             raise ValueError(f"reuse_max_frames={self.reuse_max_frames!r}: must be a whole number >= 1")
-        if not isinstance(self.reuse_max_share, (int, float)) or not 0 < self.reuse_max_share <= 1:
-            raise ValueError(f"reuse_max_share={self.reuse_max_share!r}: must be a share of the tiles, above 0 and at most 1")
+        if not isinstance(self.reuse_max_tiles, int) or isinstance(self.reuse_max_tiles, bool) or self.reuse_max_tiles < 0:
+            raise ValueError(f"reuse_max_tiles={self.reuse_max_tiles!r}: must be a whole number of tiles >= 0 (0 = no cap)")
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime={self.runtime!r}: must be one of {', '.join(RUNTIMES)}")
 

@@ -10,16 +10,16 @@ pixel at or above `hot`, the score threshold) runs on every frame: the blur hide
 px target's contrast, and a target must not be reported where it was.  So what is kept is empty
 sky and clutter below the threshold; a new target there is found when its tile changes enough or
 at the next refresh.  A camera that pans changes every tile and runs them all, as without this,
-unless `max_share` caps the tiles run on one frame: then the tiles holding a target run, and of
-the others that changed, those kept longest (then those that changed most) up to the cap; the
-rest keep their maps one more frame and come first on the next.  The cap bounds the slowest
+unless `max_tiles` caps the tiles run on one frame: then the tiles holding a target run, and of
+the others that are due, those kept `max_frames` frames first, then those that changed most (a
+target that came in moves its tile's pixels far more than a flicker moves the others) up to the
+cap; the rest keep their maps one more frame.  The cap bounds the slowest
 frame, which a live run's latency waits on: a camera's gain that flickers moves every tile by a
 few grey levels while its map stays below the threshold.  Used on CPU only: on a GPU a changing batch size would capture a CUDA graph per size.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -27,8 +27,6 @@ import numpy as np
 
 #: Gaussian sigma of the blur before tiles are compared, px: noise is not change.
 CHANGE_BLUR_SIGMA_PX = 1.0
-#: Slack when a share of the tiles is rounded up (2/3 of 12 tiles is 8, not 9).
-SHARE_EPS = 1e-6
 #: Grey levels per unit of the [0, 1] frames the model sees.
 GREY_LEVELS = 255.0
 
@@ -44,9 +42,9 @@ class _Slot:
 class TileMemory:
     """The last run of every tile of every stream (`slot`: the source's id)."""
 
-    def __init__(self, levels: float, max_frames: int, hot: float = 1.0, max_share: float = 1.0) -> None:
+    def __init__(self, levels: float, max_frames: int, hot: float = 1.0, max_tiles: int = 0) -> None:
         self.change = levels / GREY_LEVELS
-        self.max_frames, self.hot, self.max_share = max_frames, hot, max_share
+        self.max_frames, self.hot, self.max_tiles = max_frames, hot, max_tiles
         self._slots: dict[object, _Slot] = {}
         self._pending: dict[object, np.ndarray] = {}
         self.tiles_run = self.tiles_kept = 0
@@ -66,15 +64,19 @@ class TileMemory:
             self._slots[slot] = _Slot(seen.copy(), np.empty_like(seen), np.zeros(n, int), np.zeros(n, bool))
             return np.ones(n, bool)
         change = np.abs(seen - last.seen).reshape(len(seen), -1).max(axis=1)
-        return self._capped(change, (change >= self.change) | (last.ages >= self.max_frames), last)
+        old = last.ages >= self.max_frames
+        due = (change >= self.change) | old | last.hot
+        if not self.max_tiles or due.sum() <= self.max_tiles:
+            return due
+        return self._capped(change, due & ~last.hot, old, last.hot)
 
-    def _capped(self, change: np.ndarray, due: np.ndarray, last: _Slot) -> np.ndarray:
+    def _capped(self, change: np.ndarray, due: np.ndarray, old: np.ndarray, hot: np.ndarray) -> np.ndarray:
         """The hot tiles, and of the other due tiles as many as the cap leaves (at least one, so
         that no tile waits forever behind a frame full of targets)."""
-        run = last.hot.copy()
-        others = np.flatnonzero(due & ~last.hot)
-        room = max(1, math.ceil(self.max_share * len(change) - SHARE_EPS) - int(run.sum()))
-        order = np.lexsort((-change[others], -last.ages[others]))  # kept longest, then changed most
+        run = hot.copy()
+        others = np.flatnonzero(due)
+        room = max(1, self.max_tiles - int(hot.sum()))
+        order = np.lexsort((-change[others], ~old[others]))  # kept too long first, then changed most
         run[others[order[:room]]] = True
         return run
 

@@ -389,7 +389,8 @@ class StreamSegmenter:
         frame = np.zeros(shape, dtype=np.float32)
         best = fastest(agree or [self.runtime], lambda rt: tiled(rt, frame, self.tile_px, self.tile_overlap_px),
                        AUTO_PICK_RUNS)
-        write_pick(key, next(label for label, rt in built.items() if rt is best))
+        if machine_quiet():  # a choice timed beside other work would be kept for the quiet machine too
+            write_pick(key, next(label for label, rt in built.items() if rt is best))
         return best
 
 
@@ -495,22 +496,35 @@ def write_pick(key: str, label: str) -> None:
 
 
 def fastest(runtimes: list, run, runs: int):
-    """The runtime with the lowest median time of run(runtime), after one untimed call each."""
+    """The runtime with the lowest median time of run(runtime), after one untimed call each.
+    The runtimes take turns, so that other work that comes and goes slows each alike."""
     import time
 
     if len(runtimes) == 1:
         return runtimes[0]
-
-    def median_s(rt) -> float:
+    for rt in runtimes:
         run(rt)
-        times = []
-        for _ in range(runs):
+    times: list[list[float]] = [[] for _ in runtimes]
+    for _ in range(runs):
+        for rt, ts in zip(runtimes, times):
             t0 = time.perf_counter()
             run(rt)
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times))
+            ts.append(time.perf_counter() - t0)
+    return runtimes[int(np.argmin([np.median(ts) for ts in times]))]
 
-    return min(runtimes, key=median_s)
+
+#: The machine counts as quiet while its 1-minute load average is below this share of its cores.
+QUIET_LOAD_SHARE = 0.5
+
+
+def machine_quiet() -> bool:
+    """Nothing much else runs here (load average; True where the OS does not say)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return load < QUIET_LOAD_SHARE * cores
 
 
 class _CudaDoubleBuffer:
