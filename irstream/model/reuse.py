@@ -13,9 +13,10 @@ at the next refresh.  A camera that pans changes every tile and runs them all, a
 unless `max_tiles` caps the tiles run on one frame: then the tiles holding a target run, and of
 the others that are due, those kept `max_frames` frames first, then those that changed most (a
 target that came in moves its tile's pixels far more than a flicker moves the others) up to the
-cap; the rest keep their maps one more frame.  The cap bounds the slowest
-frame, which a live run's latency waits on: a camera's gain that flickers moves every tile by a
-few grey levels while its map stays below the threshold.  Used on CPU only: on a GPU a changing batch size would capture a CUDA graph per size.
+cap; the rest keep their maps one more frame.  The cap bounds the slowest frame, which a live
+run's latency waits on: a camera's gain that flickers moves every tile by a few grey levels
+while its map stays below the threshold.  Used on CPU only: on a GPU a changing batch size would
+capture a CUDA graph per size.
 """
 
 from __future__ import annotations

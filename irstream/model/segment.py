@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from irstream.model.config import RUNTIMES
-from irstream.host import cache_root, usable_cores
+from irstream.host import cache_root, machine_quiet, usable_cores
 from irstream.errors import UserError
 from irstream.model.openvino import OpenVinoRuntime, cpu_precisions, openvino_available
 from irstream.model.registry import LRRNet
@@ -511,20 +511,6 @@ def fastest(runtimes: list, run, runs: int):
             run(rt)
             ts.append(time.perf_counter() - t0)
     return runtimes[int(np.argmin([np.median(ts) for ts in times]))]
-
-
-#: The machine counts as quiet while its 1-minute load average is below this share of its cores.
-QUIET_LOAD_SHARE = 0.5
-
-
-def machine_quiet() -> bool:
-    """Nothing much else runs here (load average; True where the OS does not say)."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return True
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return load < QUIET_LOAD_SHARE * cores
 
 
 class _CudaDoubleBuffer:

@@ -384,7 +384,9 @@ def bench_sources(clip: str, counts: list[int], frames: int, pipeline: str | Non
     import subprocess
     import sys
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from irstream.host import usable_cores
+
+    cores = usable_cores()
     base = [sys.executable, "-c", "from irstream.cli import main; main()", "run", "--json", "--device", device,
             "--max-frames", str(frames)] + (["--pipeline", pipeline] if pipeline else [])
     rows = {}
