@@ -95,11 +95,15 @@ def test_bench_pipeline_delivers_every_frame_to_the_subscriber():
     assert row["inference p50_ms"] > 0 and row["read->publish p99_ms"] >= row["inference p50_ms"]
 
 
-def test_bench_pipeline_compares_the_coarse_pass_in_one_run():
+@pytest.mark.parametrize("flag, values, labels", [
+    ("--coarse", ("0", "4"), {"torch, coarse off", "torch, coarse 4"}),
+    ("--tile-px", ("0", "48"), {"torch, whole frames", "torch, tiles of 48 px"}),
+])
+def test_bench_pipeline_compares_settings_in_one_run(flag, values, labels):
     r = _bench("pipeline", "--height", "64", "--width", "80", "--frames", "4", "--runtime", "torch",
-               "--coarse", "0", "--coarse", "4")
+               *[arg for v in values for arg in (flag, v)])
     rows = r["results"]
-    assert set(rows) == {"torch, coarse off", "torch, coarse 4"}
+    assert set(rows) == labels
     assert all(row["frames_processed"] == row["messages_received"] == 4 for row in rows.values())
 
 

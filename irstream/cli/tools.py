@@ -282,6 +282,8 @@ def bench_pipeline_cmd(
                                                             "levels otherwise; [model] reuse_levels).")] = None,
     reuse_cap: Annotated[Optional[list[int]], typer.Option(help="Also compare caps on the tiles run on one frame "
                                                                 "(repeatable: 0 no cap; [model] reuse_max_tiles).")] = None,
+    tile_px: Annotated[Optional[list[int]], typer.Option(help="Also compare tile sides, px (repeatable: 0 whole frames; "
+                                                              "[model] tile_px; a frame no larger runs whole).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """End to end, from a video file to a ZeroMQ subscriber on loopback: per-stage p50/p99 and rate.
@@ -309,12 +311,12 @@ def bench_pipeline_cmd(
         cfg = override(load_pipeline(pipeline), FLAGS, **{"source.uri": source, "source.mode": "file", "model.device": device,
                                                    "model.weights": weights, "run.max_frames": frames})
         runs = (len(runtime) * len(coarse or [None]) * len(mode or [None]) * len(threads or [None]) * len(reuse or [None])
-                * len(reuse_cap or [None]))
+                * len(reuse_cap or [None]) * len(tile_px or [None]))
         with progress() as prog:
             task = prog.add_task("frames", total=frames * runs)
             rows = bench_pipeline(cfg, runtime, on_frame=lambda _res: prog.advance(task),
                                   on_run=lambda rt: prog.update(task, description=rt), coarse=coarse, modes=mode,
-                                  threads=threads, reuse=reuse, reuse_cap=reuse_cap)
+                                  threads=threads, reuse=reuse, reuse_cap=reuse_cap, tile_px=tile_px)
     info = machine()
     if as_json:
         _bench_report("", rows, info, True, {"source": source})

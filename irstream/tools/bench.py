@@ -329,9 +329,10 @@ SUBSCRIBER_WAIT_S = 5.0
 
 def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse: list[int] | None = None,
                    modes: list[str] | None = None, threads: list[int] | None = None,
-                   reuse: list[float] | None = None, reuse_cap: list[int] | None = None) -> dict:
+                   reuse: list[float] | None = None, reuse_cap: list[int] | None = None,
+                   tile_px: list[int] | None = None) -> dict:
     """Run the pipeline once per runtime (and per coarse-pass factor, mode, thread count, tile
-    reuse level and cap on the tiles run per frame, when given), publishing to a subscriber on loopback; per-stage latency, rate, and frames
+    reuse level, cap on the tiles run per frame and tile side, when given), publishing to a subscriber on loopback; per-stage latency, rate, and frames
     read / processed / received by the subscriber.  A live run plays the clip at its own rate
     (newest frame wins), so its rate is what a live CPU user gets of that camera."""
     import itertools
@@ -340,18 +341,20 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse:
     from irstream.pipeline.run import Pipeline
 
     rows = {}
-    for runtime, k, mode, n, lv, cap in itertools.product(runtimes, coarse or [None], modes or [None], threads or [None],
-                                                            reuse or [None], reuse_cap or [None]):
+    for runtime, k, mode, n, lv, cap, tile in itertools.product(runtimes, coarse or [None], modes or [None],
+                                                                threads or [None], reuse or [None], reuse_cap or [None],
+                                                                tile_px or [None]):
         label = ", ".join([runtime] + ([f"coarse {k or 'off'}"] if k is not None else []) + ([mode] if mode else [])
                           + ([f"{n or 'default'} threads"] if n is not None else [])
                           + ([f"reuse {lv:g} levels" if lv else "reuse off"] if lv is not None else [])
-                          + ([f"at most {cap} tiles a frame" if cap else "no cap on tiles"] if cap is not None else []))
+                          + ([f"at most {cap} tiles a frame" if cap else "no cap on tiles"] if cap is not None else [])
+                          + ([f"tiles of {tile} px" if tile else "whole frames"] if tile is not None else []))
         if on_run:
             on_run(label)
         port = free_port()
         endpoint = f"tcp://127.0.0.1:{port}"
         c = override(cfg, **{"model.runtime": runtime, "model.coarse": k, "source.mode": mode, "run.threads": n,
-                             "model.reuse_levels": lv, "model.reuse_max_tiles": cap,
+                             "model.reuse_levels": lv, "model.reuse_max_tiles": cap, "model.tile_px": tile,
                              "output.publish": endpoint, "output.wait_subscriber_s": SUBSCRIBER_WAIT_S})
         with Subscriber(endpoint, c.output.topic) as sub:
             s = Pipeline(c, on_frame=on_frame).run()
