@@ -332,8 +332,9 @@ def bench_pipeline(cfg, runtimes: list[str], on_frame=None, on_run=None, coarse:
                    reuse: list[float] | None = None, reuse_cap: list[int] | None = None,
                    tile_px: list[int] | None = None) -> dict:
     """Run the pipeline once per runtime (and per coarse-pass factor, mode, thread count, tile
-    reuse level, cap on the tiles run per frame and tile side, when given), publishing to a subscriber on loopback; per-stage latency, rate, and frames
-    read / processed / received by the subscriber.  A live run plays the clip at its own rate
+    reuse level, cap on the tiles run per frame and tile side, when given), publishing to a
+    subscriber on loopback; per-stage latency, rate, and frames read / processed / received by
+    the subscriber.  A live run plays the clip at its own rate
     (newest frame wins), so its rate is what a live CPU user gets of that camera."""
     import itertools
 
