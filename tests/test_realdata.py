@@ -218,7 +218,20 @@ def test_fold_b_trains_on_what_fold_a_held_out_and_never_on_what_it_scores():
         Mix.load({"close-drones": 1.0}, SHARED_DATA, "b")
     assert TrainConfig(model="lrrnet_light", fold="b").unscored == ["clips", "daub"]
     with pytest.raises(ValueError, match="fold"):
-        TrainConfig(model="lrrnet_light", fold="c")
+        TrainConfig(model="lrrnet_light", fold="e")
+
+
+def test_folds_c_and_d_hold_out_each_ground_sequence_fold_a_trains_on_with_four_others_in_training():
+    ground = {f"sequence{i}" for i in range(1, 7)}
+    held_out_by = {name: set(f.daub_held_out) for name, f in FOLDS.items()}
+    assert held_out_by["c"] | held_out_by["d"] >= set(FOLDS["a"].daub_train)
+    for name in "cd":
+        fold = FOLDS[name]
+        assert not set(fold.daub_train) & set(fold.daub_held_out)
+        assert len(set(fold.daub_train) & ground) == 4
+        assert set(fold.daub_train) | set(fold.daub_held_out) == set(FOLDS["a"].daub_train) | set(FOLDS["a"].daub_held_out)
+        assert fold.antiuav_train == FOLDS["a"].antiuav_train
+        assert TrainConfig(model="lrrnet_light", fold=name).unscored == ["clips", "daub"]
 
 
 def test_calibration_picks_the_highest_threshold_that_keeps_pd():

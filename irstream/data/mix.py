@@ -20,7 +20,8 @@ A crop is drawn by picking a source by weight, an image of it uniformly, then wh
 on a target (target_share), on one of the model's own recent false alarms (hard_share, when
 the image has any), or anywhere.  Val and test splits, and the held-out sequences and clips,
 never enter.  Which clips and DAUB sequences train and which are held out is the run's fold
-(FOLDS): "a" for the shipped weights, "b" the other way round.
+(FOLDS): "a" for the shipped weights, "b" the other way round, "c" and "d" DAUB's ground
+sequences in turn.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class Fold:
 
     Fold "a" trained the shipped weights.  Fold "b" swaps the two groups, so that every clip and
     sequence is scored by some weights that never saw it; the close drones are flights of clip
-    101846, so fold "b" leaves them out, and its held-out sets must not choose its checkpoint.
+    101846, so fold "b" leaves them out.  Folds "c" and "d" keep fold "a"'s clips and rotate the
+    DAUB sequences.  Only fold "a"'s held-out sets may choose its checkpoint.
     """
 
     antiuav_train: tuple[str, ...]
@@ -69,8 +71,22 @@ class Fold:
     close_drones: bool
 
 
+#: Folds "c" and "d" hold out two of the four ground sequences that fold "a" trains on, in turn,
+#: and train on the other four (fold "b", with two, found none of them, even its own): with "a",
+#: every DAUB ground sequence is then scored by weights that trained on four others.
+DAUB_C_HELD_OUT = ("sequence4", "sequence6", "easy2")
+DAUB_D_HELD_OUT = ("sequence1", "sequence3", "easy1")
+ALL_DAUB = DAUB_TRAIN + DAUB_HELD_OUT
+
+
+def _daub_without(held_out: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(s for s in ALL_DAUB if s not in held_out)
+
+
 FOLDS = {"a": Fold(ANTIUAV_TRAIN, ANTIUAV_VAL, DAUB_TRAIN, DAUB_HELD_OUT, close_drones=True),
-         "b": Fold(ANTIUAV_VAL, ANTIUAV_TRAIN, DAUB_HELD_OUT, DAUB_TRAIN, close_drones=False)}
+         "b": Fold(ANTIUAV_VAL, ANTIUAV_TRAIN, DAUB_HELD_OUT, DAUB_TRAIN, close_drones=False),
+         "c": Fold(ANTIUAV_TRAIN, ANTIUAV_VAL, _daub_without(DAUB_C_HELD_OUT), DAUB_C_HELD_OUT, close_drones=True),
+         "d": Fold(ANTIUAV_TRAIN, ANTIUAV_VAL, _daub_without(DAUB_D_HELD_OUT), DAUB_D_HELD_OUT, close_drones=True)}
 
 #: Every n-th frame of the drone-detection-ir videos (30 frames/s) and of the reticle clips is kept.
 DRONE_IR_FRAME_STEP = 15

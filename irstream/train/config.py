@@ -91,9 +91,10 @@ class TrainConfig:
                                    "per-step decay (0.999 ~ the last 1,000 steps); 0 = off, below 1.")
     unscored: list[str] = option(help="A validation set (clips, daub, drones) measured but left out of the "
                                       "selection score, so no choice of the run uses it (repeatable).", factory=list)
-    fold: str = option("a", "Which labelled clips and DAUB sequences train: 'a' (the shipped weights) or 'b' "
-                            "(the other way round; its held-out clips and sequences are measured, never scored), "
-                            "so that every clip is scored by weights that never saw it (irstream/data/mix.py).")
+    fold: str = option("a", "Which labelled clips and DAUB sequences train: 'a' (the shipped weights), 'b' "
+                            "(the other way round), 'c' or 'd' (two of fold a's DAUB ground sequences held out "
+                            "each); the held-out ones of b-d are measured, never scored, so that every clip and "
+                            "sequence is scored by weights that never saw it (irstream/data/mix.py).")
 
     def __post_init__(self) -> None:
         if self.crop_px % 8 or self.resize_px % 8 or any(c % 8 or c <= 0 for c in self.crop_sizes):
