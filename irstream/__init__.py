@@ -4,7 +4,7 @@ The public API, enough to track a video in a few lines:
 
     import irstream
 
-    pipeline = irstream.Pipeline.from_toml(source="sample_videos/sky_drones.mp4")
+    pipeline = irstream.Pipeline.from_toml(source="sample_videos/sky_drones.mkv")
     for result in pipeline:
         for track in result.tracks.published().to_records():
             print(result.frame.index, track["id"], track["x"], track["y"])

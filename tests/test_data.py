@@ -5,7 +5,7 @@ import pytest
 from irstream.data.sirst import load_sample, load_split, read_split
 from irstream.data.synthetic import BACKGROUNDS, synth_image, synth_sequence, write_image_set
 from irstream.errors import UserError
-from irstream.io.imageio import read_gray
+from irstream.io.imageio import read_gray, write_png
 from irstream.detect.preprocess import PercentileAGC, to_unit
 
 from conftest import SIRST, needs_sirst
@@ -73,6 +73,16 @@ def test_unreadable_image_is_a_user_error(tmp_path):
         read_gray(bad)
     with pytest.raises(UserError, match="no such image"):
         read_gray(tmp_path / "missing.png")
+
+
+def test_an_image_that_cannot_be_written_is_a_user_error(tmp_path):
+    img = np.full((8, 8), 40000, np.uint16)
+    assert read_gray(write_png(tmp_path / "new" / "a.png", img)).max() == 40000  # 16 bits kept, folder made
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="file: cannot create"):
+        write_png(tmp_path / "file" / "a.png", img)
+    with pytest.raises(UserError, match="cannot write the image"):
+        write_png(tmp_path / "a.unknown_format", img)
 
 
 @pytest.mark.parametrize("kind", BACKGROUNDS)

@@ -270,3 +270,20 @@ def test_a_quarter_rate_replay_tracks_like_every_frame():
         assert full.tracks.pd > 0.85, name
         assert quarter.tracks.pd >= full.tracks.pd - 0.05, name
         assert quarter.tracks.fa_per_frame <= full.tracks.fa_per_frame + 0.05, name
+
+
+def test_cached_maps_read_back_and_a_truncated_cache_file_is_computed_again(tmp_path):
+    """An eval-track stopped while writing its cache leaves nothing half-written, and a damaged
+    file is treated as absent, not as a traceback on every later run."""
+    from irstream.eval.tracks import SequenceMaps, _read_maps, _write_maps
+
+    rng = np.random.default_rng(0)
+    maps = SequenceMaps(rng.random((3, 8, 8)).astype(np.float16), rng.random((3, 8, 8)).astype(np.float16),
+                        np.arange(3) * 0.04)
+    path = tmp_path / "cache" / "seq-key.npz"
+    _write_maps(path, maps)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    back = _read_maps(path)
+    assert np.array_equal(back.probs, maps.probs) and np.array_equal(back.timestamps_s, maps.timestamps_s)
+    path.write_bytes(path.read_bytes()[:100])
+    assert _read_maps(path) is None and _read_maps(tmp_path / "none.npz") is None

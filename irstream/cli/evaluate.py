@@ -38,7 +38,7 @@ def eval_cmd(
     from irstream.eval.images import evaluate_model
     from irstream.model.segment import set_threads
     from irstream.detect.targets import TargetConfig
-    from irstream.model.weights import card_path, read_card
+    from irstream.model.weights import read_card, write_card
 
     set_threads(threads)
 
@@ -62,7 +62,7 @@ def eval_cmd(
             "measured_by": f"irstream eval --data {data} --split {split} --weights {given}"
                            + (f" --threshold {threshold}" if threshold is not None else "")
                            + (f" --every {every}" if every > 1 else "")}
-        card_path(weights).write_text(json.dumps(card, indent=2) + "\n")
+        write_card(weights, card)
     if as_json:
         print(json.dumps({"weights": str(weights), "data": str(data), "split": split, **res}))
     else:
@@ -85,7 +85,7 @@ def calibrate(
     from irstream.model.config import ModelConfig
     from irstream.detect.detector import load_model
     from irstream.model.segment import set_threads
-    from irstream.model.weights import card_path, read_card
+    from irstream.model.weights import read_card, write_card
 
     set_threads(threads)
 
@@ -104,7 +104,7 @@ def calibrate(
     if record:
         card = read_card(weights)
         card["operating_point"] = op
-        card_path(weights).write_text(json.dumps(card, indent=2) + "\n")
+        write_card(weights, card)
     if as_json:
         print(json.dumps(op))
         return
@@ -129,7 +129,8 @@ def eval_track(
                                                      "NAME.gt.txt, folders with gt/gt.txt, or folders of these.")],
     pipeline: Annotated[Optional[Path], typer.Option(help="Pipeline TOML whose model, targets, motion and tracker are "
                                                           "evaluated; default: pipelines/default.toml.")] = None,
-    match_px: Annotated[float, typer.Option(help="A detection or track within this distance of a label is a hit, px.")] = 3.0,
+    match_px: Annotated[Optional[float], typer.Option(help="A detection or track within this distance of a label is a "
+                                                           "hit, px; default: 3, the field's rule.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also write the Pd against false-alarm curves here (PNG).")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Keep the model's maps here, so that later runs with other "
                                                            "tracker settings skip the model.")] = None,
@@ -150,6 +151,9 @@ def eval_track(
     from irstream.eval.tracks import (evaluate_sequence, every_nth, find_sequences, plot_curves, pooled, sequence_maps,
                                       summary_row)
 
+    from irstream.eval.metrics import MATCH_DIST_PX
+
+    match_px = MATCH_DIST_PX if match_px is None else match_px
     if not match_px > 0:
         raise UserError(f"--match-px {match_px}: must be > 0")
     cfg = override(load_pipeline(pipeline), FLAGS, **{"model.device": device, "model.upscale": upscale, "model.coarse": coarse,
@@ -273,7 +277,7 @@ def eval_sizes(
     weights: Annotated[Optional[str], typer.Option(help="A .safetensors file written by irstream; default: the pipeline's.")] = None,
     coarse: Annotated[Optional[int], typer.Option(help="The coarse pass: 2, 4, or 0 (off); default: the pipeline's.")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold.")] = None,
-    data_root: Annotated[Path, typer.Option(help="Where the labelled data lies.")] = Path("../shared/data"),
+    data_root: Annotated[Path, typer.Option(help="Where the labelled data lies; default: $IRSTREAM_DATA (../shared/data).")] = DEFAULT_SIRST.parent,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
 ) -> None:
@@ -313,6 +317,8 @@ def eval_sizes(
 
 
 def _track_tables(rows: list[dict], match_px: float) -> tuple[Table, Table]:
+    from irstream.eval.tracks import REPORT_GOAL_FRAMES
+
     def num(v, fmt):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "-"
@@ -323,10 +329,12 @@ def _track_tables(rows: list[dict], match_px: float) -> tuple[Table, Table]:
                         "(its threshold swept); ratio: need / trk FA.")
     for c in ("sequence", "frames", "det Pd%", "det FA", "trk Pd%", "trk FA", "need", "ratio"):
         det.add_column(c, justify="left" if c == "sequence" else "right", no_wrap=True)
-    trk = Table(title="tracking", caption="confirm: frames from a target's appearance (its first, and each "
-                                          "re-entry) to its first published track, median / max; <=12: share "
-                                          "published within 12 frames (0.5 s at 25 fps); lost: appearances never published.")
-    for c in ("sequence", "HOTA", "MOTA", "IDF1", "IDSW", "Frag", "confirm", "<=12", "lost"):
+    goal = f"<={REPORT_GOAL_FRAMES}"
+    trk = Table(title="tracking", caption=f"confirm: frames from a target's appearance (its first, and each "
+                                          f"re-entry) to its first published track, median / max; {goal}: share "
+                                          f"published within {REPORT_GOAL_FRAMES} frames (0.5 s at 25 fps); lost: "
+                                          "appearances never published.")
+    for c in ("sequence", "HOTA", "MOTA", "IDF1", "IDSW", "Frag", "confirm", goal, "lost"):
         trk.add_column(c, justify="left" if c == "sequence" else "right", no_wrap=True)
     for r in rows:
         name = escape(r["sequence"])

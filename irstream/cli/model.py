@@ -142,8 +142,8 @@ def detect(
     weights: WeightsOpt = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     threshold: Annotated[Optional[float], typer.Option(help="Target probability threshold; default: the weights' calibrated operating point (their card), 0.5 without one.")] = None,
-    min_area: Annotated[int, typer.Option(help="Smallest target, pixels.")] = 1,
-    max_area: Annotated[int, typer.Option(help="Largest target, pixels.")] = 400,
+    min_area: Annotated[Optional[int], typer.Option(help="Smallest target, pixels; default: [targets] min_area_px.")] = None,
+    max_area: Annotated[Optional[int], typer.Option(help="Largest target, pixels; default: [targets] max_area_px.")] = None,
     mask_dir: Annotated[Optional[Path], typer.Option(help="Write <name>_mask.png here.")] = None,
     overlay_dir: Annotated[Optional[Path], typer.Option(help="Write <name>_overlay.png here.")] = None,
     ignore_rect: Annotated[Optional[list[str]], typer.Option(help="x0,y0,x1,y1 px (end-exclusive) where no target is "
@@ -159,7 +159,8 @@ def detect(
     from irstream.detect.targets import TargetConfig
 
     try:
-        tcfg = TargetConfig(score_threshold=threshold, min_area_px=min_area, max_area_px=max_area)
+        areas = {k: v for k, v in (("min_area_px", min_area), ("max_area_px", max_area)) if v is not None}
+        tcfg = TargetConfig(score_threshold=threshold, **areas)
         mcfg = ModelConfig(weights=weights or "", device=device)
     except ValueError as exc:
         raise UserError(f"detect options: {exc}") from None

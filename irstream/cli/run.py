@@ -170,6 +170,7 @@ def listen(
     if count < 0 or timeout < 0:
         raise UserError(f"--count {count} --timeout {timeout}: both must be >= 0 (0 = never stop)")
     seen = bad = 0
+    stopped = False
     conn = Connection()
     live = None if as_json else Live(_tracks_table(None), console=out, auto_refresh=False)
     with live or contextlib.nullcontext():
@@ -192,10 +193,10 @@ def listen(
                 if count and seen >= count:
                     break
         except KeyboardInterrupt:
-            pass
+            stopped = True  # the user's own stop: a summary, and no complaint about the publisher
     if not as_json:
         err.print(f"{seen} messages, {bad} skipped")
-    if count and seen >= count:
+    if stopped or (count and seen >= count):
         return
     if not conn.connected:
         raise UserError(f"{endpoint}: no publisher came within {timeout:g} s; start the run with "

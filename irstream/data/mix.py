@@ -164,11 +164,6 @@ def boxed_samples(frames) -> list[Sample]:
     return out
 
 
-def load_antiuav(clip_dir: Path, clips: tuple[str, ...], step: int = 1) -> list[Sample]:
-    """Labelled frames of the clips; a frame without a box is all negative (no drone in view)."""
-    return boxed_samples(clip_frames(clip_dir, clips, step))
-
-
 def labelled_train_frames(name: str, data_root: Path, fold: str = "a"):
     """(name, image, boxes) training frames of one of the box-labelled sources."""
     from irstream.data import drones

@@ -319,6 +319,8 @@ def write_image_set(out, count: int, seed: int, shape: tuple[int, int], bit_dept
     """A SIRST-style folder: images/, masks/ (0/255), splits/train.txt and splits/test.txt."""
     from pathlib import Path
 
+    from irstream.io.imageio import write_png
+
     out = Path(out)
     for sub in ("images", "masks", "splits"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -326,8 +328,8 @@ def write_image_set(out, count: int, seed: int, shape: tuple[int, int], bit_dept
     for i in range(count):
         img, mask = synth_image(seed * 1_000_003 + i, shape, kind=kind, bit_depth=bit_depth)
         name = f"synth_{i:05d}"
-        cv2.imwrite(str(out / "images" / f"{name}.png"), img)
-        cv2.imwrite(str(out / "masks" / f"{name}.png"), mask.astype(np.uint8) * 255)
+        write_png(out / "images" / f"{name}.png", img)
+        write_png(out / "masks" / f"{name}.png", mask.astype(np.uint8) * 255)
         names.append(name)
     n_test = int(round(count * test_share))
     (out / "splits" / "train.txt").write_text("".join(f"{n}\n" for n in names[n_test:]))

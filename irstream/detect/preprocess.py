@@ -33,6 +33,9 @@ from irstream.types import Frame, Prepared
 #: AGC percentiles are estimated on every Nth row and column: with N = 2, a quarter of the
 #: pixels, which on a 640x512 frame still leaves 82k samples for a 99.99th percentile.
 AGC_SUBSAMPLE = 2
+#: Share of the new AGC limits taken per frame when the timestamps do not advance (bare arrays,
+#: all stamped 0 s): about a 10-frame time constant, in frames since there is no time to use.
+AGC_BLEND_PER_UNTIMED_FRAME = 0.1
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ class Preprocessor:
         if self._limits is not None and self.cfg.agc_time_constant_s > 0:
             dt = t - self._last_t if self._last_t is not None else 0.0
             # dt from timestamps, so a live source that drops frames catches up at the same rate.
-            a = 1.0 - math.exp(-max(dt, 0.0) / self.cfg.agc_time_constant_s) if dt > 0 else 0.1
+            a = 1.0 - math.exp(-dt / self.cfg.agc_time_constant_s) if dt > 0 else AGC_BLEND_PER_UNTIMED_FRAME
             plo, phi = self._limits
             lo, hi = plo + a * (lo - plo), phi + a * (hi - phi)
         self._limits, self._last_t = (lo, max(hi, lo + self.cfg.min_span_counts)), t

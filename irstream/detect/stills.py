@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from irstream.sinks.annotate import draw_detections, to_bgr8
 from irstream.detect.detector import Detected, Detector, as_frame
-from irstream.io.imageio import read_gray
+from irstream.io.imageio import read_gray, write_png
 
 
 @dataclass
@@ -31,14 +30,8 @@ def detect_image(detector: Detector, path: Path) -> ImageResult:
 
 
 def write_mask(res: ImageResult, folder: Path, threshold: float) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / f"{res.path.stem}_mask.png"
-    cv2.imwrite(str(dest), ((res.detected.prob > threshold) * 255).astype(np.uint8))
-    return dest
+    return write_png(folder / f"{res.path.stem}_mask.png", ((res.detected.prob > threshold) * 255).astype(np.uint8))
 
 
 def write_overlay(res: ImageResult, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / f"{res.path.stem}_overlay.png"
-    cv2.imwrite(str(dest), draw_detections(to_bgr8(res.image), res.detected.detections))
-    return dest
+    return write_png(folder / f"{res.path.stem}_overlay.png", draw_detections(to_bgr8(res.image), res.detected.detections))

@@ -18,7 +18,7 @@ import torch
 from irstream.model.config import ModelConfig
 from irstream.data.mix import load_backgrounds
 from irstream.data.sirst import Sample, load_split
-from irstream.eval.metrics import SegMetrics, box_hits, components
+from irstream.eval.metrics import MATCH_DIST_PX, SegMetrics, box_hits, components
 from irstream.detect.detector import LoadedModel, load_model
 from irstream.model.segment import image_logits
 from irstream.detect.targets import TargetConfig
@@ -46,7 +46,7 @@ def evaluate_model(loaded: LoadedModel, data: str | Path, split: str, on_image=N
 
 
 @torch.inference_mode()
-def clip_detections(model, frames: list, device, threshold: float = 0.5, match_px: float = 3.0,
+def clip_detections(model, frames: list, device, threshold: float = 0.5, match_px: float = MATCH_DIST_PX,
                     tiles=(0, 0)) -> dict:
     """On labelled clip frames [(name, image, boxes)]: the share of drones hit (a component whose
     centroid is within match_px of the box) and unmatched components per frame."""

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -382,14 +384,35 @@ def sequence_maps(seq: EvalSequence, cfg, cache_dir: Path | None = None, on_fram
                         cfg.model.tiles(read_card(cfg.model.weights_path)), cfg.model.coarse,
                         (cfg.model.reuse_levels, cfg.model.reuse_max_frames, cfg.model.reuse_max_tiles))
         path = Path(cache_dir) / f"{seq.name}-{key}.npz"
-        if path.is_file():
-            with np.load(path) as z:
-                return SequenceMaps(z["units"], z["probs"], z["timestamps_s"])
+        cached = _read_maps(path)
+        if cached is not None:
+            return cached
     maps = _compute_maps(seq, cfg, on_frame)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, units=maps.units, probs=maps.probs, timestamps_s=maps.timestamps_s)
+        _write_maps(path, maps)
     return maps
+
+
+def _read_maps(path: Path) -> SequenceMaps | None:
+    """The cached maps, or None where there are none or the file is unreadable (then they are
+    computed again and the file replaced)."""
+    try:
+        with np.load(path) as z:
+            return SequenceMaps(z["units"], z["probs"], z["timestamps_s"])
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+def _write_maps(path: Path, maps: SequenceMaps) -> None:
+    """Written whole or not at all: an interrupted write leaves no truncated file behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"tmp{os.getpid()}-{path.name}")
+        np.savez(tmp, units=maps.units, probs=maps.probs, timestamps_s=maps.timestamps_s)
+        tmp.replace(path)
+    except OSError as exc:
+        raise UserError(f"{path.parent}: cannot write the map cache ({exc.strerror or exc}); give a writable "
+                        "--cache-dir or leave it out") from None
 
 
 def _compute_maps(seq: EvalSequence, cfg, on_frame) -> SequenceMaps:

@@ -22,6 +22,13 @@ log = logging.getLogger("irstream.io.sources")
 #: A timestamp gap counts as skipped frames from (2 - this) periods on: 1.75 periods is one
 #: late frame of a jittery source, 2 is one frame missing.
 SKIP_SLACK_PERIODS = 0.25
+#: A frame rate a container or driver reports is believed below this, frames/s; 0, NaN or a
+#: stream's 90 kHz clock reported as its rate fall back to the configured rate.
+MAX_PLAUSIBLE_FPS = 1000.0
+
+
+def plausible_fps(reported: float) -> bool:
+    return 0 < reported < MAX_PLAUSIBLE_FPS
 
 
 def bit_depth(img: np.ndarray) -> int:

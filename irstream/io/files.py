@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 
 from irstream.errors import UserError
-from irstream.io.base import SKIP_SLACK_PERIODS, Source, bit_depth, capture_to_gray, log, natural_key, quiet_opencv
+from irstream.io.base import (SKIP_SLACK_PERIODS, Source, bit_depth, capture_to_gray, log, natural_key, plausible_fps,
+                              quiet_opencv)
 from irstream.io.imageio import read_gray
 from irstream.types import Frame
 
@@ -89,7 +90,7 @@ class VideoFileSource(Source):
         if int(cap.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)) == _GRAY16LE_TAG:
             cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)  # hand over gray16le as (H, W) uint16, all bits kept
         container_fps = cap.get(cv2.CAP_PROP_FPS)
-        self._container_fps = 0 < container_fps < 1000
+        self._container_fps = plausible_fps(container_fps)
         self.fps = float(container_fps) if self._container_fps else float(fps)
         self._prev_msec: float | None = None
         n = cap.get(cv2.CAP_PROP_FRAME_COUNT)

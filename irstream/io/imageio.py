@@ -54,3 +54,20 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
         resized = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
         mask = resized > 0
     return mask
+
+
+def write_png(path: str | Path, img: np.ndarray) -> Path:
+    """Write an image (8- or 16-bit), its folder made first; UserError naming the file where
+    that fails (cv2.imwrite only returns False)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path.parent}: cannot create ({exc.strerror or exc}); pick a writable folder") from None
+    try:
+        written = cv2.imwrite(str(path), img)
+    except cv2.error:  # a suffix OpenCV has no writer for
+        written = False
+    if not written:
+        raise UserError(f"{path}: cannot write the image; give a writable folder and a .png or .tif name")
+    return path

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from irstream.errors import UserError
-from irstream.io.base import Source, bit_depth, capture_to_gray, fourcc_str, log, quiet_opencv, redact
+from irstream.io.base import Source, bit_depth, capture_to_gray, fourcc_str, log, plausible_fps, quiet_opencv, redact
 from irstream.types import Frame
 
 #: Live sources: failed reads in a row before giving up, and the pause between them.
@@ -162,7 +162,7 @@ class CaptureSource(Source):
         self._lost_at: float | None = None
         self._delays = None
         reported = cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(reported) if 0 < reported < 1000 else float(fps)
+        self.fps = float(reported) if plausible_fps(reported) else float(fps)
         self._size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
         try:
             raw = self._try_reads()

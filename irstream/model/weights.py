@@ -41,6 +41,16 @@ def save_weights(model: LRRNet, path: str | Path, name: str, card: dict | None =
         card_path(path).write_text(json.dumps(full, indent=2) + "\n")
 
 
+def write_card(weights: str | Path, card: dict) -> None:
+    """Replace the card of a weights file (`eval --record`, `calibrate --record`)."""
+    p = card_path(weights)
+    try:
+        p.write_text(json.dumps(card, indent=2) + "\n")
+    except OSError as exc:
+        raise UserError(f"{p}: cannot write the weights card ({exc.strerror or exc}); copy the weights and "
+                        "their .json somewhere writable and give that file, or leave out --record") from None
+
+
 def read_card(weights: str | Path) -> dict:
     p = card_path(weights)
     if not p.is_file():

@@ -5,7 +5,7 @@ copies of the prior and posterior) was 60% of the tracker's time at 200 tracks: 
 frame on one core, against a budget of 10 ms for everything.  These functions do the same
 arithmetic as filterpy (its predict, and its update with the Joseph-form covariance) on stacked
 states, so the cost per frame is a handful of numpy calls whatever the number of tracks.
-tests/test_tracker.py checks them against filterpy itself.
+tests/test_kalman.py checks them against filterpy itself.
 
 State per track is [x, y, vx, vy] in px and px/s; measurements are positions [x, y] in px
 (H = [I 0]).  x is (T, 4), P is (T, 4, 4).
