@@ -318,3 +318,11 @@ def test_average_takes_shipped_names(tmp_path):
     result = runner.invoke(app, ["average", "lrrnet_light_real", "lrrnet_light_real2", "--out", str(out_file)])
     assert result.exit_code == 0, result.output
     assert out_file.is_file()
+
+
+def test_a_file_a_command_cannot_write_is_one_line(tmp_path):
+    """Where no check of its own was written (export's --out under a file), the OS's reason and
+    the path, on one line."""
+    (tmp_path / "file").write_text("")
+    res = runner.invoke(app, ["export", str(tmp_path / "file" / "m.onnx"), "--weights", "lrrnet_light_sirst"])
+    assert res.exit_code == 2 and "file" in res.output and "Traceback" not in res.output, res.output

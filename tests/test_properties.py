@@ -92,7 +92,10 @@ def test_tracker_on_any_detection_stream(stream, confirm_hits, coast, tentative)
 @SETTINGS
 @given(images(np.uint8), images(np.uint8))
 def test_global_motion_on_any_pair_of_frames(a, b):
-    motion = GlobalMotion(MotionConfig())
+    cfg = MotionConfig()
+    motion = GlobalMotion(cfg)
     for img in (a, b):
         shift = motion.estimate(img.astype(np.float32) / 255)
+        # zero where the shift is not believed, else within the believed range
         assert shift.shape == (2,) and np.isfinite(shift).all()
+        assert not shift.any() or cfg.min_shift_px <= np.hypot(*shift) <= cfg.max_shift_px

@@ -42,6 +42,14 @@ def user_errors(fn):
             flag = f" (set by {FLAGS[exc.key]} or the pipeline's key)" if exc.key in FLAGS else ""
             err.print(f"[bold red]error:[/] {escape(str(exc))}{flag}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            # A file a command reads or writes (an unwritable --out, a full disk): the path and the
+            # reason on one line, where a check of its own was not written for it.
+            err.print(f"[bold red]error:[/] {escape(str(exc.filename))}: {escape(exc.strerror or str(exc))}; check the "
+                      "path, its permissions and the free space", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 

@@ -22,6 +22,11 @@ import math
 
 import numpy as np
 
+#: Cells kept before decayed ones are dropped (bounded memory on long runs), beyond 4 per cell
+#: written this frame; a cell is forgotten once its rate is below FORGET_SHARE of the floor.
+MAX_CELLS_KEPT = 10_000
+FORGET_SHARE = 0.1
+
 
 class ClutterMap:
     """cell_px: side of a cell, px.  time_constant_s: how long the map remembers, s (a detection
@@ -66,9 +71,9 @@ class ClutterMap:
             counts[c] = counts.get(c, 0) + 1
         for c, n in counts.items():
             self._rate[c] = (self._read(c) + self._gain * n, self.now_s)
-        if len(self._rate) > 4 * len(counts) + 10_000:
+        if len(self._rate) > 4 * len(counts) + MAX_CELLS_KEPT:
             self._forget()
 
     def _forget(self) -> None:
-        """Drop cells that have decayed below a tenth of the floor (bounded memory on long runs)."""
-        self._rate = {c: (r, t) for c, (r, t) in self._rate.items() if self._read(c) >= 0.1 * self.floor}
+        """Drop cells that have decayed to near the floor: they would read as clean sky anyway."""
+        self._rate = {c: (r, t) for c, (r, t) in self._rate.items() if self._read(c) >= FORGET_SHARE * self.floor}
