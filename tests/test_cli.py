@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -220,6 +221,22 @@ def test_run_with_threads_and_max_frames(tmp_path):
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["frames_processed"] == 3 and torch.get_num_threads() == 1
     assert "published_tracks_per_frame" in summary
+
+
+def test_frames_dir_holds_one_annotated_png_per_frame_and_a_file_in_its_way_is_one_line(tmp_path):
+    out = tmp_path / "frames"
+    result = runner.invoke(app, ["run", str(SKY), "--threads", "1", "--max-frames", "3", "--frames-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == ["000000.png", "000001.png", "000002.png"]
+    first = cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)
+    source = cv2.VideoCapture(str(SKY))
+    ok, frame = source.read()
+    source.release()
+    assert ok and first.shape[:2] == frame.shape[:2] and first.ndim == 3  # colour: the overlay is drawn on it
+    (tmp_path / "taken").write_text("a file, not a folder")
+    _one_line_error(runner.invoke(app, ["run", str(SKY), "--threads", "1", "--max-frames", "1",
+                                        "--frames-dir", str(tmp_path / "taken" / "frames")]), "--frames-dir")
 
 
 def test_a_flag_value_error_names_the_flag():

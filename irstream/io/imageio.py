@@ -56,18 +56,19 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
     return mask
 
 
-def write_png(path: str | Path, img: np.ndarray) -> Path:
+def write_png(path: str | Path, img: np.ndarray, key: str | None = None) -> Path:
     """Write an image (8- or 16-bit), its folder made first; UserError naming the file where
-    that fails (cv2.imwrite only returns False)."""
+    that fails (cv2.imwrite only returns False).  key: the pipeline key that named the folder,
+    so that the message names the setting (and the CLI its flag)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"{path.parent}: cannot create ({exc.strerror or exc}); pick a writable folder") from None
+        raise UserError(f"{path.parent}: cannot create ({exc.strerror or exc}); pick a writable folder", key) from None
     try:
         written = cv2.imwrite(str(path), img)
     except cv2.error:  # a suffix OpenCV has no writer for
         written = False
     if not written:
-        raise UserError(f"{path}: cannot write the image; give a writable folder and a .png or .tif name")
+        raise UserError(f"{path}: cannot write the image; give a writable folder and a .png or .tif name", key)
     return path

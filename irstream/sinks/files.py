@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 
 from irstream.errors import UserError
+from irstream.io.imageio import write_png
 from irstream.sinks.message import build_message, encode
 from irstream.sinks.annotate import TrackAnnotator
 from irstream.types import FrameResult
@@ -120,6 +121,7 @@ class FramesSink:
         self.hud = HudClock()
 
     def open(self) -> None:
+        # made here so that an unwritable folder stops the run before its first frame
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -127,8 +129,7 @@ class FramesSink:
 
     def write(self, res: FrameResult) -> None:
         path = self.folder / f"{res.frame.index:06d}.png"
-        if not cv2.imwrite(str(path), self.annotator.annotate(res, self.hud.line(res))):
-            raise UserError(f"{self.folder}: cannot write {path.name}", "output.frames_dir")
+        write_png(path, self.annotator.annotate(res, self.hud.line(res)), key="output.frames_dir")
 
     def close(self) -> None:
         pass
