@@ -23,6 +23,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 ARTIFACTS = REPO / "runs" / "artifacts"
 #: Seconds the page runs before the test reads it and takes its picture.
 BROWSER_S = 5.0
+#: Longest the browser test watches (seconds) for MIN_MESSAGES results to reach the page.
+BROWSER_MAX_S = 30.0
+MIN_MESSAGES = 10
 #: Seconds the page may take to load before the test gives up.
 PAGE_LOAD_S = 20.0
 #: Injected into the page: reads the MJPEG stream as the <img> does (its own second connection:
@@ -141,6 +144,11 @@ def test_a_browser_shows_the_live_picture_and_the_sample_videos_target():
             time.sleep(0.05)
         browser.value(PICTURE_LATENESS_JS)
         time.sleep(BROWSER_S)
+        # A busy machine runs the model slower: watch on while the run lasts, up to a bound.
+        deadline = time.monotonic() + BROWSER_MAX_S
+        while (runner.is_alive() and time.monotonic() < deadline
+               and not browser.value(f"+document.getElementById('messages').textContent > {MIN_MESSAGES}")):
+            time.sleep(0.2)
         shown = browser.value("({messages: +document.getElementById('messages').textContent, "
                               "changes: +document.getElementById('changes').textContent, "
                               "late: +document.getElementById('late').textContent, "
@@ -156,7 +164,7 @@ def test_a_browser_shows_the_live_picture_and_the_sample_videos_target():
         pipe.stop.set()
         runner.join(60)
     print(f"browser view: {shown}; screenshot {shot}")
-    assert shown["messages"] > 10 and shown["changes"] >= 2  # the table and the picture update
+    assert shown["messages"] > MIN_MESSAGES and shown["changes"] >= 2  # the table and the picture update
     assert shown["tracks"] >= 1  # the sample video's target, in the table
     assert shown["late"] < 100  # ms from the result being ready to the page showing it (p50)
     assert shown["pictures"] >= 5 and shown["picture_late"] < 100  # the same for the picture, decoded
