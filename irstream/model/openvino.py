@@ -15,8 +15,9 @@ The fp32 graph is converted with its GroupNorms written as per-channel reduction
 (`FlatGroupNorm`): the same function, but the converter's form of GroupNorm reshapes the
 feature map to (B, groups, rest), which forces OpenVINO to reorder it out of the channels-last
 layout its convolutions run in and back, around every norm.  In fp32 that reordering was a
-third of the time, and the flat form ran 1.27x faster (docs/speed.md); in bf16 it bought
-nothing, so the bf16 graph keeps the converter's form.
+third of the time, and the flat form ran 1.17x faster on the quiet 2-core development CPU
+(1.27x with the machine busy; docs/speed.md); in bf16 it bought nothing, so the bf16 graph
+keeps the converter's form.
 """
 
 from __future__ import annotations
