@@ -117,6 +117,22 @@ def test_an_epoch_that_takes_no_step_is_not_recorded(tmp_path, monkeypatch):
     assert steps == [1] and state["step"] == state["epoch"] == 1
 
 
+def test_a_budget_that_ends_after_a_skipped_validation_still_validates_the_last_epoch(tmp_path, monkeypatch):
+    # With --val-every past the run's end, the budget runs out in the next epoch's batch: the
+    # epoch the run ends with must still be validated and kept, not left without best.safetensors.
+    data = synth_set(tmp_path)
+    slow_batches(monkeypatch, 2.0, first_free=True)
+    cfg = TrainConfig(model="lrrnet_light", data=str(data), epochs=1000, steps_per_epoch=1, batch=2, lr=1e-3,
+                      crop_px=32, threads=1, max_cpu_minutes=1.0 / 60.0, val_every=1000)
+    state = train(cfg, tmp_path / "run")
+    assert state["step"] == state["epoch"] == 1
+    card = read_card(tmp_path / "run" / "best.safetensors")
+    assert card["training"]["epoch"] == 1 and "val_iou" in card["metrics"]["val"]
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    validated = [r for r in rows[1:] if r.split(",")[rows[0].split(",").index("val_iou")]]
+    assert len(validated) == 1 and validated[0].startswith("1,1,")
+
+
 def test_a_run_that_never_steps_keeps_its_validated_start_weights(tmp_path, monkeypatch):
     # The first mining pass or batch can spend a small budget whole: the run still ends with
     # best.safetensors (its start weights, validated, as epoch 0) rather than with nothing.
@@ -164,6 +180,28 @@ def test_the_false_alarm_term_pushes_down_a_confident_false_alarm_that_soft_iou_
                           negative_weight=2.0)
     base, _ = lrrnet_loss(logits.detach(), torch.zeros_like(target), torch.zeros_like(target), target, 0.1)
     assert loss.item() == pytest.approx(base.item() + 2.0 * false_alarm_loss(logits.detach(), target).item())
+
+
+def test_the_miss_term_raises_a_suppressed_target_that_soft_iou_cannot():
+    from irstream.train.loop import miss_loss, soft_iou_loss
+
+    target = torch.zeros(2, 1, 32, 32)
+    target[0, 0, 16, 16] = 1.0  # a 1-px target, as DAUB's ground sequences give
+    logits = torch.full((2, 1, 32, 32), -20.0)
+    logits[0, 0, 16, 16] = -30.0  # suppressed below its background, as weights trained without the term
+    logits.requires_grad_(True)
+    soft_iou_loss(logits, target, target_smooth=0.1).backward()
+    soft = logits.grad[0, 0, 16, 16].item()
+    logits.grad = None
+    miss_loss(logits, target).backward()
+    miss = logits.grad[0, 0, 16, 16].item()
+    assert abs(soft) < 1e-9 and miss == pytest.approx(-1.0, abs=1e-6)
+    assert logits.grad[1].abs().max().item() == 0.0  # target-free pixels are left to the other terms
+    assert miss_loss(logits.detach(), torch.zeros_like(target)).item() == 0.0  # no target: no term
+    loss, _ = lrrnet_loss(logits.detach(), torch.zeros_like(target), torch.zeros_like(target), target, 0.1,
+                          positive_weight=0.5)
+    base, _ = lrrnet_loss(logits.detach(), torch.zeros_like(target), torch.zeros_like(target), target, 0.1)
+    assert loss.item() == pytest.approx(base.item() + 0.5 * miss_loss(logits.detach(), target).item())
 
 
 def test_weight_average_is_what_is_validated_kept_and_resumed(tmp_path):

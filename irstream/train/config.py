@@ -87,6 +87,9 @@ class TrainConfig:
                                                "worth learning); unset = 1, as on target-free images.")
     negative_weight: float = option(0.0, "Weight of a cross-entropy term on target-free pixels (pushes down "
                                          "confident false alarms); 0 = off.")
+    positive_weight: float = option(0.0, "Weight of a cross-entropy term on target pixels, per target pixel (raises "
+                                         "targets the model has learnt to suppress, where SoftIoU's gradient "
+                                         "vanishes); 0 = off.")
     ema_decay: float = option(0.0, "Validate and keep an exponential moving average of the weights with this "
                                    "per-step decay (0.999 ~ the last 1,000 steps); 0 = off, below 1.")
     unscored: list[str] = option(help="A validation set (clips, daub, drones) measured but left out of the "

@@ -62,13 +62,25 @@ def false_alarm_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return (torch.nn.functional.softplus(logits) * (1.0 - target)).mean()
 
 
-def lrrnet_loss(logits, recon, image, target, rec_weight: float,
-                target_smooth: float | None = None, negative_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+def miss_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on the target pixels, averaged over the batch's target pixels.
+
+    SoftIoU cannot raise a target the model has learnt to suppress: its gradient on a target
+    pixel's logit carries p(1 - p), which is 1e-13 at the logit of -30 that weights trained
+    without this term give DAUB's 1-px ground targets, so no number of steps moves them.  This
+    term's gradient is p - 1, about -1 there, shared among the target pixels."""
+    return (torch.nn.functional.softplus(-logits) * target).sum() / target.sum().clamp(min=1.0)
+
+
+def lrrnet_loss(logits, recon, image, target, rec_weight: float, target_smooth: float | None = None,
+                negative_weight: float = 0.0, positive_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     seg = soft_iou_loss(logits, target, target_smooth=target_smooth)
     rec = torch.nn.functional.mse_loss(recon, image)
     loss = seg + rec_weight * rec
     if negative_weight:
         loss = loss + negative_weight * false_alarm_loss(logits, target)
+    if positive_weight:
+        loss = loss + positive_weight * miss_loss(logits, target)
     return loss, {"seg": seg.item(), "rec": rec.item()}
 
 
@@ -80,9 +92,10 @@ class StepRunner:
     """
 
     def __init__(self, model, opt, rec_weight: float, channels_last: bool = False, amp: str = "",
-                 compile: bool = False, target_smooth: float | None = None, negative_weight: float = 0.0):
+                 compile: bool = False, target_smooth: float | None = None, negative_weight: float = 0.0,
+                 positive_weight: float = 0.0):
         self.model, self.opt, self.rec_weight, self.target_smooth = model, opt, rec_weight, target_smooth
-        self.negative_weight = negative_weight
+        self.negative_weight, self.positive_weight = negative_weight, positive_weight
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
             model.to(memory_format=torch.channels_last)
@@ -94,7 +107,7 @@ class StepRunner:
         with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
             logits, recon = self.forward(x)
         loss, parts = lrrnet_loss(logits.float(), recon.float(), x, y, self.rec_weight, self.target_smooth,
-                                  self.negative_weight)
+                                  self.negative_weight, self.positive_weight)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -366,7 +379,8 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
     if resume and (run / "last.safetensors").is_file():
         state = {**state, **_load_checkpoint(run, model, opt, ema), "config": asdict(cfg)}
     runner = StepRunner(model, opt, cfg.rec_weight, channels_last=cfg.channels_last, amp=cfg.amp,
-                        target_smooth=cfg.target_smooth, negative_weight=cfg.negative_weight)
+                        target_smooth=cfg.target_smooth, negative_weight=cfg.negative_weight,
+                        positive_weight=cfg.positive_weight)
     if ema is not None and cfg.channels_last:
         ema.module.to(memory_format=torch.channels_last)  # one layout: torch's batched update on CUDA
     steps_per_epoch = cfg.steps_per_epoch or data.steps_per_epoch(cfg.batch)
@@ -390,10 +404,13 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             return min(1.0, (time.monotonic() - t_start) / (60.0 * cfg.max_minutes))
         return state["step"] / total_steps
 
+    validated = {"epoch": None, "row": None}
+
     def keep_if_best(row: dict) -> None:
         """Validate the kept weights (validation is not training time), record the row, and save
         them as best.safetensors when they score higher than any epoch before."""
         nonlocal cpu_mark
+        validated["epoch"] = row["epoch"]
         count_cpu()
         kept = model if ema is None else ema.module
         val = data.validate(kept, device)
@@ -435,8 +452,7 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
         if not losses:
             # A mining pass or making a batch spent the budget: no new epoch.  A run that never
             # stepped validates and keeps its start weights (epoch 0; there is no checkpoint to
-            # resume); otherwise the last epoch was checkpointed (and validated, unless val_every
-            # skipped it).
+            # resume); otherwise the last epoch was checkpointed, and is validated below.
             if state["step"] == 0:
                 keep_if_best({"epoch": 0, "step": 0, "elapsed_s": round(time.monotonic() - t_start, 1)})
             break
@@ -451,8 +467,13 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             keep_if_best(row)
         else:
             _append_csv(run / "metrics.csv", row)
+            validated["row"] = row
         plot_training(run / "metrics.csv", run / "curves.png")
         _save_checkpoint(run, model, opt, state, ema)
+    # A wall-time or CPU budget can run out after an epoch that val_every skipped (in the next
+    # epoch's mining pass, or between epochs): the weights a run ends with are always validated.
+    if validated["row"] is not None and validated["epoch"] != validated["row"]["epoch"]:
+        keep_if_best(dict(validated["row"]))
     return state
 
 
@@ -601,6 +622,7 @@ def _card(cfg: TrainConfig, state: dict, val: dict, data: _TrainData) -> dict:
             "fold": _fold_card(cfg),
             "loss": f"SoftIoU + {cfg.rec_weight} x MSE(reconstruction, input)"
                     + (f" + {cfg.negative_weight} x BCE on target-free pixels" if cfg.negative_weight else "")
+                    + (f" + {cfg.positive_weight} x BCE on target pixels" if cfg.positive_weight else "")
                     + "; no L1 term",
             "hard_negative_mining": state.get("mining", [])[-5:],
         },
