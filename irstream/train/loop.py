@@ -404,13 +404,10 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
             return min(1.0, (time.monotonic() - t_start) / (60.0 * cfg.max_minutes))
         return state["step"] / total_steps
 
-    validated = {"epoch": None, "row": None}
-
     def keep_if_best(row: dict) -> None:
         """Validate the kept weights (validation is not training time), record the row, and save
         them as best.safetensors when they score higher than any epoch before."""
         nonlocal cpu_mark
-        validated["epoch"] = row["epoch"]
         count_cpu()
         kept = model if ema is None else ema.module
         val = data.validate(kept, device)
@@ -424,7 +421,7 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
     # With a wall-time budget the step count is unknown up front: the bar then only pulses.
     bar_total = None if cfg.max_minutes or cfg.max_cpu_minutes else total_steps
     task = progress.add_task("train", total=bar_total, completed=state["step"]) if progress else None
-    last_mined = None
+    last_mined, unvalidated = None, None
     while state["epoch"] < cfg.epochs and progress_fraction() < 1.0:
         losses = []
         batches = data.batches(steps_per_epoch, rng)
@@ -465,15 +462,16 @@ def train(cfg: TrainConfig, run: Path, resume: bool = False, progress=None) -> d
         last = state["epoch"] >= cfg.epochs or progress_fraction() >= 1.0
         if state["epoch"] % cfg.val_every == 0 or last:
             keep_if_best(row)
+            unvalidated = None
         else:
             _append_csv(run / "metrics.csv", row)
-            validated["row"] = row
+            unvalidated = row
         plot_training(run / "metrics.csv", run / "curves.png")
         _save_checkpoint(run, model, opt, state, ema)
     # A wall-time or CPU budget can run out after an epoch that val_every skipped (in the next
     # epoch's mining pass, or between epochs): the weights a run ends with are always validated.
-    if validated["row"] is not None and validated["epoch"] != validated["row"]["epoch"]:
-        keep_if_best(dict(validated["row"]))
+    if unvalidated is not None:
+        keep_if_best(unvalidated)
     return state
 
 
