@@ -115,7 +115,8 @@ def _print_summary(s, cfg, as_json: bool) -> None:
     t = Table(title=escape(f"run: {s.source}"), show_header=False)
     t.add_column("what", no_wrap=True)
     t.add_column("value")
-    rows = [("device", s.device + (" (live)" if s.live else " (file)")),
+    rows = [("device", s.device + (" (live)" if s.live else " (file)")
+                       + (", temporal evidence (a lossless source)" if s.temporal else "")),
             ("frames", f"{s.frames_processed} processed, {s.frames_read} read, {s.frames_dropped} dropped"
                        + (f", {s.frames_frozen} frozen (skipped)" if s.frames_frozen else "")),
             ("rate", f"{s.fps:.1f} frames/s over {s.wall_s:.1f} s"),

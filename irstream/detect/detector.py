@@ -107,10 +107,11 @@ class Detector:
         self.stream = self.new_stream()
         self.segmenter.reset()
 
-    def new_stream(self) -> "DetectorStream":
-        """The per-stream state of one more source sharing this detector's model."""
+    def new_stream(self, lossless: bool = False) -> "DetectorStream":
+        """The per-stream state of one more source sharing this detector's model; lossless: the
+        source's frames are stored exactly (Source.lossless)."""
         return DetectorStream(Preprocessor(self.preprocess_cfg, eight_bit_scale=self.model.cfg.input_scale),
-                              TargetStage(self.targets_cfg, self.osd_cfg))
+                              TargetStage(self.targets_cfg, self.osd_cfg, lossless))
 
     @property
     def threshold(self) -> float:

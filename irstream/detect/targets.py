@@ -12,6 +12,10 @@ from scipy import ndimage
 from irstream.types import Detections
 
 
+#: Where temporal evidence runs (TargetConfig.temporal).
+TEMPORAL_MODES = ("off", "lossless", "on")
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     """How a score map becomes targets.
@@ -32,13 +36,21 @@ class TargetConfig:
         Sensors and encoders leave dead or bright rows and columns there (one real clip has a
         dashed line along its top rows, a confirmed track on every frame); a target entering
         the picture is found border_px px later.  0 keeps all.
-    temporal_frames, temporal_min_z, temporal_noise_floor: temporal evidence
-        (irstream.detect.temporal): what moved against the median of the last temporal_frames
-        registered frames by temporal_min_z noise spreads or more is laid over the model's map,
-        for faint points that one frame does not show.  The noise spread is taken as at least
-        temporal_noise_floor ([0, 1] units): 0 suits lossless sensor frames; compressed video
-        needs about 2/255, or the encoder's one-level flicker over flat sky stands out (on a
-        real H.264 clip 300 components a frame at z 24 without a floor).  0 frames turns it off.
+    temporal: where temporal evidence (irstream.detect.temporal) is laid over the model's map,
+        for faint points that one frame does not show but that move against the registered
+        scene: "lossless" (default) on sources whose frames are stored exactly (image sequences
+        in PNG, TIFF or BMP: raw sensor dumps, DAUB's ground sequences), where what is left after
+        registration is the sensor's own noise; "on" on every source; "off".  Compressed video
+        and streams are left out by "lossless" because their codec leaves residuals of its own:
+        on the shared H.264 clips, with a floor of 0.002, false tracks went from 0.26 to 0.82 per
+        frame (docs/unseen-footage.md).
+    temporal_frames: the past frames whose registered median is the scene (>= 2).
+    temporal_min_z: what moved against that median by this many noise spreads or more is
+        target evidence.
+    temporal_noise_floor: the noise spread is taken as at least this ([0, 1] units).  Half a
+        gray level suits lossless frames (chosen leaving one DAUB sequence out); compressed
+        video needs about 2/255, or the encoder's one-level flicker over flat sky stands out
+        (on a real H.264 clip 300 components a frame at z 24 without a floor).
     """
 
     score_threshold: float | None = None
@@ -47,9 +59,10 @@ class TargetConfig:
     ring_px: int = 3
     merge_gap_px: int = 3
     border_px: int = 6
-    temporal_frames: int = 0
+    temporal: str = "lossless"
+    temporal_frames: int = 5
     temporal_min_z: float = 24.0
-    temporal_noise_floor: float = 0.0
+    temporal_noise_floor: float = 0.002
 
     def __post_init__(self) -> None:
         if self.score_threshold is not None and not 0.0 < self.score_threshold < 1.0:
@@ -60,8 +73,10 @@ class TargetConfig:
             raise ValueError(f"merge_gap_px={self.merge_gap_px}: must be >= 0")
         if self.border_px < 0:
             raise ValueError(f"border_px={self.border_px}: must be >= 0")
-        if self.temporal_frames < 0 or self.temporal_frames == 1:
-            raise ValueError(f"temporal_frames={self.temporal_frames}: must be 0 (off) or >= 2")
+        if self.temporal not in TEMPORAL_MODES:
+            raise ValueError(f"temporal={self.temporal!r}: must be one of {', '.join(map(repr, TEMPORAL_MODES))}")
+        if self.temporal_frames < 2:
+            raise ValueError(f"temporal_frames={self.temporal_frames}: must be >= 2 (turn it off with temporal = \"off\")")
         if not self.temporal_min_z > 0:
             raise ValueError(f"temporal_min_z={self.temporal_min_z}: must be > 0")
         if not 0 <= self.temporal_noise_floor < 1:
@@ -180,8 +195,10 @@ class TargetStage:
     so far (irstream.detect.osd) is masked, then the map is thresholded at the weights' calibrated
     operating point (unless the config names one) into components."""
 
-    def __init__(self, cfg: TargetConfig, osd) -> None:
-        """cfg: with its score threshold resolved (`resolve_targets`, done once by load_model)."""
+    def __init__(self, cfg: TargetConfig, osd, lossless: bool = False) -> None:
+        """cfg: with its score threshold resolved (`resolve_targets`, done once by load_model).
+        lossless: the stream's frames are stored exactly (Source.lossless), where cfg.temporal
+        "lossless" turns temporal evidence on."""
         from irstream.detect.osd import OsdMask
         from irstream.detect.temporal import TemporalEvidence
 
@@ -190,8 +207,9 @@ class TargetStage:
         self.cfg = cfg
         self.osd = OsdMask(osd)
         # Its own registration, not the tracking stage's: targets are found before tracking runs.
+        on = cfg.temporal == "on" or (cfg.temporal == "lossless" and lossless)
         self.temporal = (TemporalEvidence(cfg.temporal_frames, cfg.temporal_min_z, cfg.temporal_noise_floor)
-                         if cfg.temporal_frames else None)
+                         if on else None)
         self.last_map: np.ndarray | None = None  # what the last frame's targets were taken from
 
     def __call__(self, prob: np.ndarray, unit: np.ndarray) -> Detections:

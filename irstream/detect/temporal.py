@@ -43,7 +43,7 @@ class TemporalEvidence:
         self._window: np.ndarray | None = None
 
     def update(self, unit: np.ndarray) -> np.ndarray:
-        unit = unit.astype(np.float64)
+        unit = unit.astype(np.float32)
         if self.past and self.past[-1].shape != unit.shape:
             self.past.clear()
         out = np.zeros(unit.shape, np.float32)
@@ -57,7 +57,7 @@ class TemporalEvidence:
         resolution, no chain of per-frame estimates whose errors add up); None if it shares
         too little with it."""
         if self._window is None or self._window.shape != unit.shape:
-            self._window = cv2.createHanningWindow(unit.shape[::-1], cv2.CV_64F)
+            self._window = cv2.createHanningWindow(unit.shape[::-1], cv2.CV_32F)
         (dx, dy), response = cv2.phaseCorrelate(img, unit, self._window)
         if response < MIN_RESPONSE:
             return None

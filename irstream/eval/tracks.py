@@ -27,7 +27,7 @@ import csv
 import hashlib
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,7 @@ class EvalSequence:
     name: str
     uri: str
     truth: list[Truth]  # one per frame, in source order
+    lossless: bool = False  # its frames are stored exactly (Source.lossless)
 
     @property
     def frames(self) -> int:
@@ -85,7 +86,7 @@ def find_sequences(paths: list[str | Path], max_frames: int = 0) -> list[EvalSeq
     first max_frames frames (the maps and scores cover those only)."""
     found = _find(paths)
     if max_frames > 0:
-        found = [EvalSequence(s.name, s.uri, s.truth[:max_frames]) for s in found]
+        found = [replace(s, truth=s.truth[:max_frames]) for s in found]
     return found
 
 
@@ -109,10 +110,12 @@ def _sequence(p: Path) -> EvalSequence | None:
     from irstream.data.mix import LABELS_DIR
 
     if p.is_dir() and (p / DAUB_LABELS).is_file():
-        return EvalSequence(p.name, str(p), load_daub_labels(p / DAUB_LABELS, _count_frames(p)))
+        n, lossless = _probe(p)
+        return EvalSequence(p.name, str(p), load_daub_labels(p / DAUB_LABELS, n), lossless)
     mot = p.with_name(p.stem + ".gt.txt") if p.is_file() else p / "gt" / "gt.txt"
     if mot.is_file():
-        return EvalSequence(p.stem if p.is_file() else p.name, str(p), load_mot_gt(mot, _count_frames(p)))
+        n, lossless = _probe(p)
+        return EvalSequence(p.stem if p.is_file() else p.name, str(p), load_mot_gt(mot, n), lossless)
     shipped = LABELS_DIR / f"{p.stem}.txt"
     if p.is_file() and shipped.is_file():
         n = int((LABELS_DIR / f"{p.stem}.frames").read_text().split()[0])
@@ -145,16 +148,18 @@ def _box_truth(ids, boxes_xywh: list, with_boxes: bool) -> Truth:
 
 
 def _count_frames(p: Path) -> int:
+    return _probe(p)[0]
+
+
+def _probe(p: Path) -> tuple[int, bool]:
+    """How many frames the sequence at p has, and whether they are stored exactly."""
     from irstream.io.sources import open_source
 
-    src = open_source(str(p))
-    try:
-        n = src.frame_count
-    finally:
-        src.close()
+    with open_source(str(p)) as src:
+        n, lossless = src.frame_count, src.lossless
     if not n:
         raise UserError(f"{p}: cannot tell how many frames it has; evaluation needs a file or image folder")
-    return int(n)
+    return int(n), lossless
 
 
 def load_daub_labels(path: Path, n_frames: int) -> list[Truth]:
@@ -446,7 +451,7 @@ def every_nth(seq: EvalSequence, maps: SequenceMaps, n: int) -> tuple[EvalSequen
     camera's frame rate sees of the sequence (the newest frame wins, the rest are dropped)."""
     if n == 1:
         return seq, maps
-    return (EvalSequence(seq.name, seq.uri, seq.truth[::n]),
+    return (replace(seq, truth=seq.truth[::n]),
             SequenceMaps(maps.units[::n], maps.probs[::n], maps.timestamps_s[::n]))
 
 
@@ -475,7 +480,7 @@ def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: floa
     from irstream.track.stage import TrackingStage
     from irstream.detect.targets import TargetStage, extract_targets, resolve_targets
 
-    find = TargetStage(resolve_targets(cfg.targets, read_card(cfg.model.weights_path)), cfg.osd)
+    find = TargetStage(resolve_targets(cfg.targets, read_card(cfg.model.weights_path)), cfg.osd, seq.lossless)
     stage = TrackingStage(cfg)
     det, trk, log = Counts(), Counts(), TrackLog()
     sweep = {t: Counts() for t in thresholds}

@@ -89,6 +89,9 @@ class Source:
                  video files this is the container's figure, which can be an estimate.
     shape:       (H, W) of the frames, known once the source is open.
     bit_depth:   8 or 16, from the first frame.
+    lossless:    the frames are stored exactly as recorded (image sequences in PNG, TIFF, BMP),
+                 not through a lossy codec (video files, streams, JPEG): what is left of a
+                 registered scene is then the sensor's own noise (irstream.detect.temporal).
     """
 
     source_id: str = ""
@@ -97,6 +100,7 @@ class Source:
     frame_count: int | None = None
     shape: tuple[int, int] | None = None
     bit_depth: int | None = None
+    lossless: bool = False
 
     _closed = False
     _iterated = False

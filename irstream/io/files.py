@@ -19,6 +19,10 @@ from irstream.types import Frame
 _GRAY16LE_TAG = int.from_bytes(b"Y1\x00\x10", "little")
 #: Image files an image-sequence folder or glob may hold (compared lower-case).
 IMAGE_EXTS = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+#: Of those, the formats that store a frame exactly (JPEG's codec leaves residuals of its own).
+LOSSLESS_EXTS = (".png", ".tif", ".tiff", ".bmp")
+#: Video codecs that store a frame exactly (FourCC, upper case; raw video reports none).
+LOSSLESS_CODECS = ("FFV1", "HFYU", "FFVH", "Y800", "Y16 ", "GREY", "\0\0\0\0")
 #: Video files: failed reads in a row tolerated when the container gives no frame count.
 FILE_READ_RETRIES = 5
 
@@ -29,12 +33,14 @@ class ImageSequenceSource(Source):
     """Numbered image files, read in natural order, timestamped index / fps.
 
     Every frame must have the size and bit depth of the first; one that differs, or that
-    cannot be read, stops the run with a UserError naming the file.
+    cannot be read, stops the run with a UserError naming the file.  lossless when every file
+    is in a format that stores the frame exactly (LOSSLESS_EXTS).
     """
 
     def __init__(self, spec: str, paths: list[Path], fps: float):
         self.source_id, self.paths, self.fps = spec, list(paths), float(fps)
         self.frame_count = len(self.paths)
+        self.lossless = all(p.suffix.lower() in LOSSLESS_EXTS for p in self.paths)
         self._first = read_gray(self.paths[0])
         self.shape, self.bit_depth = self._first.shape, bit_depth(self._first)
 
@@ -87,6 +93,8 @@ class VideoFileSource(Source):
             raise UserError(f"{spec}: OpenCV cannot open this as a video (not a video, or a codec this build lacks); "
                             f"convert it, e.g. `ffmpeg -i IN -c:v ffv1 OUT.mkv`, or give a folder of images")
         self._cap = cap
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF
+        self.lossless = fourcc.to_bytes(4, "little").decode("latin-1").upper() in LOSSLESS_CODECS
         if int(cap.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT)) == _GRAY16LE_TAG:
             cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)  # hand over gray16le as (H, W) uint16, all bits kept
         container_fps = cap.get(cv2.CAP_PROP_FPS)

@@ -70,6 +70,7 @@ class RunSummary:
     outages_s: list[float] = field(default_factory=list)  # each outage of a live source, s (irstream.io.live.OUTAGE_MIN_S)
     runtime_outages: int = 0  # a remote runtime (Triton) that stopped answering, and was waited for
     model_threads: int = 0  # CPU threads the model ran on (0: a GPU or a server)
+    temporal: bool = False  # temporal evidence ran (TargetConfig.temporal, for this source)
     stalls: int = 0
     detections: int = 0
     confirmed_tracks: int = 0  # ids ever confirmed
@@ -101,6 +102,7 @@ class RunSummary:
         per_frame = max(1, self.frames_processed)
         tiles = self._tiles and (self._tiles.tiles_run + self._tiles.tiles_kept)
         return {"source": self.source, "device": self.device, "live": self.live, "model_threads": self.model_threads,
+                "temporal": self.temporal,
                 "frames_read": self.frames_read, "frames_processed": self.frames_processed,
                 "frames_dropped": self.frames_dropped, "frames_frozen": self.frames_frozen,
                 "frames_corrupt": self.frames_corrupt, "frames_expected": self.frames_expected,
@@ -283,8 +285,9 @@ class Pipeline:
         limit = 0 if live else self.cfg.run.max_frames
         # A file run live is paced at its own rate, as its camera would deliver it.
         reader = FrameReader(src, self.cfg.run.read_queue_frames, live, limit, pace=live and not src.live)
-        summary = RunSummary(src.source_id, str(self.detector.device), live)
-        return Lane(k, src, live, reader, self.detector.new_stream(), TrackingStage(self.cfg), summary)
+        stream = self.detector.new_stream(src.lossless)
+        summary = RunSummary(src.source_id, str(self.detector.device), live, temporal=stream.targets.temporal is not None)
+        return Lane(k, src, live, reader, stream, TrackingStage(self.cfg), summary)
 
     @classmethod
     def from_toml(cls, path: str | Path | None = None, source: str | None = None, **overrides) -> "Pipeline":
