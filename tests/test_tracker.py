@@ -270,6 +270,25 @@ def test_a_lone_large_target_that_jumps_is_followed_at_once():
     assert np.hypot(*tracker._tracks[0].scene_travel_xy) < 1.0
 
 
+def test_a_small_track_of_clutter_elsewhere_does_not_stop_a_large_target_from_jumping():
+    """A 2-px point confirmed far away (clutter, or a bird) is no second object of the drone's
+    size: the drone's track still follows the camera's re-pointing, keeping its id."""
+    def both(k: int) -> Detections:
+        drone = dets([[60.0 + k + (200.0 if k >= 10 else 0.0), 80.0]], score=0.99, side=12)
+        speck = dets([[30.0 + 0.5 * k, 200.0]], score=0.99, side=2)
+        return Detections(*(np.concatenate([getattr(drone, f), getattr(speck, f)])
+                            for f in ("centroid_xy", "bbox_xyxy", "area_px", "peak_score", "mean_score",
+                                      "contrast", "structure")))
+
+    tracker = Tracker(plain(jump_min_area_px=25))
+    for k in range(14):
+        pub = tracker.update(both(k), k * DT).published()
+        if k == 9:
+            assert len(pub) == 2  # the drone and the speck both confirmed before the jump
+        if k >= 10:
+            assert [int(i) for i, c in zip(pub.track_id, pub.centroid_xy) if c[0] > 200.0] == [1]
+
+
 def test_a_large_target_is_taken_back_within_body_lengths_of_its_prediction():
     def ids_after_jerk(side: int) -> list[int]:
         tracker = Tracker(plain(reacquire_gate_px_s=15.0 * FPS, reacquire_body_lengths=2.0))

@@ -178,12 +178,14 @@ class TrackerConfig:
     jump_min_area_px, jump_area_ratio: a close target under a pan-tilt camera that keeps it in
         view jumps 20-300 px between frames (the camera re-points, or the target crosses the
         picture faster than any gate), over sky that shows no motion.  When exactly one
-        confirmed or coasting track exists (or, with none, exactly one lost track; tentative
-        ones do not count), it matched nothing this frame, and exactly one
-        unmatched detection of peak score >= min_start_score is left, the track takes that
-        detection wherever it is, provided both boxes (the track's last, the detection's) are at
-        least jump_min_area_px px^2 and their areas within a factor jump_area_ratio: one object
-        of one size in view.  Its filter restarts there.  Small targets are left out because a
+        confirmed or coasting track of jump_min_area_px px^2 or more exists (or, with none,
+        exactly one such lost track; tentative ones and smaller ones do not count), it matched
+        nothing this frame, and exactly one unmatched detection of that size and of peak score
+        >= min_start_score is left, the track takes that detection wherever it is, provided
+        their areas are within a factor jump_area_ratio: one object of one size in view.  (A
+        2-px track of clutter elsewhere used to block the jump: at a quarter of the frame rate
+        clip 200805's drone then came back as a new track that waited, 81% published instead
+        of 96%.)  Its filter restarts there.  Small targets are left out because a
         2-px blob's size says nothing (on a real clip such jumps went to a tower top); 0 turns
         this off.  Raising the ratio keeps targets that change size on screen; it also lets a
         lone track jump to clutter of another size.
@@ -554,11 +556,17 @@ class Tracker:
         """A lone track that lost its target takes a lone free detection of its size, anywhere
         (see TrackerConfig.jump_min_area_px); returns the rows left free."""
         c = self.cfg
-        held = [i for i, t in enumerate(self._tracks) if t.state in (CONFIRMED, COASTING)]
-        held = held or [i for i, t in enumerate(self._tracks) if t.state == LOST]
-        if not c.jump_min_area_px or len(held) != 1 or self._tracks[held[0]].detection >= 0:
+        if not c.jump_min_area_px:
             return free
-        strong = free[det.peak_score[free] >= c.min_start_score]
+        # Only what is of a jumping target's size counts: a 2-px track or blob of clutter
+        # elsewhere is no second object of its size.
+        sized = [i for i, t in enumerate(self._tracks) if _box_area(t.bbox) >= c.jump_min_area_px]
+        held = [i for i in sized if self._tracks[i].state in (CONFIRMED, COASTING)]
+        held = held or [i for i in sized if self._tracks[i].state == LOST]
+        if len(held) != 1 or self._tracks[held[0]].detection >= 0:
+            return free
+        areas = (det.bbox_xyxy[free, 2] - det.bbox_xyxy[free, 0]) * (det.bbox_xyxy[free, 3] - det.bbox_xyxy[free, 1])
+        strong = free[(det.peak_score[free] >= c.min_start_score) & (areas >= c.jump_min_area_px)]
         if len(strong) != 1:
             return free
         i, j = held[0], int(strong[0])
