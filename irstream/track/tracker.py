@@ -313,9 +313,10 @@ def assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows_in[r[keep]], cols_in[c[keep]]
 
 
-def _box_area(bbox_xyxy: np.ndarray) -> float:
-    """px^2 of an inclusive-exclusive box."""
-    return float((bbox_xyxy[2] - bbox_xyxy[0]) * (bbox_xyxy[3] - bbox_xyxy[1]))
+def _box_area(bbox_xyxy: np.ndarray):
+    """px^2 of an inclusive-exclusive box (4,), or of each of several (N, 4)."""
+    b = np.asarray(bbox_xyxy, dtype=np.float64)
+    return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,8 +566,7 @@ class Tracker:
         held = held or [i for i in sized if self._tracks[i].state == LOST]
         if len(held) != 1 or self._tracks[held[0]].detection >= 0:
             return free
-        areas = (det.bbox_xyxy[free, 2] - det.bbox_xyxy[free, 0]) * (det.bbox_xyxy[free, 3] - det.bbox_xyxy[free, 1])
-        strong = free[(det.peak_score[free] >= c.min_start_score) & (areas >= c.jump_min_area_px)]
+        strong = free[(det.peak_score[free] >= c.min_start_score) & (_box_area(det.bbox_xyxy[free]) >= c.jump_min_area_px)]
         if len(strong) != 1:
             return free
         i, j = held[0], int(strong[0])
