@@ -118,18 +118,21 @@ def _sequence(p: Path) -> EvalSequence | None:
         return EvalSequence(p.stem if p.is_file() else p.name, str(p), load_mot_gt(mot, n), lossless)
     shipped = LABELS_DIR / f"{p.stem}.txt"
     if p.is_file() and shipped.is_file():
-        n = int((LABELS_DIR / f"{p.stem}.frames").read_text().split()[0])
-        return EvalSequence(p.stem, str(p), load_mot_gt(shipped, min(n, _count_frames(p)), boxes=True))
+        labelled = int((LABELS_DIR / f"{p.stem}.frames").read_text().split()[0])
+        n, lossless = _probe(p)
+        return EvalSequence(p.stem, str(p), load_mot_gt(shipped, min(labelled, n), boxes=True), lossless)
     # drone-detection-ir: videos/NAME.mp4 with labels/NAME.txt (MOTChallenge lines) beside the folder.
     beside = p.parent.parent / "labels" / f"{p.stem}.txt"
     if p.is_file() and p.parent.name == "videos" and beside.is_file():
-        return EvalSequence(p.stem, str(p), load_mot_gt(beside, _count_frames(p), boxes=True))
+        n, lossless = _probe(p)
+        return EvalSequence(p.stem, str(p), load_mot_gt(beside, n, boxes=True), lossless)
     # Anti-UAV tracking examples: NAME.avi with NAME.txt, one "x y w h" line per frame.
     per_frame = p.with_suffix(".txt")
     if p.is_file() and p.suffix in (".avi", ".mp4") and per_frame.is_file():
         from irstream.data.drones import read_reticle_boxes
 
-        return EvalSequence(p.stem, str(p), boxes_truth(read_reticle_boxes(per_frame), _count_frames(p)))
+        n, lossless = _probe(p)
+        return EvalSequence(p.stem, str(p), boxes_truth(read_reticle_boxes(per_frame), n), lossless)
     return None
 
 
@@ -145,10 +148,6 @@ def _box_truth(ids, boxes_xywh: list, with_boxes: bool) -> Truth:
     xy = np.array([(x + (w - 1) / 2, y + (h - 1) / 2) for x, y, w, h in boxes_xywh]).reshape(-1, 2)
     edges = np.array([(x, y, x + w - 1, y + h - 1) for x, y, w, h in boxes_xywh], float).reshape(-1, 4)
     return Truth(np.asarray(ids, np.int64), xy, edges if with_boxes else None)
-
-
-def _count_frames(p: Path) -> int:
-    return _probe(p)[0]
 
 
 def _probe(p: Path) -> tuple[int, bool]:
