@@ -322,7 +322,7 @@ def test_burned_in_text_becomes_an_ignore_mask_and_a_moving_target_does_not():
     from irstream.detect.osd import OsdConfig, OsdMask
 
     rng = np.random.default_rng(0)
-    osd = OsdMask(OsdConfig(learn_frames=30, first_mask_frames=10))
+    osd = OsdMask(OsdConfig(learn_s=1.2, first_mask_s=0.4))  # 30 and 10 frames at 25 frames/s
     text = np.zeros((64, 96), bool)
     text[4:12, 6:40:3] = True  # glyph strokes, 1 px wide, 2 px apart
     for k in range(40):
@@ -330,12 +330,12 @@ def test_burned_in_text_becomes_an_ignore_mask_and_a_moving_target_does_not():
         frame = cv2.GaussianBlur(frame, (0, 0), 3) + 0.02 * k % 0.2  # the scene drifts in brightness
         frame[text] = 1.0
         frame[40:43, 10 + 2 * k:13 + 2 * k] = 0.95  # a bright target crossing
-        mask = osd.update(frame)
+        mask = osd.update(frame, k / 25.0)
         assert (mask is None) == (k < 10)
     assert mask[text].all() and mask[4:12, 6:38].all()  # the gaps between strokes closed
     assert not mask[35:50].any()  # not where the target flew
     assert mask.mean() < 0.15
-    assert OsdMask(OsdConfig(enabled=False)).update(frame) is None
+    assert OsdMask(OsdConfig(enabled=False)).update(frame, 0.0) is None
 
 
 def test_text_stays_masked_while_the_gain_moves():
@@ -345,7 +345,7 @@ def test_text_stays_masked_while_the_gain_moves():
     from irstream.detect.osd import OsdConfig, OsdMask
 
     rng = np.random.default_rng(1)
-    osd = OsdMask(OsdConfig(learn_frames=50))
+    osd = OsdMask(OsdConfig(learn_s=2.0))
     text = np.zeros((40, 60), bool)
     text[5:15, 10:12] = text[5:7, 10:18] = True
     held = []
@@ -353,19 +353,19 @@ def test_text_stays_masked_while_the_gain_moves():
         drift = 0.03 * (k % 2) if 60 <= k < 100 else 0.0  # frames 60-99: the gain flickers
         frame = cv2.GaussianBlur((0.3 + 0.05 * rng.random((40, 60))).astype(np.float32), (0, 0), 2) + drift
         frame[text] = 0.75 + drift
-        mask = osd.update(frame)
+        mask = osd.update(frame, k / 25.0)
         if k >= 50:
             held.append(bool(mask[text].all()))
     assert all(held) and not mask[25:].any()
 
 
-@pytest.mark.parametrize("field, value", [("first_mask_frames", 0), ("first_mask_frames", 60), ("release_share", 0.9),
+@pytest.mark.parametrize("field, value", [("first_mask_s", 0), ("first_mask_s", 3.0), ("release_share", 0.9),
                                           ("release_share", -0.1)])
 def test_bad_text_mask_settings_name_the_key(field, value):
     from irstream.detect.osd import OsdConfig
 
     with pytest.raises(ValueError, match=f"{field}={value}"):
-        OsdConfig(**{field: value})  # learn_frames 50, still_share 0.8
+        OsdConfig(**{field: value})  # learn_s 2.0, still_share 0.8
 
 
 def test_ignored_pixels_are_shaded_in_the_video():

@@ -67,9 +67,9 @@ def test_the_default_lays_temporal_evidence_over_lossless_streams_only():
     cfg = TargetConfig(score_threshold=0.7, temporal_min_z=6.0)
     assert cfg.temporal == "lossless"
     exact, compressed = TargetStage(cfg, OsdConfig(), lossless=True), TargetStage(cfg, OsdConfig(), lossless=False)
-    for unit, (x, y) in _panned_scene_with_a_faint_mover(scene, 12):
+    for k, (unit, (x, y)) in enumerate(_panned_scene_with_a_faint_mover(scene, 12)):
         blind = np.zeros_like(unit)
-        found, missed = exact(blind, unit), compressed(blind, unit)
+        found, missed = exact(blind, unit, k / 25.0), compressed(blind, unit, k / 25.0)
     assert len(missed) == 0
     assert np.hypot(*(found.centroid_xy - (x, y)).T).min() < 2.0
     with pytest.raises(ValueError, match="temporal"):

@@ -100,7 +100,7 @@ def test_the_threshold_sweep_masks_learnt_text_as_the_detection_stage_does():
     truth = [Truth(np.zeros(0, np.int64), np.zeros((0, 2)))] * n
     seq = EvalSequence("osd", "", truth)
     r = evaluate_sequence(seq, SequenceMaps(units, probs, np.arange(n) / 25.0), load_pipeline(), thresholds=(0.5,))
-    masked_from = 10  # first_mask_frames: the frames before it count, in both
+    masked_from = 10  # first_mask_s 0.4 s at 25 frames/s: the frames before it count, in both
     assert r.detections.false_alarms == r.sweep[0.5].false_alarms <= masked_from
 
 
@@ -161,7 +161,7 @@ def test_a_pan_behind_burned_in_text_is_measured_with_the_learnt_text_left_out()
     found = {}
     for k in range(115):
         img = cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255
-        text = osd.update(img)
+        text = osd.update(img, k / 25.0)
         found[k] = (plain.estimate(img), behind.estimate(img, text), off.estimate(img, text))
     cap.release()
     for k in range(110, 115):
@@ -173,6 +173,32 @@ def test_a_pan_behind_burned_in_text_is_measured_with_the_learnt_text_left_out()
 
 CLIPS = SHARED_DATA / "antiuav-clips"
 
+
+FLIPPING_RETICLE_CLIP = SHARED_DATA / "antiuav-reticle-clips" / "clip18.avi"
+
+
+@pytest.mark.skipif(not FLIPPING_RETICLE_CLIP.is_file(), reason=f"{FLIPPING_RETICLE_CLIP} is not present")
+def test_text_is_learnt_in_seconds_so_a_quarter_rate_run_masks_it_as_soon():
+    """A real clip whose reticle turns from black to white over the sky in its first seconds:
+    counted in frames, a run that sees every 4th frame had not masked the white line by frame
+    300 and published two tracks on it for 5 s; counted in seconds it masks it as a full-rate
+    run does (frame 185 vs 192)."""
+    from irstream.detect.osd import OsdConfig, OsdMask
+
+    cap = cv2.VideoCapture(str(FLIPPING_RETICLE_CLIP))
+    frames = [cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255 for _ in range(300)]
+    cap.release()
+    line = np.s_[256:258, 103:127]  # the left arm of the reticle, white from about frame 60
+    masked_from = {}
+    for every in (1, 4):
+        osd = OsdMask(OsdConfig())
+        for k in range(0, len(frames), every):
+            mask = osd.update(frames[k], k / 25.0)
+            if mask is not None and mask[line].all():
+                masked_from[every] = k
+                break
+    assert set(masked_from) == {1, 4}
+    assert abs(masked_from[4] - masked_from[1]) <= 12  # half a second at 25 frames/s
 
 @needs_daub
 @pytest.mark.slow

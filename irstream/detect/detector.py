@@ -174,7 +174,7 @@ class DetectorStream:
         return self.preprocessor(frame)
 
     def find(self, prepared: Prepared, prob: np.ndarray) -> Detections:
-        return self.targets(prob, prepared.unit)
+        return self.targets(prob, prepared.unit, prepared.frame.timestamp_s)
 
     def ignored(self, prepared: Prepared) -> np.ndarray | None:
         return self.targets.ignored(prepared.valid)

@@ -5,12 +5,14 @@ reticle.  To the detector these are small, sharp, bright shapes, and to the trac
 targets there are: they never miss a frame.  What gives them away is that they stay put, sharp
 and bright, frame after frame, which a target, a cloud or a panning scene does not.
 
-Per pixel the learner keeps a running average (over about learn_frames frames) of "still, sharp
+Per pixel the learner keeps a running average (over about learn_s seconds) of "still, sharp
 and bright in this frame": within still_level of the previous frame, on an edge (3x3 max minus
 min above sharp_level), and at least bright_level.  A pixel becomes text when its average
-reaches still_share and stays text until it falls below release_share.  From first_mask_frames
-frames on, the mask is the text pixels, closed over gaps of grow_px (between
-glyphs and strokes) and grown by grow_px.  A clock's digits change once a second, i.e. in 1 frame
+reaches still_share and stays text until it falls below release_share.  From first_mask_s
+seconds on, the mask is the text pixels, closed over gaps of grow_px (between
+glyphs and strokes) and grown by grow_px.  Both times are counted in the frames the learner
+actually sees (irstream.clock): a live run that keeps up with a quarter of the camera's frames
+learns a reticle as fast, in seconds, as a file run that sees them all.  A clock's digits change once a second, i.e. in 1 frame
 of 25, so the strokes they share stay masked; the mask follows the display if it changes.
 
 The limit: in a camera that never moves, a lit window or a lamp that is as sharp and bright as
@@ -25,16 +27,19 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from irstream.clock import FrameClock
+
 
 @dataclass(frozen=True)
 class OsdConfig:
     """enabled: learn and apply the mask.
-    learn_frames: the span of the running average, frames (50 = 2 s at 25 frames/s).
-    first_mask_frames: frames seen before the mask is first applied (its average is then a plain
-        mean of these).  A clock fixed in the image while the camera pans looks to the tracker
+    learn_s: the span of the running average, s (50 frames at 25 frames/s).
+    first_mask_s: time seen before the mask is first applied, s (its average is then a plain
+        mean of the frames seen).  A clock fixed in the image while the camera pans looks to the tracker
         like a target moving against the scene, so it is published from its third frame: with
-        the mask first applied at frame 50 on real clips such a track was 0.1 false tracks per
-        frame and took the drone's id when the drone was lost; from frame 10 neither happened.
+        the mask first applied at frame 50 (2 s) on real clips such a track was 0.1 false tracks
+        per frame and took the drone's id when the drone was lost; from frame 10 (0.4 s) neither
+        happened.
         A drone that a camera follows is not still to 3/255 pixel by pixel, so it is not masked.
     still_level: a pixel changing less than this between frames is still ([0, 1] gray).
     sharp_level: a pixel is on an edge when its 3x3 max minus min exceeds this ([0, 1] gray).
@@ -48,8 +53,8 @@ class OsdConfig:
     """
 
     enabled: bool = True
-    learn_frames: int = 50
-    first_mask_frames: int = 10
+    learn_s: float = 2.0
+    first_mask_s: float = 0.4
     still_level: float = 3.0 / 255.0
     sharp_level: float = 0.12
     bright_level: float = 0.7
@@ -58,12 +63,11 @@ class OsdConfig:
     grow_px: int = 4
 
     def __post_init__(self) -> None:
-        if self.learn_frames < 1:
-            raise ValueError(f"learn_frames={self.learn_frames}: must be >= 1")
-        if (not isinstance(self.first_mask_frames, int) or isinstance(self.first_mask_frames, bool)
-                or not 1 <= self.first_mask_frames <= self.learn_frames):
-            raise ValueError(f"first_mask_frames={self.first_mask_frames}: must be a whole number within "
-                             f"[1, learn_frames={self.learn_frames}] (the default is 10)")
+        if not self.learn_s > 0:
+            raise ValueError(f"learn_s={self.learn_s}: must be > 0 (seconds)")
+        if not 0 < self.first_mask_s <= self.learn_s:
+            raise ValueError(f"first_mask_s={self.first_mask_s}: must be within (0, learn_s={self.learn_s}] "
+                             "(seconds; the default is 0.4)")
         if not 0.0 < self.still_share <= 1.0:
             raise ValueError(f"still_share={self.still_share}: must be within (0, 1]")
         if not 0.0 <= self.release_share <= self.still_share:
@@ -77,7 +81,8 @@ class OsdConfig:
 
 
 class OsdMask:
-    """update(unit) per frame; .mask is the (H, W) bool ignore mask once learnt, else None."""
+    """update(unit, timestamp_s) per frame; .mask is the (H, W) bool ignore mask once learnt,
+    else None."""
 
     def __init__(self, cfg: OsdConfig = OsdConfig()) -> None:
         self.cfg = cfg
@@ -86,10 +91,12 @@ class OsdMask:
         self._text: np.ndarray | None = None  # text pixels, with hysteresis (release_share)
         self.frames = 0
         self.mask: np.ndarray | None = None
+        self._clock = FrameClock()
 
-    def update(self, unit: np.ndarray) -> np.ndarray | None:
+    def update(self, unit: np.ndarray, timestamp_s: float) -> np.ndarray | None:
         if not self.cfg.enabled:
             return None
+        self._clock.tick(timestamp_s)
         if self._prev is None or self._prev.shape != unit.shape:
             self._prev, self._share, self.frames, self.mask = unit.copy(), np.zeros(unit.shape, np.float32), 0, None
             self._text = np.zeros(unit.shape, bool)
@@ -100,10 +107,10 @@ class OsdMask:
                      & (unit >= self.cfg.bright_level))
         self._prev = unit.copy()
         self.frames += 1
-        rate = 1.0 / min(self.frames, self.cfg.learn_frames)  # a plain mean until learn_frames, then running
+        rate = 1.0 / min(self.frames, self._clock.frames(self.cfg.learn_s))  # a plain mean at first, then running
         self._share += np.float32(rate) * (text_like.astype(np.float32) - self._share)
         self._text = (self._share >= self.cfg.still_share) | (self._text & (self._share >= self.cfg.release_share))
-        if self.frames >= self.cfg.first_mask_frames:
+        if self.frames >= self._clock.frames(self.cfg.first_mask_s):
             self.mask = self._grow(self._text)
         return self.mask
 

@@ -212,8 +212,10 @@ class TargetStage:
                          if on else None)
         self.last_map: np.ndarray | None = None  # what the last frame's targets were taken from
 
-    def __call__(self, prob: np.ndarray, unit: np.ndarray) -> Detections:
-        self.osd.update(unit)
+    def __call__(self, prob: np.ndarray, unit: np.ndarray, timestamp_s: float) -> Detections:
+        """prob and unit: the frame's map and image; timestamp_s: its time, s (the text mask
+        learns over seconds)."""
+        self.osd.update(unit, timestamp_s)
         if self.temporal is not None:
             prob = np.maximum(prob, self.temporal.update(unit))
         self.last_map = self.masked(prob)

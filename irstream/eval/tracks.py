@@ -486,9 +486,10 @@ def evaluate_sequence(seq: EvalSequence, maps: SequenceMaps, cfg, match_px: floa
     sweep_cfgs = {t: dataclasses.replace(cfg.targets, score_threshold=t) for t in thresholds}
     for k, truth in enumerate(seq.truth):
         unit, prob = maps.units[k].astype(np.float32), maps.probs[k].astype(np.float32)
-        dets = find(prob, unit)
+        t = float(maps.timestamps_s[k])
+        dets = find(prob, unit, t)
         prob = find.last_map  # the threshold sweep sees what the detection stage sees
-        tracks = stage(dets, unit, float(maps.timestamps_s[k]), ignored=find.ignored(None))
+        tracks = stage(dets, unit, t, ignored=find.ignored(None))
         pub = tracks.published()
         det.add(dets.centroid_xy, truth, match_px, dets.bbox_xyxy)
         trk.add(pub.centroid_xy, truth, match_px, pub.bbox_xyxy)

@@ -12,7 +12,6 @@ that sees all 25.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -20,6 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
+from irstream.clock import DEFAULT_FRAME_S, FrameClock
 from irstream.track import kalman
 from irstream.track.clutter import ClutterMap
 from irstream.track.motion import GlobalMotion, MotionConfig
@@ -28,12 +28,6 @@ from irstream.types import COASTING, CONFIRMED, LOST, TENTATIVE, Detections, Tra
 #: Peak scores are clipped to [SCORE_EPS, 1 - SCORE_EPS] before their logit, so a saturated
 #: 1.0 from the model adds a large but finite amount of evidence.
 SCORE_EPS = 1e-4
-#: Frames whose intervals give the processing rate (their median) that the rules in seconds are
-#: counted in: about 1 s at 25 frames/s, so a dropped frame or a stall does not move it.
-RATE_WINDOW_FRAMES = 25
-#: Slack, frames, when a time is counted in frames: 0.2 s at 0.04 s per frame is 5 frames, not 6,
-#: when the timestamps make the interval 0.039999 s.
-FRAME_COUNT_SLACK = 0.01
 
 
 @dataclass(frozen=True)
@@ -237,7 +231,7 @@ class TrackerConfig:
     jump_area_ratio: float = 2.0
     max_coast_s: float = 0.4
     min_start_score: float = 0.5
-    default_dt_s: float = 1.0 / 25.0
+    default_dt_s: float = DEFAULT_FRAME_S
 
     def __post_init__(self) -> None:
         positive = ("meas_noise_px", "accel_noise_px_s2", "init_velocity_std_px_s", "max_gate_px_s", "default_dt_s")
@@ -375,11 +369,9 @@ class Tracker:
         # Filter state of self._tracks, row for row (see irstream.track.kalman).
         self._x, self._P = kalman.initial_state(np.zeros((0, 2)), 1.0, 1.0)
         self._next_id = 1
-        self._last_t: float | None = None
+        self._rate = FrameClock(self.cfg.default_dt_s)  # the interval rules are counted in
         self._clock_s = 0.0  # the sum of the steps taken: advances even where timestamps repeat
         self._frame = 0
-        self._steps_s: deque[float] = deque(maxlen=RATE_WINDOW_FRAMES)  # recent intervals between frames
-        self._frame_s = self.cfg.default_dt_s  # their median: the interval rules are counted in
         self._gone: list[_Track] = []  # established tracks lost by misses, for handover_s
         self._motion = GlobalMotion(self.motion_cfg)
         c = self.cfg
@@ -415,12 +407,9 @@ class Tracker:
         """
         if image is not None and scene_shift_xy is None:
             scene_shift_xy, image_shape = self.scene_shift(image, ignore), image_shape or image.shape[:2]
-        dt = self._step_s(timestamp_s)
+        dt = self._rate.tick(timestamp_s)
         self._clock_s += dt
         self._frame += 1
-        if self._frame > 1:
-            self._steps_s.append(dt)
-            self._frame_s = float(np.median(self._steps_s))
         F, Q = kalman.cv_model(dt, self.cfg.accel_noise_px_s2)
         shift = np.zeros(2) if scene_shift_xy is None else np.asarray(scene_shift_xy, np.float64)
         if self._clutter is not None:
@@ -477,9 +466,7 @@ class Tracker:
     def frames(self, seconds: float) -> int:
         """A time as a number of frames at the rate this tracker sees (at least one frame for
         any time above zero)."""
-        if seconds <= 0:
-            return 0
-        return max(1, math.ceil(seconds / self._frame_s - FRAME_COUNT_SLACK))
+        return self._rate.frames(seconds)
 
     def _confirm_rule(self) -> tuple[int, int]:
         """(M hits, N frames) of the confirmation window at the rate seen; see confirm_window_s."""
@@ -530,14 +517,6 @@ class Tracker:
             z = det.centroid_xy[[self._tracks[i].detection for i in rows]]
             self._x[rows], self._P[rows] = kalman.update(self._x[rows], self._P[rows], z, self._R)
 
-    def _step_s(self, timestamp_s: float) -> float:
-        if not math.isfinite(timestamp_s):
-            raise ValueError(f"timestamp_s={timestamp_s!r}: must be a finite number of seconds")
-        dt = timestamp_s - self._last_t if self._last_t is not None else 0.0
-        # Stored even when it went backwards: a looping file or a clock reset restarts from here.
-        self._last_t = timestamp_s
-        return dt if dt > 0 else self.cfg.default_dt_s
-
     def _associate(self, det: Detections, shift: np.ndarray) -> np.ndarray:
         """Sets track.detection (and track.with_scene) for matched tracks; returns the
         unmatched detection rows."""
@@ -547,7 +526,7 @@ class Tracker:
             innov = kalman.innovation_cov(self._P[rows], self._R)
 
             def mahalanobis(pred, xy, innov=innov):
-                return gated_cost(pred, innov, xy, self._gate_d2, self.cfg.max_gate_px_s * self._frame_s)
+                return gated_cost(pred, innov, xy, self._gate_d2, self.cfg.max_gate_px_s * self._rate.frame_s)
 
             free = self._match(rows, det, free, shift, mahalanobis)
         free = self._reacquire(det, shift, free, np.flatnonzero(~tentative))
@@ -582,7 +561,7 @@ class Tracker:
         """Established tracks that matched nothing take the nearest free detection within
         reacquire_gate_px_s (at the rate seen), or reacquire_body_lengths of their own length if
         more, of their prediction, by distance alone (see TrackerConfig)."""
-        gate = self.cfg.reacquire_gate_px_s * self._frame_s
+        gate = self.cfg.reacquire_gate_px_s * self._rate.frame_s
         if not gate:
             return free
         rows = np.array([i for i in established if self._tracks[i].detection < 0], dtype=np.int64)
