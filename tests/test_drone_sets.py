@@ -76,6 +76,27 @@ def test_pasted_cutouts_go_onto_the_strongest_edges_often():
     assert near > 0.4  # anywhere uniform would give about 0.2
 
 
+@needs(drones.CVPR)
+def test_the_horizon_source_keeps_the_training_frames_whose_target_sits_on_an_edge():
+    """Of the CVPR 2025 training frames (cities, hills, towers) it keeps a part, and every kept
+    frame's drone has the scene's structure (a roof, a ridge, trees) around its box; the rest,
+    drones against open sky, are left out."""
+    from irstream.data.mix import HORIZON_MIN_STRUCTURE, horizon_frames, labelled_train_frames
+    from irstream.detect.targets import ring_spread
+
+    def spread(img, box):
+        x, y, w, h = box
+        return ring_spread(img, int(x), int(y), max(1, round(w)), max(1, round(h)))
+
+    every = {name: (img, boxes) for name, img, boxes in labelled_train_frames("cvpr2025", SHARED_DATA)}
+    kept = [name for name, _, _ in horizon_frames(SHARED_DATA, sets=("cvpr2025",))]
+    assert 0 < len(kept) < len(every) / 2 and set(kept) <= set(every)
+    for name in kept:
+        img, boxes = every[name]
+        assert max(spread(img, b) for b in boxes) >= HORIZON_MIN_STRUCTURE
+    left_out = [every[n] for n in set(every) - set(kept) if every[n][1]]
+    assert all(spread(img, b) < HORIZON_MIN_STRUCTURE for img, boxes in left_out for b in boxes)
+
 def test_merge_coarse_keeps_only_large_coarse_targets():
     full = np.zeros((64, 64), np.float32)
     full[10, 10] = 0.9  # a point the full pass found

@@ -13,6 +13,9 @@ Sources (names used in configs and on the weights' card), all read in place from
     reticle       Anti-UAV clips with a burned-in reticle and text (train clips)
     paste         real targets pasted at 6-110 px onto the train backgrounds, half on their edges
                   (irstream.data.paste)
+    horizon       the frames of antiuav, drone-ir and cvpr2025 whose target sits on a ridge line,
+                  a tree line, a roof or a tower (the ring around its box is not clear sky), so
+                  that crops there are drawn as often as the mix says, not as rarely as they occur
 
 The four drone sets and their splits are described in irstream.data.drones.
 
@@ -96,7 +99,15 @@ PASTE_COUNT = 1500
 PASTE_CUTOUTS_PER_SET = 400
 
 SOURCE_NAMES = ("sirst-v1", "nudt-sirst", "backgrounds", "daub", "antiuav", "drone-ir", "cvpr2025",
-                "close-drones", "reticle", "paste")
+                "close-drones", "reticle", "paste", "horizon")
+#: A labelled target is on an edge when the ring around its box spreads over at least this much
+#: gray ([0, 1]; the detections' `structure`, irstream.detect.targets): a ridge line, a tree
+#: line, a roof or a tower's lattice goes above it; at 0.1 half the drone-ir frames passed, many
+#: of them a sky whose gradient spans the ring.
+HORIZON_MIN_STRUCTURE = 0.2
+#: The sets the horizon source reads: scene footage without a burned-in overlay (a reticle's own
+#: lines would count as the scene's structure).
+HORIZON_SETS = ("antiuav", "drone-ir", "cvpr2025")
 
 
 def load_backgrounds(root: Path, split: str) -> list[Sample]:
@@ -207,6 +218,17 @@ def load_paste(data_root: Path, fold: str = "a", seed: int = 0) -> list[Sample]:
     return composites(load_backgrounds(data_root / "sirst-v2-backgrounds", "train"), cuts, PASTE_COUNT, rng)
 
 
+def horizon_frames(data_root: Path, fold: str = "a", sets: tuple[str, ...] = HORIZON_SETS):
+    """(name, image, boxes) of the sets' training frames with a target on an edge."""
+    from irstream.detect.targets import ring_spread
+
+    for name in sets:
+        for frame, img, boxes in labelled_train_frames(name, data_root, fold):
+            if any(ring_spread(img, int(x), int(y), max(1, round(w)), max(1, round(h))) >= HORIZON_MIN_STRUCTURE
+                   for x, y, w, h in boxes):
+                yield frame, img, boxes
+
+
 def load_source(name: str, data_root: Path, fold: str = "a") -> list[Sample]:
     """The training images of one named source (see the module docstring) in one of FOLDS."""
     if name == "sirst-v1":
@@ -219,6 +241,8 @@ def load_source(name: str, data_root: Path, fold: str = "a") -> list[Sample]:
         return load_daub(data_root / "daub", FOLDS[fold].daub_train, DAUB_FRAME_STEP)
     if name == "paste":
         return load_paste(data_root, fold)
+    if name == "horizon":
+        return boxed_samples(horizon_frames(data_root, fold))
     if name in ("antiuav", "drone-ir", "cvpr2025", "close-drones", "reticle"):
         return boxed_samples(labelled_train_frames(name, data_root, fold))
     raise ValueError(f"unknown data source '{name}'; known: {', '.join(SOURCE_NAMES)}")

@@ -146,7 +146,7 @@ def extract_targets(score: np.ndarray, image: np.ndarray, cfg: TargetConfig = Ta
         if not _inside(cx, cy, score.shape, cfg.border_px):
             continue
         rows.append(((cx, cy), (x, y, x + bw, y + bh), area, s.max(), s.mean(), float(im[inside].max() - bg),
-                     _ring_spread(image, x, y, bw, bh)))
+                     ring_spread(image, x, y, bw, bh)))
     if not rows:
         return Detections.empty()
     c, b, a, p, m, k, st = zip(*rows)
@@ -165,8 +165,8 @@ def _labels(binary: np.ndarray, merge_gap_px: int) -> np.ndarray:
     return grown * binary
 
 
-def _ring_spread(image: np.ndarray, x: int, y: int, bw: int, bh: int) -> float:
-    """The detection's `structure`: the spread of the ring STRUCTURE_GAP_PX to STRUCTURE_GAP_PX +
+def ring_spread(image: np.ndarray, x: int, y: int, bw: int, bh: int) -> float:
+    """The detection's `structure` (box left x, top y, width bw, height bh, px): the spread of the ring STRUCTURE_GAP_PX to STRUCTURE_GAP_PX +
     STRUCTURE_RING_PX outside its box."""
     h, w = image.shape
     g = STRUCTURE_GAP_PX + max(bw, bh) // 2
