@@ -707,3 +707,17 @@ def test_a_quarter_rate_replay_keeps_the_target_and_still_drops_one_frame_false_
         pub = tracker.update(dets(rows), k * dt).published()
         published.append(sorted(pub.track_id.tolist()))
     assert published[0] == [] and all(ids == [1] for ids in published[1:])
+
+
+def test_the_frame_clock_counts_seconds_in_the_frames_it_sees_and_a_stall_does_not_move_it():
+    from irstream.clock import DEFAULT_FRAME_S, FrameClock
+
+    clock = FrameClock()
+    for k in range(30):
+        clock.tick(k * 0.16)  # a live run keeping up with 6.25 of 25 frames/s
+    assert clock.frames(2.0) == 13 and clock.frames(0.4) == 3 and clock.frames(0.0) == 0
+    assert clock.tick(29 * 0.16 + 5.0) == pytest.approx(5.0)  # a 5 s stall is one long step ...
+    assert clock.frame_s == pytest.approx(0.16)  # ... not the rate
+    assert clock.tick(29 * 0.16 + 5.0) == DEFAULT_FRAME_S  # time did not advance
+    with pytest.raises(ValueError, match="timestamp_s"):
+        clock.tick(float("nan"))
