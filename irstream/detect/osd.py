@@ -9,11 +9,12 @@ Per pixel the learner keeps a running average (over about learn_s seconds) of "s
 and bright in this frame": within still_level of the previous frame, on an edge (3x3 max minus
 min above sharp_level), and at least bright_level.  A pixel becomes text when its average
 reaches still_share and stays text until it falls below release_share.  From first_mask_s
-seconds on, the mask is the text pixels, closed over gaps of grow_px (between
-glyphs and strokes) and grown by grow_px.  Both times are counted in the frames the learner
-actually sees (irstream.clock): a live run that keeps up with a quarter of the camera's frames
-learns a reticle as fast, in seconds, as a file run that sees them all.  A clock's digits change once a second, i.e. in 1 frame
-of 25, so the strokes they share stay masked; the mask follows the display if it changes.
+seconds on, the mask is the text pixels, closed over gaps of grow_px (between glyphs and
+strokes) and grown by grow_px.  Both times are counted in the frames the learner actually sees
+(irstream.clock): a live run that keeps up with a quarter of the camera's frames learns a
+reticle as fast, in seconds, as a file run that sees them all.  A clock's digits change once a
+second, i.e. in 1 frame of 25, so the strokes they share stay masked; the mask follows the
+display if it changes.
 
 The limit: in a camera that never moves, a lit window or a lamp that is as sharp and bright as
 text, and as still, is masked too.  That is usually wanted (it is the clutter users complain of),
@@ -35,8 +36,8 @@ class OsdConfig:
     """enabled: learn and apply the mask.
     learn_s: the span of the running average, s (50 frames at 25 frames/s).
     first_mask_s: time seen before the mask is first applied, s (its average is then a plain
-        mean of the frames seen).  A clock fixed in the image while the camera pans looks to the tracker
-        like a target moving against the scene, so it is published from its third frame: with
+        mean of the frames seen).  A clock fixed in the image while the camera pans looks to the
+        tracker like a target moving against the scene, so it is published from its third frame: with
         the mask first applied at frame 50 (2 s) on real clips such a track was 0.1 false tracks
         per frame and took the drone's id when the drone was lost; from frame 10 (0.4 s) neither
         happened.
