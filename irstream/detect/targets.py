@@ -166,8 +166,8 @@ def _labels(binary: np.ndarray, merge_gap_px: int) -> np.ndarray:
 
 
 def ring_spread(image: np.ndarray, x: int, y: int, bw: int, bh: int) -> float:
-    """The detection's `structure` (box left x, top y, width bw, height bh, px): the spread of the ring STRUCTURE_GAP_PX to STRUCTURE_GAP_PX +
-    STRUCTURE_RING_PX outside its box."""
+    """The detection's `structure`: the spread of the ring STRUCTURE_GAP_PX to STRUCTURE_GAP_PX +
+    STRUCTURE_RING_PX outside its box (left x, top y, width bw, height bh, px)."""
     h, w = image.shape
     g = STRUCTURE_GAP_PX + max(bw, bh) // 2
     r = g + STRUCTURE_RING_PX

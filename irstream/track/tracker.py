@@ -545,7 +545,8 @@ class Tracker:
         held = held or [i for i in sized if self._tracks[i].state == LOST]
         if len(held) != 1 or self._tracks[held[0]].detection >= 0:
             return free
-        strong = free[(det.peak_score[free] >= c.min_start_score) & (_box_area(det.bbox_xyxy[free]) >= c.jump_min_area_px)]
+        sized_free = _box_area(det.bbox_xyxy[free]) >= c.jump_min_area_px
+        strong = free[(det.peak_score[free] >= c.min_start_score) & sized_free]
         if len(strong) != 1:
             return free
         i, j = held[0], int(strong[0])
