@@ -378,7 +378,7 @@ def test_empty_frames():
 @pytest.mark.parametrize("field, value", [
     ("meas_noise_px", 0.0), ("meas_noise_px", -1.0), ("meas_noise_px", float("nan")),
     ("accel_noise_px_s2", 0.0), ("init_velocity_std_px_s", -5.0), ("max_gate_px_s", float("inf")),
-    ("default_dt_s", 0.0), ("gate_prob", 0.0), ("gate_prob", 1.0), ("gate_prob", 1.5),
+    ("gate_prob", 0.0), ("gate_prob", 1.0), ("gate_prob", 1.5),
     ("confirm_hits", 0), ("confirm_hits", 2.5), ("confirm_window_s", 0.0), ("max_coast_s", -1.0),
     ("max_coast_s", True), ("handover_s", float("inf")), ("min_start_score", 1.2), ("min_start_score", -0.1), ("meas_noise_px", "1"),
     ("jump_area_ratio", 0.5), ("jump_min_area_px", -1.0), ("reacquire_body_lengths", -2.0),
@@ -408,12 +408,22 @@ def test_timestamp_gaps_are_bridged_by_a_longer_prediction():
     np.testing.assert_allclose(out.velocity_xy[0], vel, atol=3.0)
 
 
-def test_timestamps_that_do_not_advance_use_default_dt():
-    tracker = Tracker(plain(default_dt_s=0.1))
-    for k in range(20):
-        out = tracker.update(dets([[10.0 + 2.0 * k, 30.0]]), 7.0)  # 2 px per frame, clock stuck
+def test_timestamps_that_stop_advancing_step_at_the_rate_seen_before():
+    """A stream that repeats its last timestamp: the steps stay those of the 10 frames/s seen."""
+    tracker = Tracker(plain())
+    for k in range(40):
+        out = tracker.update(dets([[10.0 + 2.0 * k, 30.0]]), min(k, 10) * 0.1)  # 2 px per frame
         assert list(out.track_id) == [1]
     np.testing.assert_allclose(out.velocity_xy[0], [20.0, 0.0], atol=1.0)
+
+
+def test_timestamps_that_never_advance_step_at_the_default_rate():
+    from irstream.clock import DEFAULT_FRAME_S
+
+    tracker = Tracker(plain())
+    for k in range(20):
+        out = tracker.update(dets([[10.0 + 2.0 * k, 30.0]]), 7.0)  # 2 px per frame, clock stuck
+    np.testing.assert_allclose(out.velocity_xy[0], [2.0 / DEFAULT_FRAME_S, 0.0], atol=2.0)
 
 
 @pytest.mark.parametrize("jump_px, cfg", [
@@ -673,7 +683,7 @@ def test_tracks_leaving_the_picture_are_not_published_outside_it():
 
 
 def test_moving_is_judged_over_the_window_even_when_timestamps_do_not_advance():
-    """A source without timing (every frame at t = 0): the tracker steps default_dt_s, so the
+    """A source without timing (every frame at t = 0): the tracker steps DEFAULT_FRAME_S, so the
     one-second window still slides and its memory stays bounded."""
     tracker = Tracker(plain(motion_ref_px=1.5, moving_window_s=1.0))
     for k in range(200):
@@ -718,6 +728,7 @@ def test_the_frame_clock_counts_seconds_in_the_frames_it_sees_and_a_stall_does_n
     assert clock.frames(2.0) == 13 and clock.frames(0.4) == 3 and clock.frames(0.0) == 0
     assert clock.tick(29 * 0.16 + 5.0) == pytest.approx(5.0)  # a 5 s stall is one long step ...
     assert clock.frame_s == pytest.approx(0.16)  # ... not the rate
-    assert clock.tick(29 * 0.16 + 5.0) == DEFAULT_FRAME_S  # time did not advance
+    assert clock.tick(29 * 0.16 + 5.0) == pytest.approx(0.16)  # time did not advance: the rate seen
+    assert FrameClock().frame_s == DEFAULT_FRAME_S  # before any step
     with pytest.raises(ValueError, match="timestamp_s"):
         clock.tick(float("nan"))

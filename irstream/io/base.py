@@ -13,6 +13,7 @@ from typing import Self
 import cv2
 import numpy as np
 
+from irstream.clock import DEFAULT_FPS
 from irstream.errors import UserError
 from irstream.io.imageio import to_gray
 from irstream.types import Frame
@@ -96,7 +97,7 @@ class Source:
 
     source_id: str = ""
     live: bool = False
-    fps: float = 25.0
+    fps: float = DEFAULT_FPS
     frame_count: int | None = None
     shape: tuple[int, int] | None = None
     bit_depth: int | None = None

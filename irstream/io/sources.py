@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from irstream.clock import DEFAULT_FPS
 from irstream.errors import UserError
 from irstream.io.base import Source, natural_key, redact
 from irstream.io.files import IMAGE_EXTS, ImageSequenceSource, VideoFileSource, _image_files
@@ -38,7 +39,7 @@ from irstream.io.synthetic import _open_synthetic
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "rtp", "srt")
 
 
-def open_source(spec: str, *, fps: float = 25.0, camera: CameraConfig | None = None,
+def open_source(spec: str, *, fps: float = DEFAULT_FPS, camera: CameraConfig | None = None,
                 reconnect: ReconnectConfig | None = None) -> Source:
     """Open what `spec` names, checked in this order:
 
@@ -117,7 +118,7 @@ class SourceConfig:
 
     uri: str = ""
     mode: str = "auto"
-    fps: float = 25.0
+    fps: float = DEFAULT_FPS
     camera: CameraConfig = field(default_factory=CameraConfig)
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
 

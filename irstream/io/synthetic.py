@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import parse_qsl
 
+from irstream.clock import DEFAULT_FPS
 from irstream.errors import UserError
 from irstream.io.base import Source
 from irstream.types import Frame
@@ -21,7 +22,7 @@ class SyntheticSource(Source):
     """
 
     def __init__(self, seed: int = 0, n_frames: int = 100, shape: tuple[int, int] = (256, 320), kind: str = "sky",
-                 n_targets: int = 4, bit_depth: int = 8, fps: float = 25.0, live: bool = False,
+                 n_targets: int = 4, bit_depth: int = 8, fps: float = DEFAULT_FPS, live: bool = False,
                  realtime: bool = False, source_id: str | None = None):
         from irstream.data.synthetic import BACKGROUNDS, synth_sequence
 

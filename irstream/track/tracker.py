@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
 
-from irstream.clock import DEFAULT_FRAME_S, FrameClock
+from irstream.clock import FrameClock
 from irstream.track import kalman
 from irstream.track.clutter import ClutterMap
 from irstream.track.motion import GlobalMotion, MotionConfig
@@ -193,10 +193,6 @@ class TrackerConfig:
     min_start_score: smallest detection peak_score (0..1) that may start a new track; weaker
         detections can still feed existing tracks.  Raising it starts fewer tracks on clutter;
         it also misses dim targets until they brighten.
-
-    default_dt_s: time step, s, used when timestamps do not advance (a source without timing,
-        or a repeated timestamp).  Set it to 1 / fps of such sources; it only scales velocities
-        and process noise, so a wrong value gives wrong px/s but still tracks.
     """
 
     meas_noise_px: float = 1.0
@@ -231,10 +227,9 @@ class TrackerConfig:
     jump_area_ratio: float = 2.0
     max_coast_s: float = 0.4
     min_start_score: float = 0.5
-    default_dt_s: float = DEFAULT_FRAME_S
 
     def __post_init__(self) -> None:
-        positive = ("meas_noise_px", "accel_noise_px_s2", "init_velocity_std_px_s", "max_gate_px_s", "default_dt_s")
+        positive = ("meas_noise_px", "accel_noise_px_s2", "init_velocity_std_px_s", "max_gate_px_s")
         for name in positive:
             _check(self, name, Real, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
         _check(self, "gate_prob", Real, lambda v: 0.0 < v < 1.0, "a probability in (0, 1)")
@@ -369,7 +364,7 @@ class Tracker:
         # Filter state of self._tracks, row for row (see irstream.track.kalman).
         self._x, self._P = kalman.initial_state(np.zeros((0, 2)), 1.0, 1.0)
         self._next_id = 1
-        self._rate = FrameClock(self.cfg.default_dt_s)  # the interval rules are counted in
+        self._rate = FrameClock()  # the interval rules are counted in
         self._clock_s = 0.0  # the sum of the steps taken: advances even where timestamps repeat
         self._frame = 0
         self._gone: list[_Track] = []  # established tracks lost by misses, for handover_s
@@ -390,7 +385,7 @@ class Tracker:
         Call once per frame, in time order, on frames with no detections too (pass
         `Detections.empty()`): a frame without a match is how a track learns it was missed.
         timestamp_s is the frame's time, s; the step is the difference from the previous call,
-        or cfg.default_dt_s when that is not positive.  `Tracks.detection` gives, per track,
+        or the rate seen so far when that is not positive (irstream.clock).  `Tracks.detection` gives, per track,
         the row of `detections` it was matched to, or -1.
 
         scene_shift_xy: how far the whole scene moved since the previous frame, px
