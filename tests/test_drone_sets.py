@@ -97,6 +97,30 @@ def test_the_horizon_source_keeps_the_training_frames_whose_target_sits_on_an_ed
     left_out = [every[n] for n in set(every) - set(kept) if every[n][1]]
     assert all(spread(img, b) < HORIZON_MIN_STRUCTURE for img, boxes in left_out for b in boxes)
 
+
+def test_a_mix_with_the_horizon_source_reads_each_labelled_set_once(monkeypatch, tmp_path):
+    """horizon is a subset of frames the mix reads anyway: the same images, not a second decode."""
+    from irstream.data import mix
+
+    reads = []
+
+    def frames(name, data_root, fold="a"):
+        reads.append(name)
+        for k in range(4):
+            img = np.full((64, 64), 0.2, np.float32)
+            if k % 2:
+                img[:32] = 0.8  # a ridge line through the target's ring
+            img[30:33, 30:33] = 1.0
+            yield f"{name}/{k}", img, [(29.0, 29.0, 5.0, 5.0)]
+
+    monkeypatch.setattr(mix, "labelled_train_frames", frames)
+    loaded = mix.Mix.load({"cvpr2025": 0.5, "horizon": 0.5}, tmp_path)
+    assert sorted(reads) == sorted(mix.HORIZON_SETS)
+    assert [s.name for s in loaded.sources["horizon"]] == [f"{n}/{k}" for n in mix.HORIZON_SETS for k in (1, 3)]
+    by_name = {s.name: s.image for s in loaded.sources["cvpr2025"]}
+    assert all(s.image is by_name[s.name] for s in loaded.sources["horizon"] if s.name in by_name)
+
+
 def test_merge_coarse_keeps_only_large_coarse_targets():
     full = np.zeros((64, 64), np.float32)
     full[10, 10] = 0.9  # a point the full pass found

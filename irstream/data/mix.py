@@ -30,6 +30,7 @@ sequences in turn.
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,19 +219,22 @@ def load_paste(data_root: Path, fold: str = "a", seed: int = 0) -> list[Sample]:
     return composites(load_backgrounds(data_root / "sirst-v2-backgrounds", "train"), cuts, PASTE_COUNT, rng)
 
 
-def horizon_frames(data_root: Path, fold: str = "a", sets: tuple[str, ...] = HORIZON_SETS):
-    """(name, image, boxes) of the sets' training frames with a target on an edge."""
+def horizon_frames(data_root: Path, fold: str = "a", sets: tuple[str, ...] = HORIZON_SETS, labelled=None):
+    """(name, image, boxes) of the sets' training frames with a target on an edge.
+    labelled: name -> that set's (name, image, boxes) frames, to reuse frames already read."""
     from irstream.detect.targets import ring_spread
 
+    labelled = labelled or (lambda name: labelled_train_frames(name, data_root, fold))
     for name in sets:
-        for frame, img, boxes in labelled_train_frames(name, data_root, fold):
+        for frame, img, boxes in labelled(name):
             if any(ring_spread(img, int(x), int(y), max(1, round(w)), max(1, round(h))) >= HORIZON_MIN_STRUCTURE
                    for x, y, w, h in boxes):
                 yield frame, img, boxes
 
 
-def load_source(name: str, data_root: Path, fold: str = "a") -> list[Sample]:
-    """The training images of one named source (see the module docstring) in one of FOLDS."""
+def load_source(name: str, data_root: Path, fold: str = "a", labelled=None) -> list[Sample]:
+    """The training images of one named source (see the module docstring) in one of FOLDS.
+    labelled: name -> a box-labelled set's (name, image, boxes) frames (horizon_frames)."""
     if name == "sirst-v1":
         return load_split(data_root / "sirst-v1", "train")
     if name == "nudt-sirst":
@@ -242,9 +246,9 @@ def load_source(name: str, data_root: Path, fold: str = "a") -> list[Sample]:
     if name == "paste":
         return load_paste(data_root, fold)
     if name == "horizon":
-        return boxed_samples(horizon_frames(data_root, fold))
+        return boxed_samples(horizon_frames(data_root, fold, labelled=labelled))
     if name in ("antiuav", "drone-ir", "cvpr2025", "close-drones", "reticle"):
-        return boxed_samples(labelled_train_frames(name, data_root, fold))
+        return boxed_samples(labelled(name) if labelled else labelled_train_frames(name, data_root, fold))
     raise ValueError(f"unknown data source '{name}'; known: {', '.join(SOURCE_NAMES)}")
 
 
@@ -275,7 +279,9 @@ class Mix:
 
     @classmethod
     def load(cls, weights: dict[str, float], data_root: Path, fold: str = "a") -> "Mix":
-        sources = {n: load_source(n, data_root, fold) for n in weights}
+        # horizon is a subset of the box-labelled sets' frames: each set is decoded once.
+        labelled = functools.cache(lambda name: list(labelled_train_frames(name, data_root, fold)))
+        sources = {n: load_source(n, data_root, fold, labelled) for n in weights}
         empty = [n for n, s in sources.items() if not s]
         if empty:
             raise ValueError(f"mix source(s) {', '.join(empty)} hold no training image in fold '{fold}'; drop them")
