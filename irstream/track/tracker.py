@@ -364,7 +364,7 @@ class Tracker:
         # Filter state of self._tracks, row for row (see irstream.track.kalman).
         self._x, self._P = kalman.initial_state(np.zeros((0, 2)), 1.0, 1.0)
         self._next_id = 1
-        self._rate = FrameClock()  # the interval rules are counted in
+        self._rate = FrameClock()  # the rate at which rules stated in seconds are counted in frames
         self._clock_s = 0.0  # the sum of the steps taken: advances even where timestamps repeat
         self._frame = 0
         self._gone: list[_Track] = []  # established tracks lost by misses, for handover_s
