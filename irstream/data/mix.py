@@ -235,6 +235,7 @@ def horizon_frames(data_root: Path, fold: str = "a", sets: tuple[str, ...] = HOR
 def load_source(name: str, data_root: Path, fold: str = "a", labelled=None) -> list[Sample]:
     """The training images of one named source (see the module docstring) in one of FOLDS.
     labelled: name -> a box-labelled set's (name, image, boxes) frames (horizon_frames)."""
+    labelled = labelled or (lambda n: labelled_train_frames(n, data_root, fold))
     if name == "sirst-v1":
         return load_split(data_root / "sirst-v1", "train")
     if name == "nudt-sirst":
@@ -248,7 +249,7 @@ def load_source(name: str, data_root: Path, fold: str = "a", labelled=None) -> l
     if name == "horizon":
         return boxed_samples(horizon_frames(data_root, fold, labelled=labelled))
     if name in ("antiuav", "drone-ir", "cvpr2025", "close-drones", "reticle"):
-        return boxed_samples(labelled(name) if labelled else labelled_train_frames(name, data_root, fold))
+        return boxed_samples(labelled(name))
     raise ValueError(f"unknown data source '{name}'; known: {', '.join(SOURCE_NAMES)}")
 
 

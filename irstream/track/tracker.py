@@ -385,8 +385,8 @@ class Tracker:
         Call once per frame, in time order, on frames with no detections too (pass
         `Detections.empty()`): a frame without a match is how a track learns it was missed.
         timestamp_s is the frame's time, s; the step is the difference from the previous call,
-        or the rate seen so far when that is not positive (irstream.clock).  `Tracks.detection` gives, per track,
-        the row of `detections` it was matched to, or -1.
+        or the rate seen so far when that is not positive (irstream.clock).
+        `Tracks.detection` gives, per track, the row of `detections` it was matched to, or -1.
 
         scene_shift_xy: how far the whole scene moved since the previous frame, px
         (irstream.track.motion).  A target may move with the scene or hold its place in the image (a
