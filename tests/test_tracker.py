@@ -16,7 +16,7 @@ DT = 1.0 / FPS
 #: The rules tuned on real footage that act on a target by its history (a wait for one that never
 #: moved, id handover, long jumps, the pan rule), off: each test here drives one mechanism alone.
 #: test_the_tuned_rules_are_the_defaults checks that they are the defaults.
-TUNED_OFF = dict(static_confirm_s=0.0, handover_s=0.0, jump_min_area_px=0.0, reacquire_body_lengths=0.0,
+TUNED_OFF = dict(static_confirm_s=0.0, faint_contrast=0.0, handover_s=0.0, jump_min_area_px=0.0, reacquire_body_lengths=0.0,
                  static_clutter_shift_px=0.0, static_clutter_max_area_px=0.0, motion_ref_px=3.0)
 
 
@@ -29,15 +29,15 @@ def test_the_tuned_rules_are_the_defaults():
     assert all(getattr(cfg, k) != v for k, v in TUNED_OFF.items())
 
 
-def dets(xy, score=0.9, side: int = 3, structure: float = 0.0) -> Detections:
+def dets(xy, score=0.9, side: int = 3, structure: float = 0.0, contrast: float = 0.2) -> Detections:
     """Detections at centroids xy (N, 2) px, each a side x side box around it, with peak_score
-    score and the given structure around it."""
+    score, and the given contrast and structure around it."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
     corner = np.floor(xy).astype(np.int64) - side // 2
     peak = np.broadcast_to(np.asarray(score, dtype=np.float64), (n,)).copy()
     return Detections(xy, np.concatenate([corner, corner + side], axis=1), np.full(n, side * side, dtype=np.int64),
-                      peak, 0.8 * peak, np.full(n, 0.2), np.full(n, structure))
+                      peak, 0.8 * peak, np.full(n, contrast), np.full(n, structure))
 
 
 def by_id(tracks: Tracks, track_id: int) -> Tracks:
@@ -179,6 +179,17 @@ def test_a_fixed_point_waits_static_confirm_s_and_a_mover_does_not():
                 first[name] = k
     assert first == {"mover": 2, "fixed": 19}  # confirmed at 3 hits; at age 20
     assert list(fixed.update(dets([[40.0, 40.0]], score=0.99), 30 * DT).track_id) == [1]  # one id throughout
+
+
+def test_a_faint_track_waits_faint_confirm_s_unless_it_brightens():
+    cfg = plain(faint_contrast=0.1, faint_confirm_s=10 * DT)
+    first = {}
+    for name, contrasts in (("bright", [0.3] * 20), ("faint", [0.05] * 20), ("brightens", [0.05] * 4 + [0.3] * 16)):
+        tracker = Tracker(cfg)
+        for k, c in enumerate(contrasts):
+            if len(tracker.update(dets([[40.0 + k, 40.0]], score=0.99, contrast=c), k * DT).published()):
+                first.setdefault(name, k)
+    assert first == {"bright": 2, "faint": 9, "brightens": 4}  # 3 hits; at age 10; at its bright hit
 
 
 def test_fixed_clutter_in_structure_is_never_published_and_a_drone_that_flew_there_is():
@@ -382,7 +393,7 @@ def test_empty_frames():
     ("confirm_hits", 0), ("confirm_hits", 2.5), ("confirm_window_s", 0.0), ("max_coast_s", -1.0),
     ("max_coast_s", True), ("handover_s", float("inf")), ("min_start_score", 1.2), ("min_start_score", -0.1), ("meas_noise_px", "1"),
     ("jump_area_ratio", 0.5), ("jump_min_area_px", -1.0), ("reacquire_body_lengths", -2.0),
-    ("static_clutter_travel_ratio", 0.0), ("static_clutter_travel_ratio", 1.5), ("static_clutter_max_area_px", -1.0),
+    ("faint_contrast", 1.5), ("faint_confirm_s", -0.1), ("static_clutter_travel_ratio", 0.0), ("static_clutter_travel_ratio", 1.5), ("static_clutter_max_area_px", -1.0),
 ])
 def test_bad_config_raises_quoting_the_value(field, value):
     with pytest.raises(ValueError, match=re.escape(f"{field}={value!r}")):
