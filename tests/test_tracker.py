@@ -192,6 +192,18 @@ def test_a_faint_track_waits_faint_confirm_s_unless_it_brightens():
     assert first == {"bright": 2, "faint": 9, "brightens": 4}  # 3 hits; at age 10; at its bright hit
 
 
+def test_a_faint_target_that_comes_back_to_its_published_id_does_not_wait_again():
+    cfg = plain(faint_contrast=0.1, faint_confirm_s=10 * DT, handover_s=2.0)
+    tracker, published = Tracker(cfg), []
+    for k in range(60):
+        seen = k < 20 or k >= 35  # out of view for 15 frames, longer than max_coast_s
+        frame = dets([[40.0 + k, 40.0]], score=0.99, contrast=0.05) if seen else Detections.empty()
+        out = tracker.update(frame, k * DT).published()
+        published.append(list(out.track_id))
+    assert published[9] == [1] and published[8] == []  # first time: waits 10 frames
+    assert published[37] == [1] and published[36] == []  # back: 3 hits, the same id
+
+
 def test_fixed_clutter_in_structure_is_never_published_and_a_drone_that_flew_there_is():
     """A building's corner (structured surroundings, never moves) stays unpublished for 20 s; a
     drone that flies 40 px and then hovers beside it is published and stays published, its
