@@ -493,18 +493,27 @@ class Tracker:
         new = [t for t in self._tracks if t.state == CONFIRMED and not t.established]
         for t in new:
             t.established = True
-        if not window or len(new) != 1:
+        if len(new) != 1:
             return
-        lost = [t for t in self._tracks if t.state == LOST and self._frame - t.last_hit_frame <= window]
         others = [t for t in self._tracks if t.state in (CONFIRMED, COASTING) and t is not new[0]]
-        if others or not lost + self._gone:
+        lost = self._recently_lost()
+        if others or not lost:
             return
         # Short-lived tracks that were confirmed on clutter die too; the target's has the most hits.
-        old = max(lost + self._gone, key=lambda t: t.hits)
+        old = max(lost, key=lambda t: t.hits)
         new[0].id = old.id
         self._gone = [t for t in self._gone if t is not old]
-        if any(t is old for t in lost):
+        if any(t is old for t in self._tracks):
             self._keep([t is not old for t in self._tracks])
+
+    def _recently_lost(self) -> list[_Track]:
+        """Established tracks whose last hit is within handover_s: those held LOST, then those
+        deleted by misses (_gone); none when handover_s is 0."""
+        window = self.frames(self.cfg.handover_s)
+        if not window:
+            return []
+        held = [t for t in self._tracks if t.state == LOST]
+        return [t for t in held + self._gone if self._frame - t.last_hit_frame <= window]
 
     def _keep(self, keep: list[bool]) -> None:
         """Drop the tracks whose flag is False, with their rows of the filter state."""
@@ -637,11 +646,8 @@ class Tracker:
     def _heir(self) -> bool:
         """A track confirmed now would take over a lost established track's id (_hand_over): the
         target that was published is back, not something new."""
-        window = self.frames(self.cfg.handover_s)
-        if not window or any(t.state in (CONFIRMED, COASTING) for t in self._tracks):
-            return False
-        lost = [t for t in self._tracks if t.state == LOST and self._frame - t.last_hit_frame <= window]
-        return bool(lost or [t for t in self._gone if self._frame - t.last_hit_frame <= window])
+        return (not any(t.state in (CONFIRMED, COASTING) for t in self._tracks)
+                and bool(self._recently_lost()))
 
     def _evidenced(self, t: _Track) -> bool:
         return t.hits >= self._confirm_rule()[0] and t.llr >= self.cfg.confirm_llr_nats
