@@ -359,6 +359,83 @@ def test_text_stays_masked_while_the_gain_moves():
     assert all(held) and not mask[25:].any()
 
 
+def test_a_target_still_at_first_is_not_held_as_text_once_it_moves():
+    # A drone hovering at the start of a static camera's video is as still as a display for its
+    # first frames; once its glint changes, nothing about it is text any more.
+    from irstream.detect.osd import OsdConfig, OsdMask
+
+    rng = np.random.default_rng(2)
+    osd, held = OsdMask(OsdConfig()), []
+    for k in range(40):
+        frame = cv2.GaussianBlur((0.3 + 0.05 * rng.random((48, 64))).astype(np.float32), (0, 0), 2)
+        frame[20:23, 30:34] = 0.9 if k < 10 else 0.8 + 0.15 * rng.random()  # its glint changes
+        mask = osd.update(frame, k / 25.0)
+        if k >= 20:
+            held.append(bool(mask[20:23, 30:34].any()))
+    assert not any(held)
+
+
+def test_a_readout_that_changes_at_a_quarter_rate_stays_masked():
+    # A tilt readout seen at a quarter of the frame rate: the label is still; the digits flicker
+    # by a few grey levels (codec noise grows with the step between frames), so they are still in
+    # about 60% of the frames, and their strokes move when the reading changes.  The new strokes
+    # never reach still_share by themselves.
+    from irstream.detect.osd import OsdConfig, OsdMask
+
+    rng = np.random.default_rng(3)
+    osd = OsdMask(OsdConfig())
+    label, before, after = (np.zeros((40, 120), bool) for _ in range(3))
+    label[6:16, 4:24:3] = True
+    before[6:16, 28:110:6] = True  # up to 86 px from the label
+    after[6:16, 31:110:6] = True
+    for k in range(60):
+        frame = cv2.GaussianBlur((0.3 + 0.05 * rng.random((40, 120))).astype(np.float32), (0, 0), 2)
+        frame[label] = 0.95
+        digits = before if k < 30 else after
+        frame[digits] = 0.95 + rng.uniform(-4, 4, int(digits.sum())) / 255.0
+        mask = osd.update(frame, k * 4 / 25.0)
+    assert mask[after].all()
+    assert not mask[30:].any()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "drone-detection-ir").is_dir(),
+                    reason="../shared/data/drone-detection-ir is not present")
+def test_a_drone_hovering_at_the_start_of_a_real_video_is_not_masked():
+    from irstream.data.drones import _gray, read_mot_boxes
+    from irstream.detect.osd import OsdConfig, OsdMask
+
+    root = SHARED_DATA / "drone-detection-ir"
+    boxes = read_mot_boxes(root / "labels" / "IR_DRONE_127.txt")
+    cap, osd, masked = cv2.VideoCapture(str(root / "videos" / "IR_DRONE_127.mp4")), OsdMask(OsdConfig()), []
+    for k in range(1, 61):
+        ok, bgr = cap.read()
+        assert ok
+        mask = osd.update(_gray(bgr), k / 30.0)
+        (x, y, w, h), = boxes[k]
+        if k > 20:
+            masked.append(bool(mask[int(y + h / 2), int(x + w / 2)]))
+    cap.release()
+    assert not any(masked)  # it was masked in frames 11-55 when early text held on
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "antiuav-clips").is_dir(), reason="../shared/data/antiuav-clips is not present")
+def test_a_real_tilt_readout_stays_masked_at_a_quarter_rate():
+    from irstream.data.drones import _gray
+    from irstream.detect.osd import OsdConfig, OsdMask
+
+    cap, osd, held = cv2.VideoCapture(str(SHARED_DATA / "antiuav-clips" / "20190925_200805_1_9.mp4")), OsdMask(OsdConfig()), []
+    for k in range(300):
+        ok, bgr = cap.read()
+        assert ok
+        if k % 4:
+            continue
+        mask = osd.update(_gray(bgr), k / 25.0)
+        if k >= 40:
+            held.append(bool(mask[73, 198] and mask[72, 211]))  # its first digit, which goes 1 -> 2
+    cap.release()
+    assert all(held)
+
+
 @pytest.mark.parametrize("field, value", [("first_mask_s", 0), ("first_mask_s", 3.0), ("release_share", 0.9),
                                           ("release_share", -0.1)])
 def test_bad_text_mask_settings_name_the_key(field, value):

@@ -8,13 +8,19 @@ and bright, frame after frame, which a target, a cloud or a panning scene does n
 Per pixel the learner keeps a running average (over about learn_s seconds) of "still, sharp
 and bright in this frame": within still_level of the previous frame, on an edge (3x3 max minus
 min above sharp_level), and at least bright_level.  A pixel becomes text when its average
-reaches still_share and stays text until it falls below release_share.  From first_mask_s
+reaches still_share.  Down to release_share, a pixel within grow_px of text is text too: text
+stays text, and a readout's changing digits beside its fixed label join it.  From first_mask_s
 seconds on, the mask is the text pixels, closed over gaps of grow_px (between glyphs and
 strokes) and grown by grow_px.  Both times are counted in the frames the learner actually sees
 (irstream.clock): a live run that keeps up with a quarter of the camera's frames learns a
 reticle as fast, in seconds, as a file run that sees them all.  A clock's digits change once a
 second, i.e. in 1 frame of 25, so the strokes they share stay masked; the mask follows the
 display if it changes.
+
+Text holds on only once learn_s has been seen; before that it is what stands at still_share now
+and what lies beside it.  The average is then a plain mean of a few frames, and a drone
+hovering in a static camera's view is still for its first half-second as a display is: held
+from then on, one such drone was hidden for 1.5 s after it began to move.
 
 The limit: in a camera that never moves, a lit window or a lamp that is as sharp and bright as
 text, and as still, is masked too.  That is usually wanted (it is the clutter users complain of),
@@ -49,7 +55,10 @@ class OsdConfig:
     release_share: a text pixel stays text until its share falls below this (0..still_share):
         when a clock's minute digit changes, its old strokes would otherwise leave the mask
         within about 10 frames and the new ones join it only after about 40, and in between
-        the new digit is a sharp, bright detection that the tracker takes for a target.
+        the new digit is a sharp, bright detection that the tracker takes for a target.  A pixel
+        within grow_px of text becomes text at this share too: the digits of a readout that
+        change as the camera tilts are still in fewer frames than its label, and at a quarter
+        of the frame rate (codec noise grows with the step) they stayed below still_share.
     grow_px: gaps between glyphs this wide are closed, and the mask grows by as much, px.
     """
 
@@ -110,7 +119,10 @@ class OsdMask:
         self.frames += 1
         rate = 1.0 / min(self.frames, self._clock.frames(self.cfg.learn_s))  # a plain mean at first, then running
         self._share += np.float32(rate) * (text_like.astype(np.float32) - self._share)
-        self._text = (self._share >= self.cfg.still_share) | (self._text & (self._share >= self.cfg.release_share))
+        strong = self._share >= self.cfg.still_share
+        held = self._text if self.frames >= self._clock.frames(self.cfg.learn_s) else False
+        near = self._grow(strong | held)
+        self._text = strong | (near & (self._share >= self.cfg.release_share))
         if self.frames >= self._clock.frames(self.cfg.first_mask_s):
             self.mask = self._grow(self._text)
         return self.mask
