@@ -219,6 +219,19 @@ def test_tune_track_chooses_on_the_others_and_scores_the_one_left_out(tmp_path):
     bad = CliRunner().invoke(app, args[:4] + ["--grid", "tracker.no_such_key=1"])
     assert bad.exit_code != 0 and "no_such_key" in bad.output and "Traceback" not in bad.output
 
+    # At a quarter of the rate (a live run that keeps up with 6 of 25 frames/s): each held-out
+    # figure is eval-track's at that rate with the setting its fold chose.
+    quarter = json.loads(CliRunner().invoke(app, args + ["--every", "4"]).output.strip().splitlines()[-1])
+    r = quarter["held_out"][1]
+    pipe = tmp_path / "chosen.toml"
+    pipe.write_text(f"[tracker]\nstatic_confirm_s = {r['chosen']['tracker.static_confirm_s']}\n")
+    one = CliRunner().invoke(app, ["eval-track", str(daub / "easy2"), "--pipeline", str(pipe), "--every", "4",
+                                   "--cache-dir", str(tmp_path / "cache"), "--json", "--threads", "1"])
+    row = json.loads(one.output.strip().splitlines()[-1])["sequences"][0]
+    assert (r["pd"], r["fa_per_frame"]) == pytest.approx((row["trk_pd"], row["trk_fa_per_frame"]))
+    zero = CliRunner().invoke(app, args + ["--every", "0"])
+    assert zero.exit_code != 0 and "--every 0" in zero.output and "Traceback" not in zero.output
+
 
 @pytest.mark.skipif(not CLIPS.is_dir(), reason="../shared/data/antiuav-clips is not present")
 def test_global_motion_follows_a_camera_that_jumps_and_ignores_a_scene_change():

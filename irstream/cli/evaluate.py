@@ -14,6 +14,9 @@ from rich.table import Table
 from irstream.cli.common import out, user_errors, progress, THREADS_HELP, FLAGS, WeightsOpt, DEFAULT_SIRST, metrics_table, json_safe
 from irstream.errors import UserError
 
+EVERY_HELP = ("Replay every Nth frame only, timestamps kept: a live run that keeps up with 1/N of the "
+              "camera's rate.")
+
 app = typer.Typer()
 
 
@@ -142,8 +145,7 @@ def eval_track(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")] = False,
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP + " Default: the pipeline's \\[run] threads.")] = None,
     frames: Annotated[int, typer.Option(help="Score the first N frames of each sequence only (0 = all).")] = 0,
-    every: Annotated[int, typer.Option(help="Replay every Nth frame only, timestamps kept: a live run that keeps up "
-                                            "with 1/N of the camera's rate.")] = 1,
+    every: Annotated[int, typer.Option(help=EVERY_HELP)] = 1,
 ) -> None:
     """Score single-frame detections and published tracks against ground truth, side by side."""
     from irstream.config import load_pipeline, override
@@ -219,14 +221,17 @@ def tune_track(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
     frames: Annotated[int, typer.Option(help="Score the first N frames of each sequence only (0 = all).")] = 0,
+    every: Annotated[int, typer.Option(help=EVERY_HELP)] = 1,
 ) -> None:
     """Leave one sequence out: choose settings on the others, score the one left out, for each
     in turn (see irstream/eval/loo.py).  The held-out figures are the honest ones."""
     from irstream.config import load_pipeline, override
     from irstream.eval.loo import FA_COST, SWITCH_COST, grid_points, leave_one_out
-    from irstream.eval.tracks import find_sequences, pooled, sequence_maps
+    from irstream.eval.tracks import every_nth, find_sequences, pooled, sequence_maps
     from irstream.model.segment import set_threads
 
+    if every < 1:
+        raise UserError(f"--every {every}: must be 1 (every frame) or more")
     cfg = override(load_pipeline(pipeline), FLAGS, **{"model.weights": weights, "model.coarse": coarse,
                                                       "run.threads": threads})
     set_threads(cfg.run.threads)
@@ -239,7 +244,8 @@ def tune_track(
         raise UserError("tune-track needs at least 2 sequences (one is left out at a time)")
     with progress() as prog:
         task = prog.add_task("maps", total=sum(s.frames for s in seqs))
-        maps = [(s, sequence_maps(s, cfg, cache_dir, on_frame=lambda: prog.advance(task))) for s in seqs]
+        maps = [every_nth(s, sequence_maps(s, cfg, cache_dir, on_frame=lambda: prog.advance(task)), every)
+                for s in seqs]
         replay = prog.add_task("replays", total=len(grid_points(grid_map)) * len(seqs))
         rows, best_all = leave_one_out(maps, cfg, grid_map, on_replay=lambda: prog.advance(replay))
     held, dflt = pooled([r.result for r in rows]), pooled([r.default for r in rows])
