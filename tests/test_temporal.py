@@ -95,3 +95,15 @@ def test_png_tiff_and_ffv1_are_lossless_and_jpeg_sequences_and_mjpeg_videos_are_
         with open_source(str(tmp_path / name)) as src:
             kinds[name] = src.lossless
     assert kinds == {"png": True, "tif": True, "jpg": False, "mjpeg.avi": False, "ffv1.mkv": True}
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6, 7])
+def test_the_stack_median_is_numpys_median_to_the_bit(n):
+    from irstream.detect.temporal import stack_median
+
+    rng = np.random.default_rng(n)
+    frames = [rng.random((48, 64), dtype=np.float32) for _ in range(n)]
+    frames[0][:8] = frames[-1][:8]  # ties
+    frames[1][8:16] = 0.5
+    got = stack_median(frames)
+    assert got.dtype == np.float32 and np.array_equal(got, np.median(np.stack(frames), axis=0))

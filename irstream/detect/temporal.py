@@ -69,10 +69,29 @@ class TemporalEvidence:
         shifted = [r for r in (self._registered(img, unit) for img in self.past) if r is not None]
         if len(shifted) < 2:
             return np.zeros(unit.shape, np.float32)
-        background = np.median(np.stack(shifted), axis=0)
+        background = stack_median(shifted)
         residual = unit - background
         noise = max(1.4826 * float(np.median(np.abs(residual - np.median(residual)))), self.noise_floor, 1e-4)
         mean = cv2.blur(background, (LOCAL_SPREAD_PX, LOCAL_SPREAD_PX))
         local = np.sqrt(np.maximum(cv2.blur(background * background, (LOCAL_SPREAD_PX, LOCAL_SPREAD_PX)) - mean * mean, 0.0))
         z = residual / np.maximum(noise, LOCAL_SPREAD_SHARE * local)
         return (1.0 / (1.0 + np.exp(-np.clip(z - self.min_z + SLOPE_OFFSET, -30.0, 30.0)))).astype(np.float32) * (z >= self.min_z)
+
+
+def stack_median(frames: list[np.ndarray]) -> np.ndarray:
+    """np.median(np.stack(frames), axis=0), the same values, from elementwise min and max of whole
+    frames.  np.median partitions along the stack pixel by pixel: 21 ms for the default's 5
+    frames of 640x512, where the selection network below takes 0.8 ms."""
+    if len(frames) == 5:
+        # Of the pairs (a, b) and (c, d), the larger minimum and the smaller maximum: neither
+        # the stack's least nor its greatest value; the median of those two and e is the median.
+        a, b, c, d, e = frames
+        lo = np.maximum(np.minimum(a, b), np.minimum(c, d))
+        hi = np.minimum(np.maximum(a, b), np.maximum(c, d))
+        return np.maximum(np.minimum(lo, hi), np.minimum(np.maximum(lo, hi), e))
+    s = list(frames)  # any other count (frames that failed to register are left out): sort them
+    for rnd in range(len(s)):
+        for i in range(rnd % 2, len(s) - 1, 2):
+            s[i], s[i + 1] = np.minimum(s[i], s[i + 1]), np.maximum(s[i], s[i + 1])
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / np.float32(2.0)
