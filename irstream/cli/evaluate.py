@@ -17,6 +17,12 @@ from irstream.errors import UserError
 EVERY_HELP = ("Replay every Nth frame only, timestamps kept: a live run that keeps up with 1/N of the "
               "camera's rate.")
 
+
+def check_replay_every(every: int) -> None:
+    """eval-track's and tune-track's --every, checked alike."""
+    if every < 1:
+        raise UserError(f"--every {every}: must be 1 (every frame) or more")
+
 app = typer.Typer()
 
 
@@ -167,8 +173,7 @@ def eval_track(
             raise UserError(f"{p}: no such file or folder")
     if frames < 0:
         raise UserError(f"--frames {frames}: must be 0 (all) or more")
-    if every < 1:
-        raise UserError(f"--every {every}: must be 1 (every frame) or more")
+    check_replay_every(every)
     seqs = find_sequences(paths, frames)
     results = []
     with progress() as prog:
@@ -230,8 +235,7 @@ def tune_track(
     from irstream.eval.tracks import every_nth, find_sequences, pooled, sequence_maps
     from irstream.model.segment import set_threads
 
-    if every < 1:
-        raise UserError(f"--every {every}: must be 1 (every frame) or more")
+    check_replay_every(every)
     cfg = override(load_pipeline(pipeline), FLAGS, **{"model.weights": weights, "model.coarse": coarse,
                                                       "run.threads": threads})
     set_threads(cfg.run.threads)
