@@ -117,10 +117,11 @@ class OsdMask:
                      & (unit >= self.cfg.bright_level))
         self._prev = unit.copy()
         self.frames += 1
-        rate = 1.0 / min(self.frames, self._clock.frames(self.cfg.learn_s))  # a plain mean at first, then running
+        learn = self._clock.frames(self.cfg.learn_s)
+        rate = 1.0 / min(self.frames, learn)  # a plain mean at first, then running
         self._share += np.float32(rate) * (text_like.astype(np.float32) - self._share)
         strong = self._share >= self.cfg.still_share
-        held = self._text if self.frames >= self._clock.frames(self.cfg.learn_s) else False
+        held = self._text if self.frames >= learn else False
         near = self._grow(strong | held)
         self._text = strong | (near & (self._share >= self.cfg.release_share))
         if self.frames >= self._clock.frames(self.cfg.first_mask_s):
