@@ -326,3 +326,48 @@ def test_cached_maps_read_back_and_a_truncated_cache_file_is_computed_again(tmp_
     assert np.array_equal(back.probs, maps.probs) and np.array_equal(back.timestamps_s, maps.timestamps_s)
     path.write_bytes(path.read_bytes()[:100])
     assert _read_maps(path) is None and _read_maps(tmp_path / "none.npz") is None
+
+
+def test_a_repointed_replay_cuts_a_jumping_view_and_moves_the_labels_with_it():
+    """3 s at 25 frames/s re-pointed every second: the view (3/4 of the frame) sits at the first
+    three places in turn; each frame's image and map are the recorded ones there, a label moves
+    into the view's coordinates, and one outside the view is not counted."""
+    from irstream.eval.tracks import REPOINT_PLACES, repointed
+
+    n, h, w = 75, 64, 80
+    yy, xx = np.mgrid[0:h, 0:w]
+    units = np.repeat((xx + 1000 * yy)[None].astype(np.float32), n, axis=0)  # each pixel says where it is
+    maps = SequenceMaps(units, units * 2, np.arange(n) / 25.0)
+    truth = [Truth(np.array([1, 2]), np.array([[70.0, 60.0], [2.0, 3.0]])) for _ in range(n)]
+    seq, got = repointed(_sequence_of(truth), maps, every_s=1.0, margin_px=2)
+    assert got.units.shape == (n, 48, 60)
+    for k, place in ((0, 0), (24, 0), (25, 1), (74, 2)):
+        px, py = REPOINT_PLACES[place]
+        x0, y0 = round(px * (w - 60)), round(py * (h - 48))
+        assert got.units[k, 0, 0] == x0 + 1000 * y0 and got.probs[k, 0, 0] == 2 * (x0 + 1000 * y0)
+        inside = [(i, x - x0, y - y0) for i, (x, y) in zip((1, 2), ((70.0, 60.0), (2.0, 3.0)))
+                  if 2 <= x - x0 <= 57 and 2 <= y - y0 <= 45]
+        assert seq.truth[k].ids.tolist() == [i for i, *_ in inside]
+        assert seq.truth[k].xy.tolist() == [[x, y] for _, x, y in inside]
+    assert seq.truth[0].ids.tolist() == [2] and seq.truth[25].ids.tolist() == [1]  # (1, 1): the far corner
+    still, _ = repointed(_sequence_of(truth), maps, every_s=float("inf"), places=[REPOINT_PLACES[1]])
+    assert all(t.ids.tolist() == [1] for t in still.truth)  # one place: the view never moves
+
+
+def _sequence_of(truth):
+    from irstream.eval.tracks import EvalSequence
+
+    return EvalSequence("stub", "stub", truth)
+
+
+@needs_daub
+def test_eval_track_repoint_every_s_reports_each_sequence_re_pointed_and_steady(tmp_path):
+    args = ["eval-track", str(EASY2), "--frames", "60", "--cache-dir", str(tmp_path / "cache"), "--json",
+            "--threads", "1", "--repoint-every-s", "1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output.strip().splitlines()[-1])["sequences"]
+    assert [r["sequence"] for r in rows] == ["easy2 re-pointed", "easy2 steady", "all re-pointed", "all steady"]
+    assert all(0.0 <= r["trk_pd"] <= 1.0 for r in rows)
+    bad = CliRunner().invoke(app, args[:-1] + ["-1"])
+    assert bad.exit_code != 0 and "--repoint-every-s" in bad.output and "Traceback" not in bad.output

@@ -405,7 +405,7 @@ def test_empty_frames():
     ("confirm_hits", 0), ("confirm_hits", 2.5), ("confirm_window_s", 0.0), ("max_coast_s", -1.0),
     ("max_coast_s", True), ("handover_s", float("inf")), ("min_start_score", 1.2), ("min_start_score", -0.1), ("meas_noise_px", "1"),
     ("jump_area_ratio", 0.5), ("jump_min_area_px", -1.0), ("reacquire_body_lengths", -2.0),
-    ("faint_contrast", 1.5), ("faint_confirm_s", -0.1), ("static_clutter_travel_ratio", 0.0), ("static_clutter_travel_ratio", 1.5), ("static_clutter_max_area_px", -1.0),
+    ("faint_contrast", 1.5), ("faint_confirm_s", -0.1), ("static_clutter_travel_ratio", 0.0), ("static_clutter_travel_ratio", 1.5), ("static_clutter_max_area_px", -1.0), ("static_clutter_max_step_px", -1.0),
 ])
 def test_bad_config_raises_quoting_the_value(field, value):
     with pytest.raises(ValueError, match=re.escape(f"{field}={value!r}")):
@@ -629,6 +629,26 @@ def test_static_clutter_ratio_keeps_a_slow_target_and_large_tracks_in_clear_sky_
                              ("centroid_xy", "bbox_xyxy", "area_px", "peak_score", "mean_score", "contrast", "structure")))
         out = tracker.update(every, k * DT, scene_shift_xy=step)
     assert sorted(out.published().track_id.tolist()) == [2, 3]
+
+
+def _across_a_jump(cfg: TrackerConfig) -> list[int]:
+    """A still camera that re-points once, 120 px at frame 20: a rock fixed in the scene and a
+    far aircraft creeping 0.5 px a frame against it.  Returns the ids published at the end."""
+    tracker, scene = Tracker(cfg), np.zeros(2)
+    for k in range(30):
+        step = np.array([120.0, 0.0]) if k == 20 else np.zeros(2)
+        scene = scene + step
+        xy = [np.array([40.0, 40.0]) + scene, np.array([60.0 + 0.5 * k, 100.0]) + scene]
+        out = tracker.update(dets(xy, score=0.95), k * DT, scene_shift_xy=step)
+    return sorted(out.published().track_id.tolist())
+
+
+def test_a_camera_jump_counts_as_one_step_of_pan_so_a_slow_target_stays_and_a_rock_goes():
+    cfg = plain(static_clutter_shift_px=20.0, static_clutter_travel_ratio=0.15, static_clutter_max_step_px=20.0)
+    assert _across_a_jump(cfg) == [2]
+    # Counted at its full 120 px, the jump asked the aircraft for 18 px of travel in a second.
+    assert _across_a_jump(plain(static_clutter_shift_px=20.0, static_clutter_travel_ratio=0.15,
+                                static_clutter_max_step_px=1000.0)) == []
 
 
 # ---- clutter map, motion evidence, the picture's edge -----------------------------------------

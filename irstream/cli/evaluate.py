@@ -152,11 +152,15 @@ def eval_track(
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP + " Default: the pipeline's \\[run] threads.")] = None,
     frames: Annotated[int, typer.Option(help="Score the first N frames of each sequence only (0 = all).")] = 0,
     every: Annotated[int, typer.Option(help=EVERY_HELP)] = 1,
+    repoint_every_s: Annotated[float, typer.Option(help="Also replay each sequence as a camera that re-points every S "
+                                                        "seconds: a view of 3/4 of the frame jumping between six places "
+                                                        "(NAME re-pointed), against the same views held still (NAME "
+                                                        "steady); 0 = off.")] = 0.0,
 ) -> None:
     """Score single-frame detections and published tracks against ground truth, side by side."""
     from irstream.config import load_pipeline, override
     from irstream.model.segment import set_threads
-    from irstream.eval.tracks import (evaluate_sequence, every_nth, find_sequences, plot_curves, pooled, sequence_maps,
+    from irstream.eval.tracks import (evaluate_sequence, every_nth, find_sequences, plot_curves, sequence_maps,
                                       summary_row)
 
     from irstream.eval.metrics import MATCH_DIST_PX
@@ -174,16 +178,22 @@ def eval_track(
     if frames < 0:
         raise UserError(f"--frames {frames}: must be 0 (all) or more")
     check_replay_every(every)
+    if not (repoint_every_s >= 0 and math.isfinite(repoint_every_s)):
+        raise UserError(f"--repoint-every-s {repoint_every_s}: must be 0 (off) or a number of seconds")
     seqs = find_sequences(paths, frames)
     results = []
     with progress() as prog:
         task = prog.add_task("frames", total=sum(s.frames for s in seqs))
-        for s in seqs:
+        for k, s in enumerate(seqs):
             prog.update(task, description=s.name)
             maps = sequence_maps(s, cfg, cache_dir, on_frame=lambda: prog.advance(task))
-            results.append(evaluate_sequence(*every_nth(s, maps, every), cfg, match_px))
-            prog.update(task, completed=sum(r.frames * every for r in results))  # maps from the cache advance nothing
-    everything = results + ([pooled(results)] if len(results) > 1 else [])
+            seq_maps = every_nth(s, maps, every)
+            if repoint_every_s:
+                results += _repointed_pair(*seq_maps, cfg, match_px, repoint_every_s)
+            else:
+                results.append(evaluate_sequence(*seq_maps, cfg, match_px))
+            prog.update(task, completed=sum(q.frames for q in seqs[:k + 1]))  # maps from the cache advance nothing
+    everything = results + _pooled_rows(results, bool(repoint_every_s))
     rows = [summary_row(r) for r in everything]
     if plot is not None:
         plot_curves(results, plot)
@@ -198,6 +208,29 @@ def eval_track(
         out.print(table)
     if plot is not None:
         out.print(f"curves: {escape(str(plot))}")
+
+
+def _pooled_rows(results: list, paired: bool) -> list:
+    """The pooled row (all sequences), or with --repoint-every-s one per replay."""
+    from dataclasses import replace
+
+    from irstream.eval.tracks import pooled
+
+    if paired:
+        return [replace(pooled(results[0::2]), name="all re-pointed"), replace(pooled(results[1::2]), name="all steady")]
+    return [pooled(results)] if len(results) > 1 else []
+
+
+def _repointed_pair(seq, maps, cfg, match_px: float, every_s: float) -> list:
+    """The sequence re-pointed every every_s s, and its views held still, pooled."""
+    from dataclasses import replace
+
+    from irstream.eval.tracks import REPOINT_PLACES, evaluate_sequence, pooled, repointed
+
+    edge = cfg.targets.border_px
+    jumping = evaluate_sequence(*repointed(seq, maps, every_s, margin_px=edge), cfg, match_px)
+    still = pooled([evaluate_sequence(*repointed(seq, maps, math.inf, [p], edge), cfg, match_px) for p in REPOINT_PLACES])
+    return [replace(jumping, name=f"{seq.name} re-pointed"), replace(still, name=f"{seq.name} steady", frames=seq.frames)]
 
 
 def _grid_values(spec: str) -> tuple[str, list]:

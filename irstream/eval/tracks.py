@@ -454,6 +454,48 @@ def every_nth(seq: EvalSequence, maps: SequenceMaps, n: int) -> tuple[EvalSequen
             SequenceMaps(maps.units[::n], maps.probs[::n], maps.timestamps_s[::n]))
 
 
+#: A re-pointed camera's view: this share of the recorded frame's height and width.
+REPOINT_VIEW_SHARE = 0.75
+#: Where the view sits in the recorded frame, as shares of the margin left around it (x, y), in
+#: the order it visits them.  Consecutive places are 1 to 1.4 margins apart: at 640x512, jumps
+#: of 128-205 px, within `[motion] max_shift_px`.
+REPOINT_PLACES = ((0.0, 0.0), (1.0, 1.0), (1.0, 0.0), (0.0, 1.0), (0.5, 0.0), (0.5, 1.0))
+
+
+def repointed(seq: EvalSequence, maps: SequenceMaps, every_s: float, places=REPOINT_PLACES,
+              margin_px: int = 0) -> tuple[EvalSequence, SequenceMaps]:
+    """The sequence as a camera that re-points every every_s seconds would show it: a view of
+    REPOINT_VIEW_SHARE of the frame that jumps to the next of `places` (cycled) at once, as
+    a pan-tilt head slewing between presets, and holds there.  Maps and images are cut from
+    the recorded ones; labels move with the view, and a target outside it, or within margin_px
+    of its edge (where the detection stage drops targets: `[targets] border_px`), is not
+    counted.  With one place the view never moves: the same content, steady."""
+    n, h, w = maps.units.shape
+    vh, vw = round(h * REPOINT_VIEW_SHARE), round(w * REPOINT_VIEW_SHARE)
+    t = maps.timestamps_s - maps.timestamps_s[0]
+    step = np.floor(t / every_s).astype(np.int64) if np.isfinite(every_s) else np.zeros(n, np.int64)
+    corners = [(round(px * (w - vw)), round(py * (h - vh))) for px, py in places]
+    units, probs, truth = np.empty((n, vh, vw), maps.units.dtype), np.empty((n, vh, vw), maps.probs.dtype), []
+    for k in range(n):
+        x0, y0 = corners[step[k] % len(corners)]
+        units[k], probs[k] = maps.units[k, y0:y0 + vh, x0:x0 + vw], maps.probs[k, y0:y0 + vh, x0:x0 + vw]
+        truth.append(_in_view(seq.truth[k], x0, y0, vw, vh, margin_px))
+    return replace(seq, truth=truth), SequenceMaps(units, probs, maps.timestamps_s)
+
+
+def _in_view(truth: Truth, x0: int, y0: int, vw: int, vh: int, margin: int) -> Truth:
+    """The labels whose point lies in the view at (x0, y0) of vw x vh px, margin px or more
+    from its edge, in its coordinates."""
+    xy = truth.xy - (x0, y0)
+    keep = ((xy[:, 0] >= margin) & (xy[:, 0] <= vw - 1 - margin) & (xy[:, 1] >= margin)
+            & (xy[:, 1] <= vh - 1 - margin))
+    boxes = None
+    if truth.boxes is not None:
+        boxes = truth.boxes[keep] - (x0, y0, x0, y0)
+        boxes = np.clip(boxes, 0, (vw - 1, vh - 1, vw - 1, vh - 1)).astype(float)
+    return Truth(truth.ids[keep], xy[keep], boxes)
+
+
 # ---- one sequence, all of it ----------------------------------------------------------------
 
 #: Detector thresholds swept for the single-frame curve (probabilities).

@@ -149,7 +149,13 @@ class TrackerConfig:
         clip, where it was published for 167 frames while the camera stepped across it).
         A hovering target under a pan is indistinguishable from the ground by its motion and
         is dropped too, which is why the ratio is low; raising it drops slow targets,
-        lowering it keeps clutter that wobbles.
+        lowering it keeps clutter that wobbles.  One frame adds at most
+        static_clutter_max_step_px px to the path: a camera that re-points (64-205 px in one
+        frame in the replays of docs/unseen-footage.md) counts as one step of a pan, enough
+        to start the rule.  Counted in full, one jump asked every target in view for
+        static_clutter_travel_ratio of it in travel, and slow aircraft were unpublished for a
+        second after each jump; not counted, fixed points that came through a jump were
+        published.  A reticle clip's camera steps 13 px a frame, and those steps count in full.
 
     reacquire_gate_px_s: a confirmed or coasting track that finds nothing inside its statistical
         gate may still take the nearest detection left over this close to its prediction, as a
@@ -223,6 +229,7 @@ class TrackerConfig:
     static_clutter_shift_px: float = 20.0
     static_clutter_travel_ratio: float = 0.15
     static_clutter_max_area_px: float = 25.0
+    static_clutter_max_step_px: float = 20.0
     clutter_cell_px: float = 8.0
     clutter_time_constant_s: float = 4.0
     clutter_floor: float = 0.01
@@ -258,7 +265,7 @@ class TrackerConfig:
         _check(self, "hit_llr_nats", Real, math.isfinite, "a finite number")
         _check(self, "miss_llr_nats", Real, lambda v: math.isfinite(v) and v <= 0, "a finite number <= 0")
         _check(self, "confirm_llr_nats", Real, math.isfinite, "a finite number")
-        for name in ("static_clutter_shift_px", "static_clutter_max_area_px", "clutter_cell_px",
+        for name in ("static_clutter_shift_px", "static_clutter_max_area_px", "static_clutter_max_step_px", "clutter_cell_px",
                      "clutter_max_penalty_nats", "motion_gain_nats", "reacquire_gate_px_s", "reacquire_body_lengths"):
             _check(self, name, Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
         _check(self, "jump_min_area_px", Real, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
@@ -438,9 +445,10 @@ class Tracker:
         self._correct(detections)
         travel = self._x[:, :2] - before - shift
         travel[jumped] = 0.0  # a restart where the target was seen, not a move against the scene
+        pan_step = min(float(np.hypot(*shift)), self.cfg.static_clutter_max_step_px)
         for t, moved in zip(self._tracks, travel):
             t.scene_travel_xy += moved
-            t.scene_path_px += float(np.hypot(*shift))
+            t.scene_path_px += pan_step
             self._note_travel(t)
             if t.detection >= 0:
                 self._hit(t, detections)
