@@ -371,3 +371,21 @@ def test_eval_track_repoint_every_s_reports_each_sequence_re_pointed_and_steady(
     assert all(0.0 <= r["trk_pd"] <= 1.0 for r in rows)
     bad = CliRunner().invoke(app, args[:-1] + ["-1"])
     assert bad.exit_code != 0 and "--repoint-every-s" in bad.output and "Traceback" not in bad.output
+
+
+@needs_daub
+def test_tune_track_repoint_every_s_scores_what_eval_track_replays(tmp_path):
+    """Leaving one of two re-pointed DAUB sequences out: the held-out figure is eval-track's
+    re-pointed row for that sequence with the setting its fold chose."""
+    daub = SHARED_DATA / "daub"
+    common = ["--frames", "60", "--cache-dir", str(tmp_path / "cache"), "--json", "--threads", "1", "--repoint-every-s", "1"]
+    res = CliRunner().invoke(app, ["tune-track", str(daub / "easy1"), str(daub / "easy2"),
+                                   "--grid", "tracker.static_clutter_max_step_px=20,1000"] + common)
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output.strip().splitlines()[-1])["held_out"][1]
+    pipe = tmp_path / "chosen.toml"
+    pipe.write_text(f"[tracker]\nstatic_clutter_max_step_px = {r['chosen']['tracker.static_clutter_max_step_px']}\n")
+    one = CliRunner().invoke(app, ["eval-track", str(daub / "easy2"), "--pipeline", str(pipe)] + common)
+    row = json.loads(one.output.strip().splitlines()[-1])["sequences"][0]
+    assert row["sequence"] == "easy2 re-pointed"
+    assert (r["pd"], r["fa_per_frame"]) == pytest.approx((row["trk_pd"], row["trk_fa_per_frame"]))

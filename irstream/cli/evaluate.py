@@ -23,6 +23,16 @@ def check_replay_every(every: int) -> None:
     if every < 1:
         raise UserError(f"--every {every}: must be 1 (every frame) or more")
 
+
+REPOINT_HELP = ("Replay each sequence as a camera that re-points every S seconds: a view of 3/4 of the frame "
+                "jumping between six places; 0 = off.")
+
+
+def check_repoint(every_s: float) -> None:
+    """eval-track's and tune-track's --repoint-every-s, checked alike."""
+    if not (every_s >= 0 and math.isfinite(every_s)):
+        raise UserError(f"--repoint-every-s {every_s}: must be 0 (off) or a number of seconds")
+
 app = typer.Typer()
 
 
@@ -152,10 +162,8 @@ def eval_track(
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP + " Default: the pipeline's \\[run] threads.")] = None,
     frames: Annotated[int, typer.Option(help="Score the first N frames of each sequence only (0 = all).")] = 0,
     every: Annotated[int, typer.Option(help=EVERY_HELP)] = 1,
-    repoint_every_s: Annotated[float, typer.Option(help="Also replay each sequence as a camera that re-points every S "
-                                                        "seconds: a view of 3/4 of the frame jumping between six places "
-                                                        "(NAME re-pointed), against the same views held still (NAME "
-                                                        "steady); 0 = off.")] = 0.0,
+    repoint_every_s: Annotated[float, typer.Option(help=REPOINT_HELP + " Rows NAME re-pointed, and NAME steady: the "
+                                                                       "same views held still.")] = 0.0,
 ) -> None:
     """Score single-frame detections and published tracks against ground truth, side by side."""
     from irstream.config import load_pipeline, override
@@ -178,8 +186,7 @@ def eval_track(
     if frames < 0:
         raise UserError(f"--frames {frames}: must be 0 (all) or more")
     check_replay_every(every)
-    if not (repoint_every_s >= 0 and math.isfinite(repoint_every_s)):
-        raise UserError(f"--repoint-every-s {repoint_every_s}: must be 0 (off) or a number of seconds")
+    check_repoint(repoint_every_s)
     seqs = find_sequences(paths, frames)
     results = []
     with progress() as prog:
@@ -260,15 +267,17 @@ def tune_track(
     threads: Annotated[Optional[int], typer.Option(help=THREADS_HELP)] = None,
     frames: Annotated[int, typer.Option(help="Score the first N frames of each sequence only (0 = all).")] = 0,
     every: Annotated[int, typer.Option(help=EVERY_HELP)] = 1,
+    repoint_every_s: Annotated[float, typer.Option(help=REPOINT_HELP)] = 0.0,
 ) -> None:
     """Leave one sequence out: choose settings on the others, score the one left out, for each
     in turn (see irstream/eval/loo.py).  The held-out figures are the honest ones."""
     from irstream.config import load_pipeline, override
     from irstream.eval.loo import FA_COST, SWITCH_COST, grid_points, leave_one_out
-    from irstream.eval.tracks import every_nth, find_sequences, pooled, sequence_maps
+    from irstream.eval.tracks import every_nth, find_sequences, pooled, repointed, sequence_maps
     from irstream.model.segment import set_threads
 
     check_replay_every(every)
+    check_repoint(repoint_every_s)
     cfg = override(load_pipeline(pipeline), FLAGS, **{"model.weights": weights, "model.coarse": coarse,
                                                       "run.threads": threads})
     set_threads(cfg.run.threads)
@@ -283,6 +292,8 @@ def tune_track(
         task = prog.add_task("maps", total=sum(s.frames for s in seqs))
         maps = [every_nth(s, sequence_maps(s, cfg, cache_dir, on_frame=lambda: prog.advance(task)), every)
                 for s in seqs]
+        if repoint_every_s:
+            maps = [repointed(*m, repoint_every_s, margin_px=cfg.targets.border_px) for m in maps]
         replay = prog.add_task("replays", total=len(grid_points(grid_map)) * len(seqs))
         rows, best_all = leave_one_out(maps, cfg, grid_map, on_replay=lambda: prog.advance(replay))
     held, dflt = pooled([r.result for r in rows]), pooled([r.default for r in rows])
