@@ -332,14 +332,14 @@ def test_a_repointed_replay_cuts_a_jumping_view_and_moves_the_labels_with_it():
     """3 s at 25 frames/s re-pointed every second: the view (3/4 of the frame) sits at the first
     three places in turn; each frame's image and map are the recorded ones there, a label moves
     into the view's coordinates, and one outside the view is not counted."""
-    from irstream.eval.tracks import REPOINT_PLACES, repointed
+    from irstream.eval.tracks import REPOINT_PLACES, EvalSequence, repointed
 
     n, h, w = 75, 64, 80
     yy, xx = np.mgrid[0:h, 0:w]
     units = np.repeat((xx + 1000 * yy)[None].astype(np.float32), n, axis=0)  # each pixel says where it is
     maps = SequenceMaps(units, units * 2, np.arange(n) / 25.0)
     truth = [Truth(np.array([1, 2]), np.array([[70.0, 60.0], [2.0, 3.0]])) for _ in range(n)]
-    seq, got = repointed(_sequence_of(truth), maps, every_s=1.0, margin_px=2)
+    seq, got = repointed(EvalSequence("stub", "", truth), maps, every_s=1.0, margin_px=2)
     assert got.units.shape == (n, 48, 60)
     for k, place in ((0, 0), (24, 0), (25, 1), (74, 2)):
         px, py = REPOINT_PLACES[place]
@@ -350,14 +350,8 @@ def test_a_repointed_replay_cuts_a_jumping_view_and_moves_the_labels_with_it():
         assert seq.truth[k].ids.tolist() == [i for i, *_ in inside]
         assert seq.truth[k].xy.tolist() == [[x, y] for _, x, y in inside]
     assert seq.truth[0].ids.tolist() == [2] and seq.truth[25].ids.tolist() == [1]  # (1, 1): the far corner
-    still, _ = repointed(_sequence_of(truth), maps, every_s=float("inf"), places=[REPOINT_PLACES[1]])
+    still, _ = repointed(EvalSequence("stub", "", truth), maps, every_s=float("inf"), places=[REPOINT_PLACES[1]])
     assert all(t.ids.tolist() == [1] for t in still.truth)  # one place: the view never moves
-
-
-def _sequence_of(truth):
-    from irstream.eval.tracks import EvalSequence
-
-    return EvalSequence("stub", "stub", truth)
 
 
 @needs_daub

@@ -492,7 +492,7 @@ def _in_view(truth: Truth, x0: int, y0: int, vw: int, vh: int, margin: int) -> T
     boxes = None
     if truth.boxes is not None:
         boxes = truth.boxes[keep] - (x0, y0, x0, y0)
-        boxes = np.clip(boxes, 0, (vw - 1, vh - 1, vw - 1, vh - 1)).astype(float)
+        boxes = np.clip(boxes, 0, (vw - 1, vh - 1, vw - 1, vh - 1))
     return Truth(truth.ids[keep], xy[keep], boxes)
 
 
